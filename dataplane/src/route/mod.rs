@@ -1,0 +1,1 @@
+//! The forwarding table: longest-prefix match, effective priority and ECMP selection.

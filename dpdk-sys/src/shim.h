@@ -1,0 +1,47 @@
+/* The C side of dpdk-sys: every DPDK header the Rust side uses, plus the few things bindgen
+ * cannot see (thread-local rte_errno, RTE_BIT64 flag macros). Bindgen reads this file; the
+ * wrappers it generates for static inline functions and shim.c are compiled against it. */
+#ifndef CONDUIT_DPDK_SHIM_H
+#define CONDUIT_DPDK_SHIM_H
+
+#include <rte_common.h>
+#include <rte_errno.h>
+#include <rte_eal.h>
+#include <rte_lcore.h>
+#include <rte_launch.h>
+#include <rte_cycles.h>
+#include <rte_version.h>
+#include <rte_dev.h>
+#include <rte_mempool.h>
+#include <rte_mbuf.h>
+#include <rte_ethdev.h>
+#include <rte_ring.h>
+
+/* rte_errno is a thread-local macro; bindgen cannot bind it. */
+int conduit_rte_errno(void);
+
+/* RTE_BIT64()-based flags are function-like macro expansions that bindgen drops. An enum makes
+ * them visible as constants with their real values (clang and gcc accept 64-bit enumerators). */
+enum conduit_flags {
+    CONDUIT_ETH_RSS_IPV4 = RTE_ETH_RSS_IPV4,
+    CONDUIT_ETH_RSS_FRAG_IPV4 = RTE_ETH_RSS_FRAG_IPV4,
+    CONDUIT_ETH_RSS_NONFRAG_IPV4_TCP = RTE_ETH_RSS_NONFRAG_IPV4_TCP,
+    CONDUIT_ETH_RSS_NONFRAG_IPV4_UDP = RTE_ETH_RSS_NONFRAG_IPV4_UDP,
+    CONDUIT_ETH_RSS_NONFRAG_IPV4_OTHER = RTE_ETH_RSS_NONFRAG_IPV4_OTHER,
+    CONDUIT_ETH_RX_OFFLOAD_IPV4_CKSUM = RTE_ETH_RX_OFFLOAD_IPV4_CKSUM,
+    CONDUIT_ETH_TX_OFFLOAD_IPV4_CKSUM = RTE_ETH_TX_OFFLOAD_IPV4_CKSUM,
+    CONDUIT_ETH_TX_OFFLOAD_MULTI_SEGS = RTE_ETH_TX_OFFLOAD_MULTI_SEGS,
+    CONDUIT_ETH_TX_OFFLOAD_MBUF_FAST_FREE = RTE_ETH_TX_OFFLOAD_MBUF_FAST_FREE,
+    CONDUIT_MBUF_F_RX_IP_CKSUM_MASK = RTE_MBUF_F_RX_IP_CKSUM_MASK,
+    CONDUIT_MBUF_F_RX_IP_CKSUM_GOOD = RTE_MBUF_F_RX_IP_CKSUM_GOOD,
+    CONDUIT_MBUF_F_RX_IP_CKSUM_BAD = RTE_MBUF_F_RX_IP_CKSUM_BAD,
+    CONDUIT_MBUF_F_RX_RSS_HASH = RTE_MBUF_F_RX_RSS_HASH,
+    CONDUIT_MBUF_F_TX_IPV4 = RTE_MBUF_F_TX_IPV4,
+    CONDUIT_MBUF_F_TX_IP_CKSUM = RTE_MBUF_F_TX_IP_CKSUM,
+};
+
+/* The same values computed by the C compiler at run time, so a test can check that the
+ * enumerators above came through bindgen unchanged. */
+uint64_t conduit_flag_value(int which);
+
+#endif
