@@ -87,7 +87,7 @@ fn main() {
         .wrap_static_fns_path(&wrappers)
         .derive_default(true)
         .derive_debug(false)
-        .layout_tests(false)
+        .layout_tests(true)
         .prepend_enum_name(false)
         .generate_comments(false)
         .parse_callbacks(Box::new(bindgen::CargoCallbacks::new()));

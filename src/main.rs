@@ -1,1 +1,435 @@
-fn main() {}
+//! `conduit`: the appliance.
+//!
+//! `conduit [EAL args] -- --config FILE [options]`, the DPDK convention: everything before `--`
+//! goes to the EAL (`-l`, `--vdev`, `-a`, `--no-huge`, ...), everything after to Conduit. With
+//! no `--` at all, every argument is Conduit's (so `conduit --help` and
+//! `conduit check-config FILE` need no EAL).
+//!
+//! Start-up order is chosen so that mistakes surface before anything is touched: the config is
+//! read and checked first, then EAL starts, then every configured port must exist (a vdev that
+//! failed to probe is an error, not zero ports), then ports start and one poll loop per worker
+//! lcore is launched. SIGINT/SIGTERM (or `--exit-when-idle`) stop the workers, the ports are
+//! stopped (flushing pcap output) and final per-port and per-core statistics are printed.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+
+use control::config::{Config, ForwardMode};
+use dataplane::eal::Eal;
+use dataplane::lcore::{self, LcoreId};
+use dataplane::mempool::{Mempool, DEFAULT_DATA_ROOM};
+use dataplane::port::{self, Port, PortConfig, PortStats};
+use dataplane::stats::{CoreCounters, CoreSnapshot};
+use dataplane::worker::{self, IoPath};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "conduit",
+    version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("CONDUIT_GIT_REVISION"), ")"),
+    about = "DPDK dataplane terminating and steering anycast GRE and IPsec tunnels",
+    override_usage = "conduit [EAL args] -- --config FILE [OPTIONS]\n       conduit check-config FILE"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// The YAML configuration.
+    #[arg(long, short = 'c', value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Stop once no packet has been received for this many milliseconds (pcap replay).
+    #[arg(long, value_name = "MS")]
+    exit_when_idle: Option<u64>,
+    /// Override the config's console statistics interval (0 turns periodic output off).
+    #[arg(long, value_name = "MS")]
+    stats_interval: Option<u64>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Validate a configuration file without starting the dataplane.
+    CheckConfig { file: PathBuf },
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .format_timestamp_millis()
+        .init();
+    let argv: Vec<String> = std::env::args().collect();
+    let (eal_args, app_args) = split_args(&argv);
+    let cli = match Cli::try_parse_from(&app_args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    match run(cli, eal_args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("conduit: error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Splits argv at the first `--` into EAL arguments (with the program name) and Conduit's
+/// (also starting with the program name, for clap). Without `--`, EAL gets only the name.
+fn split_args(argv: &[String]) -> (Vec<String>, Vec<String>) {
+    let prog = argv
+        .first()
+        .cloned()
+        .unwrap_or_else(|| "conduit".to_string());
+    match argv.iter().position(|a| a == "--") {
+        Some(i) => {
+            let eal = argv[..i].to_vec();
+            let mut app = vec![prog];
+            app.extend_from_slice(&argv[i + 1..]);
+            (eal, app)
+        }
+        None => (vec![prog], argv.to_vec()),
+    }
+}
+
+fn run(cli: Cli, eal_args: Vec<String>) -> Result<ExitCode> {
+    if let Some(Command::CheckConfig { file }) = &cli.command {
+        let cfg = Config::load(file).map_err(anyhow::Error::msg)?;
+        println!(
+            "{}: ok ({} ports, {} workers, mode {:?})",
+            file.display(),
+            cfg.dataplane.ports.len(),
+            cfg.dataplane.workers.len(),
+            cfg.dataplane.mode
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let Some(path) = cli.config.as_deref() else {
+        bail!("no configuration given: conduit [EAL args] -- --config FILE");
+    };
+    let cfg = Config::load(path).map_err(anyhow::Error::msg)?;
+    let stats_interval = cli.stats_interval.unwrap_or(cfg.stats.interval_ms);
+
+    let eal =
+        Eal::init(&eal_args).context("EAL initialisation failed (see EAL's messages above)")?;
+    log::info!(
+        "{} (conduit {}), {} hugepages, TSC {:.2} GHz",
+        Eal::version(),
+        env!("CARGO_PKG_VERSION"),
+        if eal.has_hugepages() {
+            "with"
+        } else {
+            "without"
+        },
+        eal.tsc_hz() as f64 / 1e9
+    );
+    let result = run_dataplane(&eal, &cfg, cli.exit_when_idle, stats_interval);
+    drop(eal);
+    result
+}
+
+/// A started port with its configured name.
+struct ActivePort {
+    port: Port,
+}
+
+fn run_dataplane(
+    eal: &Eal,
+    cfg: &Config,
+    exit_when_idle: Option<u64>,
+    stats_interval: u64,
+) -> Result<ExitCode> {
+    let dp = &cfg.dataplane;
+    let main_lcore = eal.main_lcore();
+    let workers: Vec<LcoreId> = dp.workers.iter().map(|&w| LcoreId(w)).collect();
+    for &w in &workers {
+        if w == main_lcore {
+            bail!("worker {w:?} is EAL's main lcore; the main lcore runs the control loop (give EAL another core with -l)");
+        }
+        if !eal.lcore_enabled(w) {
+            bail!(
+                "worker {w:?} is not enabled in EAL (enabled workers: {:?}); add it to -l",
+                eal.worker_lcores()
+            );
+        }
+    }
+
+    let ids = dp
+        .ports
+        .iter()
+        .map(|p| port::find_port(&p.device))
+        .collect::<Result<Vec<_>, _>>()?;
+
+    let pool = Mempool::new(
+        "conduit_pkts",
+        cfg.pool_size(),
+        dp.mbuf_cache,
+        DEFAULT_DATA_ROOM,
+        -1,
+    )
+    .context("creating the packet pool")?;
+
+    let nq = workers.len() as u16;
+    let mut ports = Vec::new();
+    for (pc, &id) in dp.ports.iter().zip(&ids) {
+        let conf = PortConfig {
+            rx_queues: nq,
+            tx_queues: nq,
+            rx_desc: dp.rx_desc,
+            tx_desc: dp.tx_desc,
+            rss: pc.rss,
+            mtu: pc.mtu,
+            promiscuous: true,
+        };
+        let mut port = Port::configure(id, &pc.device, &conf, &pool)
+            .with_context(|| format!("configuring port {}", pc.device))?;
+        port.start()
+            .with_context(|| format!("starting port {}", pc.device))?;
+        let link = port.link()?;
+        log::info!(
+            "{:?} {} ({}): {} queue pairs, link {} {} Mbps, mac {}",
+            id,
+            pc.device,
+            port.info().driver,
+            nq,
+            if link.up { "up" } else { "down" },
+            link.speed_mbps,
+            fmt_mac(&port.mac().unwrap_or_default())
+        );
+        ports.push(ActivePort { port });
+    }
+
+    // Queue q of every port belongs to worker q.
+    let n = ports.len();
+    let mut plans: Vec<Vec<IoPath>> = Vec::new();
+    for q in 0..nq {
+        let mut paths = Vec::new();
+        for i in 0..n {
+            let peer = worker::paired_port(i, n);
+            let rx = ports[i]
+                .port
+                .take_rx_queue(q)
+                .expect("each queue taken once");
+            let tx = ports[peer]
+                .port
+                .take_tx_queue(q)
+                .expect("each queue taken once");
+            paths.push(IoPath { rx, tx });
+        }
+        plans.push(paths);
+    }
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let signalled = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, Arc::clone(&signalled))
+            .context("installing signal handlers")?;
+    }
+    let counters: Arc<Vec<CoreCounters>> = Arc::new(
+        (0..workers.len())
+            .map(|_| CoreCounters::default())
+            .collect(),
+    );
+
+    let ForwardMode::Io = dp.mode;
+    let mut handles = Vec::new();
+    for (i, (lcore_id, mut paths)) in workers.iter().copied().zip(plans).enumerate() {
+        log::info!(
+            "{lcore_id:?}: io forwarding {:?}",
+            worker::describe_paths(&paths)
+        );
+        let stop = Arc::clone(&stop);
+        let counters = Arc::clone(&counters);
+        let burst = dp.burst as usize;
+        let handle = lcore::launch(lcore_id, move || {
+            worker::run_io(&mut paths, burst, &stop, &counters[i]);
+        })
+        .with_context(|| format!("launching the worker on {lcore_id:?}"))?;
+        handles.push(handle);
+    }
+
+    let started = Instant::now();
+    let mut last_print = Instant::now();
+    let mut last_snap = sum(&counters);
+    let mut last_port_stats: Vec<PortStats> = ports
+        .iter()
+        .map(|p| p.port.stats().unwrap_or_default())
+        .collect();
+    let mut last_rx_total = 0u64;
+    let mut last_rx_change = Instant::now();
+    let reason = loop {
+        std::thread::sleep(Duration::from_millis(5));
+        if signalled.load(Ordering::Relaxed) {
+            break "signal";
+        }
+        let now = Instant::now();
+        if let Some(ms) = exit_when_idle {
+            let rx = sum(&counters).rx_packets;
+            if rx != last_rx_total {
+                last_rx_total = rx;
+                last_rx_change = now;
+            } else if now.duration_since(last_rx_change) >= Duration::from_millis(ms) {
+                break "idle";
+            }
+        }
+        if stats_interval > 0
+            && now.duration_since(last_print) >= Duration::from_millis(stats_interval)
+        {
+            let dt = now.duration_since(last_print).as_secs_f64();
+            let snap = sum(&counters);
+            let d = snap.since(&last_snap);
+            for (i, p) in ports.iter().enumerate() {
+                let s = p.port.stats().unwrap_or_default();
+                let l = &last_port_stats[i];
+                println!(
+                    "port {} {:<12} rx-pps {:>12.0}  tx-pps {:>12.0}  rx-bps {:>14.0}  tx-bps {:>14.0}  missed {} errors {}/{}",
+                    p.port.id(),
+                    p.port.name(),
+                    (s.ipackets - l.ipackets) as f64 / dt,
+                    (s.opackets - l.opackets) as f64 / dt,
+                    (s.ibytes - l.ibytes) as f64 * 8.0 / dt,
+                    (s.obytes - l.obytes) as f64 * 8.0 / dt,
+                    s.imissed,
+                    s.ierrors,
+                    s.oerrors
+                );
+                last_port_stats[i] = s;
+            }
+            println!(
+                "workers rx-pps {:>12.0}  tx-pps {:>12.0}  tx-dropped {}  cycles/pkt {}",
+                d.rx_packets as f64 / dt,
+                d.tx_packets as f64 / dt,
+                d.tx_dropped,
+                d.cycles_per_packet()
+                    .map(|c| format!("{c:.1}"))
+                    .unwrap_or_else(|| "-".into())
+            );
+            last_snap = snap;
+            last_print = now;
+        }
+    };
+    let elapsed = started.elapsed();
+    log::info!("stopping ({reason}) after {:.3} s", elapsed.as_secs_f64());
+    stop.store(true, Ordering::Relaxed);
+    let mut failed = false;
+    for h in handles {
+        let l = h.lcore();
+        if let Err(e) = h.join() {
+            log::error!("worker {l:?}: {e}");
+            failed = true;
+        }
+    }
+    for p in ports.iter_mut() {
+        if let Err(e) = p.port.stop() {
+            log::warn!("{}: {e}", p.port.name());
+        }
+    }
+    print_final(&ports, &counters, &workers, elapsed);
+    drop(ports);
+    drop(pool);
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn sum(counters: &[CoreCounters]) -> CoreSnapshot {
+    counters
+        .iter()
+        .fold(CoreSnapshot::default(), |acc, c| acc.plus(&c.snapshot()))
+}
+
+fn print_final(
+    ports: &[ActivePort],
+    counters: &[CoreCounters],
+    workers: &[LcoreId],
+    elapsed: Duration,
+) {
+    let secs = elapsed.as_secs_f64().max(1e-9);
+    println!(
+        "---------------------- final statistics ({:.3} s) ----------------------",
+        secs
+    );
+    for p in ports {
+        let s = p.port.stats().unwrap_or_default();
+        println!(
+            "port {} {:<12} rx-packets {:<12} rx-bytes {:<14} rx-missed {:<8} rx-errors {:<6} rx-nombuf {}",
+            p.port.id(),
+            p.port.name(),
+            s.ipackets,
+            s.ibytes,
+            s.imissed,
+            s.ierrors,
+            s.rx_nombuf
+        );
+        println!(
+            "port {} {:<12} tx-packets {:<12} tx-bytes {:<14} tx-errors {}",
+            p.port.id(),
+            p.port.name(),
+            s.opackets,
+            s.obytes,
+            s.oerrors
+        );
+    }
+    for (c, l) in counters.iter().zip(workers) {
+        let s = c.snapshot();
+        println!(
+            "lcore {:<3} rx-packets {:<12} tx-packets {:<12} tx-dropped {:<8} polls {:<12} busy-polls {:<12} cycles/pkt {}",
+            l,
+            s.rx_packets,
+            s.tx_packets,
+            s.tx_dropped,
+            s.polls,
+            s.busy_polls,
+            s.cycles_per_packet()
+                .map(|c| format!("{c:.1}"))
+                .unwrap_or_else(|| "-".into())
+        );
+    }
+    let t = sum(counters);
+    println!(
+        "total     rx-packets {:<12} tx-packets {:<12} tx-dropped {:<8} avg rx-pps {:.0}",
+        t.rx_packets,
+        t.tx_packets,
+        t.tx_dropped,
+        t.rx_packets as f64 / secs
+    );
+}
+
+fn fmt_mac(m: &[u8; 6]) -> String {
+    format!(
+        "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+        m[0], m[1], m[2], m[3], m[4], m[5]
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_args;
+
+    fn v(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn splits_at_double_dash() {
+        let (e, a) = split_args(&v(&["conduit", "-l", "0,1", "--", "--config", "x.yaml"]));
+        assert_eq!(e, v(&["conduit", "-l", "0,1"]));
+        assert_eq!(a, v(&["conduit", "--config", "x.yaml"]));
+    }
+
+    #[test]
+    fn without_double_dash_everything_is_ours() {
+        let (e, a) = split_args(&v(&["conduit", "check-config", "x.yaml"]));
+        assert_eq!(e, v(&["conduit"]));
+        assert_eq!(a, v(&["conduit", "check-config", "x.yaml"]));
+    }
+}

@@ -1,1 +1,4 @@
-//! Conduit control plane.
+//! Conduit's control plane: configuration, and (as it grows) the forwarding-table builder,
+//! health checks, failover and table publication.
+
+pub mod config;

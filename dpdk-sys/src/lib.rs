@@ -5,7 +5,12 @@
 //! function, compiled by `build.rs` with DPDK's own flags, so they are callable under their own
 //! names. Nothing here is safe to call without reading DPDK's documentation: the safe layer lives
 //! in the `dataplane` crate.
-#![allow(non_upper_case_globals, non_camel_case_types, non_snake_case, dead_code)]
+#![allow(
+    non_upper_case_globals,
+    non_camel_case_types,
+    non_snake_case,
+    dead_code
+)]
 #![allow(clippy::all)]
 
 include!(concat!(env!("OUT_DIR"), "/bindings.rs"));
