@@ -8,8 +8,6 @@ pub fn init_eal(extra: &[&str]) -> Eal {
     let prefix = format!("conduit-test-{}", std::process::id());
     let mut args: Vec<String> = [
         "conduit-test",
-        "-l",
-        "0",
         "--no-huge",
         "-m",
         "256",
@@ -23,6 +21,9 @@ pub fn init_eal(extra: &[&str]) -> Eal {
     .iter()
     .map(|s| s.to_string())
     .collect();
+    if !extra.contains(&"-l") {
+        args.extend(["-l".to_string(), "0".to_string()]);
+    }
     args.extend(extra.iter().map(|s| s.to_string()));
     Eal::init(&args).expect("EAL init")
 }
