@@ -332,7 +332,18 @@ fn run_dataplane(
         }
     }
     print_final(&ports, &counters, &workers, elapsed);
+    // Closing the ports returns the mbufs parked in their descriptor rings; anything still out
+    // after that is a leak.
     drop(ports);
+    let in_use = pool.in_use_count();
+    println!(
+        "mbufs in use after shutdown: {in_use} of {}",
+        pool.capacity()
+    );
+    if in_use != 0 {
+        log::error!("{in_use} mbufs leaked");
+        failed = true;
+    }
     drop(pool);
     Ok(if failed {
         ExitCode::from(1)
