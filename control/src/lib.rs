@@ -2,3 +2,4 @@
 //! health checks, failover and table publication.
 
 pub mod config;
+pub mod health;
