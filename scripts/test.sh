@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Conduit's test suite: formatting, lints, then every test (unit, property, and integration
+# tests that start a real EAL over virtual devices, one process per test under cargo-nextest).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+if ! cargo nextest --version >/dev/null 2>&1; then
+    cargo install cargo-nextest --locked
+fi
+echo "== cargo fmt --check" >&2
+cargo fmt --all -- --check
+echo "== cargo clippy -D warnings" >&2
+cargo clippy --workspace --all-targets -- -D warnings
+echo "== cargo nextest" >&2
+cargo nextest run --workspace --no-fail-fast
