@@ -238,7 +238,12 @@ fn run_dataplane(
             .collect(),
     );
 
-    let ForwardMode::Io = dp.mode;
+    if dp.mode != ForwardMode::Io {
+        bail!(
+            "dataplane.mode {:?} is not available yet: this build forwards in io mode only",
+            dp.mode
+        );
+    }
     let mut handles = Vec::new();
     for (i, (lcore_id, mut paths)) in workers.iter().copied().zip(plans).enumerate() {
         log::info!(

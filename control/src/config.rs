@@ -1,25 +1,84 @@
 //! The appliance's YAML configuration.
 //!
 //! Parsing is strict: unknown fields are errors, and every error names the file, the line and
-//! the field path (`dataplane.ports[1].mtu`), so an operator can go straight to the mistake.
-//! Syntax and type errors come from serde with their location; semantic checks done after
-//! parsing find the line of the offending field with [`locate`].
+//! the field path (`tunnels[1].mtu`), so an operator can go straight to the mistake. Syntax and
+//! type errors come from serde with their line and column; the semantic checks done after
+//! parsing (`config/validate.rs`) find the line of the offending field with [`locate`].
 //!
-//! So far the file describes the dataplane (ports, worker lcores, burst and pool sizes, the
-//! forwarding mode) and the console statistics; tunnels, routes and health checks join it with
-//! the control plane.
+//! The file's sections (all but `dataplane` optional, so an `io` demo needs only that):
+//!
+//! ```yaml
+//! dataplane:        # ports (device, mtu, rss, ipv4), workers, mode (io | pipeline), pools
+//! local_endpoints:  # anycast tunnel endpoints announced by every appliance
+//! gateway:          # { ipv4, mac?, port }: next hop of everything Conduit sends
+//! tunnels:          # GRE / IPsec tunnels, with health checks (config/tunnel.rs)
+//! routes:           # { prefix, tunnel, priority, weight? }
+//! ecmp:             # { mode: modulo | weighted | resilient, buckets }
+//! icmp:             # { rate_per_sec, burst, ttl_exceeded }
+//! reassembly:       # { max_sets, timeout_ms }
+//! stats:            # { interval_ms, prometheus_listen? }
+//! ```
+//!
+//! `configs/lab.yaml` is the commented reference. Defaults are the numbers of SPEC; where SPEC is
+//! silent the choice is documented on the field, and the rules' choices in `config/validate.rs`.
 
-use std::collections::HashSet;
+mod addr;
+mod limits;
+mod locate;
+mod routing;
+mod tunnel;
+mod validate;
+
+#[cfg(test)]
+mod tests;
+
 use std::fmt;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+
+pub use addr::{is_unicast, CidrError, Ipv4Cidr, MacAddr, MacAddrError};
+pub use limits::{IcmpConfig, ReassemblyConfig};
+pub use locate::locate;
+pub use routing::{EcmpConfig, EcmpMode, GatewayConfig, RouteConfig};
+pub use tunnel::{
+    HealthCheckConfig, IpsecConfig, ProbeDirection, ProbeType, RatePreset, SaKey, SaKeyError,
+    TunnelConfig, TunnelKind,
+};
+pub use validate::TUNNEL_NAME_MAX;
+
+pub use limits::{
+    DEFAULT_ICMP_BURST, DEFAULT_ICMP_RATE, DEFAULT_MAX_SETS, DEFAULT_REASSEMBLY_TIMEOUT_MS,
+    MAX_SETS_RANGE, REASSEMBLY_TIMEOUT_RANGE_MS,
+};
+pub use routing::{BUCKETS_RANGE, DEFAULT_BUCKETS, WEIGHT_RANGE};
+pub use tunnel::{
+    DEFAULT_IPSEC_MTU, DEFAULT_REPLAY_WINDOW, DEFAULT_TTL, MAX_REPLAY_WINDOW, MIN_MSS, MIN_SPI,
+    MIN_TUNNEL_MTU,
+};
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     pub dataplane: DataplaneConfig,
+    /// Anycast tunnel endpoints announced by every appliance.
+    #[serde(default)]
+    pub local_endpoints: Vec<Ipv4Addr>,
+    /// Next hop of everything Conduit sends; required in `pipeline` mode.
+    #[serde(default)]
+    pub gateway: Option<GatewayConfig>,
+    #[serde(default)]
+    pub tunnels: Vec<TunnelConfig>,
+    #[serde(default)]
+    pub routes: Vec<RouteConfig>,
+    #[serde(default)]
+    pub ecmp: EcmpConfig,
+    #[serde(default)]
+    pub icmp: IcmpConfig,
+    #[serde(default)]
+    pub reassembly: ReassemblyConfig,
     #[serde(default)]
     pub stats: StatsConfig,
 }
@@ -54,11 +113,27 @@ pub struct DataplaneConfig {
 #[serde(deny_unknown_fields)]
 pub struct PortConfig {
     pub device: String,
+    /// Default: the device's (1500 for Ethernet), assumed [`DEFAULT_LINK_MTU`] when checking
+    /// that tunnel packets fit.
     #[serde(default)]
     pub mtu: Option<u16>,
     /// Spread load over the workers' RX queues by RSS where the device supports it.
     #[serde(default = "default_true")]
     pub rss: bool,
+    /// The port's own address and subnet (`192.0.2.10/24`): answered in ARP, and the source of
+    /// ARP requests for the gateway.
+    #[serde(default)]
+    pub ipv4: Option<Ipv4Cidr>,
+}
+
+/// The MTU assumed for a port without one.
+pub const DEFAULT_LINK_MTU: u16 = 1500;
+
+impl PortConfig {
+    /// The configured MTU, else [`DEFAULT_LINK_MTU`].
+    pub fn link_mtu(&self) -> u16 {
+        self.mtu.unwrap_or(DEFAULT_LINK_MTU)
+    }
 }
 
 /// What the workers do with packets.
@@ -68,21 +143,28 @@ pub enum ForwardMode {
     /// testpmd's io mode: forward unchanged to the paired port (a diagnostic mode).
     #[default]
     Io,
+    /// The appliance: decapsulate, route, encapsulate, answer ARP and ICMP. Needs
+    /// `local_endpoints`, `gateway` and at least one tunnel.
+    Pipeline,
 }
 
-/// Console statistics.
+/// Console statistics and the metrics endpoint.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct StatsConfig {
     /// Print per-port and per-core rates every this many milliseconds; 0 turns it off.
     #[serde(default = "default_interval")]
     pub interval_ms: u64,
+    /// Serve Prometheus text metrics on this address (e.g. `127.0.0.1:9100`); off by default.
+    #[serde(default)]
+    pub prometheus_listen: Option<SocketAddr>,
 }
 
 impl Default for StatsConfig {
     fn default() -> Self {
         StatsConfig {
             interval_ms: default_interval(),
+            prometheus_listen: None,
         }
     }
 }
@@ -177,14 +259,23 @@ impl Config {
     pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
         let de = serde_yaml_ng::Deserializer::from_str(text);
         let cfg: Config = serde_path_to_error::deserialize(de).map_err(|e| {
-            let field = e.path().to_string();
+            // A syntax error inside a mapping ends the path in "?" (no key read yet).
+            let mut field = e.path().to_string();
+            while let Some(parent) = field.strip_suffix(".?") {
+                field.truncate(parent.len());
+            }
             let inner = e.into_inner();
             let loc = inner.location();
-            // serde_yaml_ng appends " at line L column C" to its messages; the location is
-            // reported separately, so strip it.
+            // serde_yaml_ng prefixes its own path ("dataplane.ports[0]: ") and appends
+            // " at line L column C"; both are reported separately, so strip them.
             let mut message = inner.to_string();
             if let Some(i) = message.find(" at line ") {
                 message.truncate(i);
+            }
+            if let Some((head, rest)) = message.split_once(": ") {
+                if !head.is_empty() && !head.contains(' ') && field.starts_with(head) {
+                    message = rest.to_string();
+                }
             }
             ConfigError::Invalid {
                 file: file.to_path_buf(),
@@ -198,83 +289,29 @@ impl Config {
         Ok(cfg)
     }
 
-    fn validate(&self, text: &str, file: &Path) -> Result<(), ConfigError> {
-        let err = |field: String, message: String| ConfigError::Invalid {
-            file: file.to_path_buf(),
-            line: locate(text, &field),
-            column: None,
-            field,
-            message,
-        };
-        let dp = &self.dataplane;
-        if dp.ports.is_empty() {
-            return Err(err(
-                "dataplane.ports".into(),
-                "at least one port is needed".into(),
-            ));
-        }
-        let mut seen = HashSet::new();
-        for (i, p) in dp.ports.iter().enumerate() {
-            if p.device.trim().is_empty() {
-                return Err(err(
-                    format!("dataplane.ports[{i}].device"),
-                    "empty device name".into(),
-                ));
-            }
-            if !seen.insert(p.device.as_str()) {
-                return Err(err(
-                    format!("dataplane.ports[{i}].device"),
-                    format!("port {:?} is listed twice", p.device),
-                ));
-            }
-            if let Some(mtu) = p.mtu {
-                if !(68..=9600).contains(&mtu) {
-                    return Err(err(
-                        format!("dataplane.ports[{i}].mtu"),
-                        format!("MTU {mtu} is outside 68..=9600"),
-                    ));
-                }
-            }
-        }
-        if dp.workers.is_empty() {
-            return Err(err(
-                "dataplane.workers".into(),
-                "at least one worker lcore is needed".into(),
-            ));
-        }
-        let mut seen = HashSet::new();
-        for (i, w) in dp.workers.iter().enumerate() {
-            if !seen.insert(*w) {
-                return Err(err(
-                    format!("dataplane.workers[{i}]"),
-                    format!("lcore {w} is listed twice"),
-                ));
-            }
-        }
-        if dp.burst == 0 || dp.burst > MAX_BURST {
-            return Err(err(
-                "dataplane.burst".into(),
-                format!("burst {} is outside 1..={MAX_BURST}", dp.burst),
-            ));
-        }
-        if dp.rx_desc == 0 || dp.tx_desc == 0 {
-            let f = if dp.rx_desc == 0 {
-                "rx_desc"
-            } else {
-                "tx_desc"
-            };
-            return Err(err(format!("dataplane.{f}"), "must be at least 1".into()));
-        }
-        if let Some(n) = dp.mbufs {
-            let need = self.min_mbufs();
-            if n < need {
-                return Err(err(
-                    "dataplane.mbufs".into(),
-                    format!("{n} mbufs cannot fill the descriptor rings and bursts; at least {need} are needed"),
-                ));
-            }
-        }
-        Ok(())
+    /// The tunnel called `name`, with its index in `tunnels`.
+    pub fn tunnel(&self, name: &str) -> Option<(usize, &TunnelConfig)> {
+        self.tunnels
+            .iter()
+            .enumerate()
+            .find(|(_, t)| t.name == name)
+    }
+
+    /// The port facing the gateway, with its index in `dataplane.ports`.
+    pub fn gateway_port(&self) -> Option<(usize, &PortConfig)> {
+        let gw = self.gateway.as_ref()?;
+        self.dataplane
+            .ports
+            .iter()
+            .enumerate()
+            .find(|(_, p)| p.device == gw.port)
+    }
+
+    /// The MTU of the link tunnel packets leave on: the gateway port's, else
+    /// [`DEFAULT_LINK_MTU`].
+    pub fn uplink_mtu(&self) -> u16 {
+        self.gateway_port()
+            .map_or(DEFAULT_LINK_MTU, |(_, p)| p.link_mtu())
     }
 
     /// Mbufs that the rings, bursts and caches can hold at once.
@@ -293,192 +330,5 @@ impl Config {
             let want = (self.min_mbufs() + 1024).max(8191);
             (want + 1).next_power_of_two() - 1
         })
-    }
-}
-
-/// Finds the line (1-based) of a field path such as `dataplane.ports[1].mtu` in block-style
-/// YAML: keys are matched at increasing indentation, `[i]` selects the i-th `- ` item. Returns
-/// the deepest line found, so a path into a missing field points at its parent.
-pub fn locate(text: &str, path: &str) -> Option<usize> {
-    let mut segments: Vec<Segment> = Vec::new();
-    for part in path.split('.') {
-        let (key, rest) = match part.find('[') {
-            Some(i) => (&part[..i], &part[i..]),
-            None => (part, ""),
-        };
-        if !key.is_empty() {
-            segments.push(Segment::Key(key));
-        }
-        for idx in rest.split('[').filter(|s| !s.is_empty()) {
-            segments.push(Segment::Index(idx.trim_end_matches(']').parse().ok()?));
-        }
-    }
-    let lines: Vec<&str> = text.lines().collect();
-    let mut found = None;
-    let mut start = 0usize;
-    let mut min_indent = 0usize;
-    // Inside a sequence item, the next "- " at the item's indentation starts its sibling.
-    let mut item_indent: Option<usize> = None;
-    'seg: for seg in segments {
-        let mut item = 0usize;
-        for (n, raw) in lines.iter().enumerate().skip(start) {
-            let content = raw.split(" #").next().unwrap_or("");
-            let trimmed = content.trim_start();
-            if trimmed.is_empty() || trimmed.starts_with('#') {
-                continue;
-            }
-            let indent = content.len() - trimmed.len();
-            if n > start && indent < min_indent {
-                break;
-            }
-            if n > start && item_indent == Some(indent) && trimmed.starts_with('-') {
-                break;
-            }
-            match seg {
-                Segment::Key(k) => {
-                    let body = trimmed.strip_prefix("- ").unwrap_or(trimmed);
-                    if body.starts_with(k) && body[k.len()..].trim_start().starts_with(':') {
-                        found = Some(n + 1);
-                        start = n + 1;
-                        min_indent = indent + 1;
-                        item_indent = None;
-                        continue 'seg;
-                    }
-                }
-                Segment::Index(i) => {
-                    if trimmed.starts_with("- ") || trimmed == "-" {
-                        if item == i {
-                            found = Some(n + 1);
-                            // The item's own keys may sit on this line ("- device: x").
-                            start = n;
-                            min_indent = indent;
-                            item_indent = Some(indent);
-                            continue 'seg;
-                        }
-                        item += 1;
-                    }
-                }
-            }
-        }
-        break;
-    }
-    found
-}
-
-#[derive(Debug, Clone, Copy)]
-enum Segment<'a> {
-    Key(&'a str),
-    Index(usize),
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const GOOD: &str = "\
-dataplane:
-  ports:
-    - device: net_ring0
-    - device: net_ring1
-      mtu: 1500
-  workers: [1]
-stats:
-  interval_ms: 0
-";
-
-    fn parse(text: &str) -> Result<Config, ConfigError> {
-        Config::parse(text, Path::new("test.yaml"))
-    }
-
-    #[test]
-    fn parses_defaults() {
-        let c = parse(GOOD).unwrap();
-        assert_eq!(c.dataplane.ports.len(), 2);
-        assert_eq!(c.dataplane.ports[1].mtu, Some(1500));
-        assert!(c.dataplane.ports[0].rss);
-        assert_eq!(c.dataplane.burst, 32);
-        assert_eq!(c.dataplane.mode, ForwardMode::Io);
-        assert_eq!(c.stats.interval_ms, 0);
-        let size = c.pool_size();
-        assert!(size >= c.min_mbufs());
-        assert!((size + 1).is_power_of_two());
-    }
-
-    #[test]
-    fn unknown_field_has_line_and_path() {
-        let text = GOOD.replace("      mtu: 1500", "      mtu: 1500\n      speed: 10");
-        let e = parse(&text).unwrap_err().to_string();
-        assert!(e.starts_with("test.yaml:6:"), "{e}");
-        assert!(e.contains("dataplane.ports[1]"), "{e}");
-        assert!(e.contains("unknown field `speed`"), "{e}");
-    }
-
-    #[test]
-    fn wrong_type_has_line_and_path() {
-        let text = GOOD.replace("mtu: 1500", "mtu: big");
-        let e = parse(&text).unwrap_err().to_string();
-        assert!(e.starts_with("test.yaml:5:"), "{e}");
-        assert!(e.contains("dataplane.ports[1].mtu"), "{e}");
-    }
-
-    #[test]
-    fn semantic_errors_have_line_and_path() {
-        let text = GOOD.replace("mtu: 1500", "mtu: 20");
-        let e = parse(&text).unwrap_err().to_string();
-        assert_eq!(
-            e,
-            "test.yaml:5: dataplane.ports[1].mtu: MTU 20 is outside 68..=9600"
-        );
-
-        let text = GOOD.replace("net_ring1", "net_ring0");
-        let e = parse(&text).unwrap_err().to_string();
-        assert_eq!(
-            e,
-            "test.yaml:4: dataplane.ports[1].device: port \"net_ring0\" is listed twice"
-        );
-
-        let text = GOOD.replace("workers: [1]", "workers: []");
-        let e = parse(&text).unwrap_err().to_string();
-        assert_eq!(
-            e,
-            "test.yaml:6: dataplane.workers: at least one worker lcore is needed"
-        );
-
-        let text = GOOD.replace("workers: [1]", "workers: [1]\n  burst: 300");
-        let e = parse(&text).unwrap_err().to_string();
-        assert_eq!(
-            e,
-            "test.yaml:7: dataplane.burst: burst 300 is outside 1..=256"
-        );
-    }
-
-    #[test]
-    fn missing_section_is_reported() {
-        let e = parse("stats:\n  interval_ms: 5\n").unwrap_err().to_string();
-        assert!(e.contains("missing field `dataplane`"), "{e}");
-    }
-
-    #[test]
-    fn unreadable_file_is_reported() {
-        let e = Config::load(Path::new("/nonexistent/conduit.yaml"))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.starts_with("/nonexistent/conduit.yaml: cannot read config:"),
-            "{e}"
-        );
-    }
-
-    #[test]
-    fn locate_finds_nested_fields() {
-        assert_eq!(locate(GOOD, "dataplane"), Some(1));
-        assert_eq!(locate(GOOD, "dataplane.ports"), Some(2));
-        assert_eq!(locate(GOOD, "dataplane.ports[0].device"), Some(3));
-        assert_eq!(locate(GOOD, "dataplane.ports[1]"), Some(4));
-        assert_eq!(locate(GOOD, "dataplane.ports[1].mtu"), Some(5));
-        assert_eq!(locate(GOOD, "dataplane.workers"), Some(6));
-        assert_eq!(locate(GOOD, "stats.interval_ms"), Some(8));
-        // A field that is absent points at its closest parent.
-        assert_eq!(locate(GOOD, "dataplane.ports[0].mtu"), Some(3));
     }
 }

@@ -1,0 +1,89 @@
+//! Where traffic goes: the `gateway:` next hop for everything Conduit sends, the customer
+//! `routes:` onto tunnels, and the `ecmp:` choice among equally good tunnels (SPEC §1 and §3).
+
+use std::net::Ipv4Addr;
+
+use serde::Deserialize;
+
+use super::addr::{Ipv4Cidr, MacAddr};
+
+/// The next hop of every packet Conduit sends out (encapsulated or internet egress).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayConfig {
+    pub ipv4: Ipv4Addr,
+    /// Static MAC address; without it the gateway is resolved with ARP from the port's `ipv4`.
+    #[serde(default)]
+    pub mac: Option<MacAddr>,
+    /// Device name of the port (one of `dataplane.ports`) that faces the gateway.
+    pub port: String,
+}
+
+/// One customer route.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Network prefix; host bits must be zero.
+    pub prefix: Ipv4Cidr,
+    /// Name of the next-hop tunnel.
+    pub tunnel: String,
+    /// Lower wins; health penalties are added to it.
+    pub priority: u32,
+    /// Share among equal-cost routes in `weighted` and `resilient` ECMP (1..=256, default 1);
+    /// ignored by `modulo`.
+    #[serde(default)]
+    pub weight: Option<u16>,
+}
+
+/// Smallest and largest route weight.
+pub const WEIGHT_RANGE: std::ops::RangeInclusive<u16> = 1..=256;
+
+impl RouteConfig {
+    /// The weight, 1 when not configured.
+    pub fn weight(&self) -> u16 {
+        self.weight.unwrap_or(1)
+    }
+}
+
+/// How equal-cost tunnels share a prefix's traffic.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct EcmpConfig {
+    #[serde(default)]
+    pub mode: EcmpMode,
+    /// Size of the bucket table of `weighted` and `resilient` (a power of two). Validated in
+    /// every mode, so switching modes cannot make a config invalid.
+    #[serde(default = "default_buckets")]
+    pub buckets: u32,
+}
+
+/// ECMP selection rule.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Hash, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum EcmpMode {
+    /// Flow hash modulo the number of tunnels (the seed's rule).
+    #[default]
+    Modulo,
+    /// Bucket table filled in proportion to the weights.
+    Weighted,
+    /// Bucket table where a failing tunnel moves only its own flows.
+    Resilient,
+}
+
+/// Default bucket count; the dataplane's table (`route::ecmp::BUCKETS`) uses the same.
+pub const DEFAULT_BUCKETS: u32 = 4096;
+/// Allowed bucket counts (powers of two within).
+pub const BUCKETS_RANGE: std::ops::RangeInclusive<u32> = 64..=65536;
+
+fn default_buckets() -> u32 {
+    DEFAULT_BUCKETS
+}
+
+impl Default for EcmpConfig {
+    fn default() -> Self {
+        EcmpConfig {
+            mode: EcmpMode::default(),
+            buckets: DEFAULT_BUCKETS,
+        }
+    }
+}

@@ -1,0 +1,680 @@
+//! Tests of parsing and validation; `control/tests/bad_configs.rs` adds the corpus of broken
+//! files and checks that every file of `configs/` parses.
+
+use std::time::Duration;
+
+use super::*;
+use crate::health::{HealthConfig, ProbeRate};
+
+const GOOD: &str = "\
+dataplane:
+  ports:
+    - device: net_ring0
+    - device: net_ring1
+      mtu: 1500
+  workers: [1]
+stats:
+  interval_ms: 0
+";
+
+/// A pipeline config exercising every section; the semantic tests break one line of it.
+const FULL: &str = "\
+dataplane:
+  ports:
+    - device: net_ring0
+      ipv4: 192.0.2.10/24
+    - device: net_ring1
+  workers: [1]
+  mode: pipeline
+local_endpoints:
+  - 203.0.113.1
+  - 203.0.113.2
+gateway:
+  ipv4: 192.0.2.1
+  port: net_ring0
+tunnels:
+  - name: gre-a
+    kind: gre
+    local: 203.0.113.1
+    remote: 198.51.100.1
+    interface_address: 10.100.0.0/31
+    health_check:
+      rate: high
+      hold_down_ms: 2000
+  - name: gre-b
+    kind: gre
+    local: 203.0.113.1
+    remote: 198.51.100.1
+    interface_address: 10.100.0.2/31
+    key: 7
+  - name: ipsec-c
+    kind: ipsec
+    local: 203.0.113.2
+    remote: 198.51.100.9
+    interface_address: 10.100.0.5/30
+    ipsec:
+      spi_in: 4096
+      spi_out: 8192
+      key_in: 000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f20212223
+      key_out: 00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff01020304
+routes:
+  - prefix: 172.16.0.0/16
+    tunnel: gre-a
+    priority: 100
+  - prefix: 172.16.0.0/16
+    tunnel: gre-b
+    priority: 100
+    weight: 3
+  - prefix: 172.17.0.0/24
+    tunnel: ipsec-c
+    priority: 200
+ecmp:
+  mode: resilient
+  buckets: 1024
+icmp:
+  rate_per_sec: 200
+  burst: 20
+  ttl_exceeded: true
+reassembly:
+  max_sets: 256
+  timeout_ms: 500
+stats:
+  interval_ms: 0
+  prometheus_listen: 127.0.0.1:9100
+";
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::parse(text, Path::new("test.yaml"))
+}
+
+fn error(text: &str) -> String {
+    match parse(text) {
+        Ok(_) => panic!("accepted:\n{text}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// Replaces the exactly-once occurring `from` in FULL and returns the error message.
+fn full_with(from: &str, to: &str) -> String {
+    assert_eq!(FULL.matches(from).count(), 1, "{from:?} must occur once");
+    error(&FULL.replacen(from, to, 1))
+}
+
+#[test]
+fn parses_defaults() {
+    let c = parse(GOOD).unwrap();
+    assert_eq!(c.dataplane.ports.len(), 2);
+    assert_eq!(c.dataplane.ports[1].mtu, Some(1500));
+    assert!(c.dataplane.ports[0].rss);
+    assert_eq!(c.dataplane.ports[0].ipv4, None);
+    assert_eq!(c.dataplane.burst, 32);
+    assert_eq!(c.dataplane.mode, ForwardMode::Io);
+    assert_eq!(c.stats.interval_ms, 0);
+    assert_eq!(c.stats.prometheus_listen, None);
+    assert!(c.local_endpoints.is_empty());
+    assert!(c.gateway.is_none());
+    assert!(c.tunnels.is_empty());
+    assert!(c.routes.is_empty());
+    assert_eq!(c.ecmp.mode, EcmpMode::Modulo);
+    assert_eq!(c.ecmp.buckets, 4096);
+    assert_eq!(c.icmp.rate_per_sec, 100);
+    assert_eq!(c.icmp.burst, 50);
+    assert!(!c.icmp.ttl_exceeded);
+    assert_eq!(c.reassembly.max_sets, 1024);
+    assert_eq!(c.reassembly.timeout_ms, 1000);
+    assert_eq!(c.uplink_mtu(), 1500);
+    let size = c.pool_size();
+    assert!(size >= c.min_mbufs());
+    assert!((size + 1).is_power_of_two());
+}
+
+#[test]
+fn parses_every_section() {
+    let c = parse(FULL).unwrap();
+    assert_eq!(c.dataplane.mode, ForwardMode::Pipeline);
+    assert_eq!(
+        c.dataplane.ports[0].ipv4,
+        Some("192.0.2.10/24".parse().unwrap())
+    );
+    assert_eq!(c.local_endpoints.len(), 2);
+    let gw = c.gateway.as_ref().unwrap();
+    assert_eq!(gw.ipv4, Ipv4Addr::new(192, 0, 2, 1));
+    assert_eq!(gw.mac, None);
+    assert_eq!(c.gateway_port().unwrap().0, 0);
+    assert_eq!(c.tunnels.len(), 3);
+    let (i, b) = c.tunnel("gre-b").unwrap();
+    assert_eq!(i, 1);
+    assert_eq!(b.key, Some(7));
+    assert_eq!(b.mtu(), 1472);
+    assert_eq!(b.customer_address(), Ipv4Addr::new(10, 100, 0, 3));
+    let a = &c.tunnels[0];
+    assert_eq!(a.mtu(), 1476);
+    assert_eq!(
+        a.health(),
+        HealthConfig {
+            rate: ProbeRate::High,
+            hold_down: Duration::from_secs(2),
+            ..HealthConfig::default()
+        }
+    );
+    let ipsec = &c.tunnels[2];
+    assert_eq!(ipsec.kind, TunnelKind::Ipsec);
+    assert_eq!(ipsec.mtu(), 1400);
+    assert_eq!(ipsec.mss(), 1360);
+    assert_eq!(ipsec.customer_address(), Ipv4Addr::new(10, 100, 0, 6));
+    assert_eq!(ipsec.health_direction(), ProbeDirection::Bidirectional);
+    let sa = ipsec.ipsec.as_ref().unwrap();
+    assert_eq!(sa.key_in.salt(), &[0x20, 0x21, 0x22, 0x23]);
+    assert_eq!(c.routes[1].weight(), 3);
+    assert_eq!(c.routes[0].weight(), 1);
+    assert_eq!(c.ecmp.mode, EcmpMode::Resilient);
+    assert!(c.icmp.ttl_exceeded);
+    assert_eq!(
+        c.stats.prometheus_listen,
+        Some("127.0.0.1:9100".parse().unwrap())
+    );
+    assert!(c.tunnel("nope").is_none());
+}
+
+#[test]
+fn unknown_field_has_line_and_path() {
+    let text = GOOD.replace("      mtu: 1500", "      mtu: 1500\n      speed: 10");
+    assert_eq!(
+        error(&text),
+        "test.yaml:6:7: dataplane.ports[1].speed: unknown field `speed`, expected one of `device`, `mtu`, `rss`, `ipv4`"
+    );
+}
+
+#[test]
+fn wrong_type_has_line_and_path() {
+    let text = GOOD.replace("mtu: 1500", "mtu: big");
+    let e = error(&text);
+    assert!(
+        e.starts_with("test.yaml:5:12: dataplane.ports[1].mtu: invalid type"),
+        "{e}"
+    );
+}
+
+#[test]
+fn address_errors_come_from_serde_with_position() {
+    assert_eq!(
+        full_with(
+            "interface_address: 10.100.0.2/31",
+            "interface_address: 10.100.0.2/33"
+        ),
+        "test.yaml:27:24: tunnels[1].interface_address: 10.100.0.2/33: prefix length above 32"
+    );
+    assert_eq!(
+        full_with("  ipv4: 192.0.2.1\n", "  ipv4: 192.0.2.300\n"),
+        "test.yaml:12:9: gateway.ipv4: invalid IPv4 address syntax"
+    );
+    assert_eq!(
+        full_with("  port: net_ring0", "  mac: 02:00:00\n  port: net_ring0"),
+        "test.yaml:13:8: gateway.mac: 02:00:00: expected a MAC address such as 02:00:5e:00:53:01"
+    );
+}
+
+#[test]
+fn semantic_errors_have_line_and_path() {
+    let text = GOOD.replace("mtu: 1500", "mtu: 20");
+    assert_eq!(
+        error(&text),
+        "test.yaml:5: dataplane.ports[1].mtu: MTU 20 is outside 68..=9600"
+    );
+    let text = GOOD.replace("net_ring1", "net_ring0");
+    assert_eq!(
+        error(&text),
+        "test.yaml:4: dataplane.ports[1].device: port \"net_ring0\" is listed twice"
+    );
+    let text = GOOD.replace("workers: [1]", "workers: []");
+    assert_eq!(
+        error(&text),
+        "test.yaml:6: dataplane.workers: at least one worker lcore is needed"
+    );
+    let text = GOOD.replace("workers: [1]", "workers: [1]\n  burst: 300");
+    assert_eq!(
+        error(&text),
+        "test.yaml:7: dataplane.burst: burst 300 is outside 1..=256"
+    );
+}
+
+#[test]
+fn port_addresses() {
+    assert_eq!(
+        full_with("ipv4: 192.0.2.10/24", "ipv4: 192.0.2.0/24"),
+        "test.yaml:4: dataplane.ports[0].ipv4: 192.0.2.0/24 is the network address of its subnet, not a host address"
+    );
+    assert_eq!(
+        full_with("ipv4: 192.0.2.10/24", "ipv4: 192.0.2.255/24"),
+        "test.yaml:4: dataplane.ports[0].ipv4: 192.0.2.255/24 is the broadcast address of its subnet, not a host address"
+    );
+    assert_eq!(
+        full_with("ipv4: 192.0.2.10/24", "ipv4: 127.0.0.1/8"),
+        "test.yaml:4: dataplane.ports[0].ipv4: 127.0.0.1 is not a unicast address"
+    );
+}
+
+#[test]
+fn local_endpoints_rules() {
+    assert_eq!(
+        full_with("  - 203.0.113.2\n", "  - 203.0.113.1\n"),
+        "test.yaml:10: local_endpoints[1]: 203.0.113.1 is listed twice"
+    );
+    assert_eq!(
+        full_with("  - 203.0.113.2\n", "  - 224.0.0.5\n"),
+        "test.yaml:10: local_endpoints[1]: 224.0.0.5 is not a unicast address"
+    );
+}
+
+#[test]
+fn gateway_rules() {
+    assert_eq!(
+        full_with("  port: net_ring0", "  port: net_ring9"),
+        "test.yaml:13: gateway.port: port \"net_ring9\" is not one of dataplane.ports"
+    );
+    assert_eq!(
+        full_with("  ipv4: 192.0.2.1\n", "  ipv4: 192.0.3.1\n"),
+        "test.yaml:12: gateway.ipv4: 192.0.3.1 is outside the subnet 192.0.2.10/24 of port \"net_ring0\""
+    );
+    assert_eq!(
+        full_with("  ipv4: 192.0.2.1\n", "  ipv4: 192.0.2.10\n"),
+        "test.yaml:12: gateway.ipv4: 192.0.2.10 is the address of port \"net_ring0\" itself"
+    );
+    assert_eq!(
+        full_with("  ipv4: 192.0.2.1\n", "  ipv4: 203.0.113.2\n"),
+        "test.yaml:12: gateway.ipv4: 203.0.113.2 is one of our local_endpoints"
+    );
+    assert_eq!(
+        full_with(
+            "  port: net_ring0",
+            "  mac: 01:00:5e:00:00:01\n  port: net_ring0"
+        ),
+        "test.yaml:13: gateway.mac: 01:00:5e:00:00:01 is not a unicast MAC address"
+    );
+    assert_eq!(
+        full_with("      ipv4: 192.0.2.10/24\n", ""),
+        "test.yaml:10: gateway.mac: not set, and port \"net_ring0\" has no ipv4 address to send ARP requests from: give one of them"
+    );
+    // A static MAC needs no port address.
+    let text = FULL.replace("      ipv4: 192.0.2.10/24\n", "").replace(
+        "  port: net_ring0",
+        "  mac: 02:00:5e:00:53:01\n  port: net_ring0",
+    );
+    assert!(parse(&text).is_ok());
+}
+
+#[test]
+fn tunnel_identity_rules() {
+    assert_eq!(
+        full_with("name: gre-b", "name: gre-a"),
+        "test.yaml:23: tunnels[1].name: tunnel \"gre-a\" is listed twice"
+    );
+    assert_eq!(
+        full_with("name: gre-b", "name: \"gre b\""),
+        "test.yaml:23: tunnels[1].name: \"gre b\": tunnel names are 1..=64 letters, digits, '-', '_' or '.'"
+    );
+    assert_eq!(
+        full_with("    key: 7\n", ""),
+        "test.yaml:26: tunnels[1].remote: tunnel \"gre-a\" has the same local and remote and no key either: give them different keys"
+    );
+    // Same key on both: rejected at the key.
+    let text = FULL.replace(
+        "    interface_address: 10.100.0.0/31\n",
+        "    interface_address: 10.100.0.0/31\n    key: 7\n",
+    );
+    assert_eq!(
+        error(&text),
+        "test.yaml:29: tunnels[1].key: tunnel \"gre-a\" has the same local, remote and key 7: GRE packets could not be told apart"
+    );
+    assert_eq!(
+        full_with("    local: 203.0.113.2\n", "    local: 203.0.113.3\n"),
+        "test.yaml:31: tunnels[2].local: 203.0.113.3 is not one of local_endpoints"
+    );
+    assert_eq!(
+        full_with("    remote: 198.51.100.9\n", "    remote: 203.0.113.1\n"),
+        "test.yaml:32: tunnels[2].remote: 203.0.113.1 is one of our local_endpoints"
+    );
+    assert_eq!(
+        full_with("    remote: 198.51.100.9\n", "    remote: 0.0.0.0\n"),
+        "test.yaml:32: tunnels[2].remote: 0.0.0.0 is not a unicast address"
+    );
+}
+
+#[test]
+fn tunnel_kind_rules() {
+    assert_eq!(
+        full_with("    kind: ipsec\n", "    kind: ipsec\n    key: 5\n"),
+        "test.yaml:31: tunnels[2].key: only GRE tunnels have a key (IPsec keys go in the ipsec block)"
+    );
+    assert_eq!(
+        full_with("    kind: ipsec\n", "    kind: gre\n"),
+        "test.yaml:34: tunnels[2].ipsec: only IPsec tunnels have an ipsec block (this one is GRE)"
+    );
+    let text = FULL.replace(
+        "    kind: gre\n    local: 203.0.113.1\n    remote: 198.51.100.1\n    interface_address: 10.100.0.2/31",
+        "    kind: ipsec\n    local: 203.0.113.1\n    remote: 198.51.100.1\n    interface_address: 10.100.0.2/31",
+    );
+    assert_eq!(
+        error(&text),
+        "test.yaml:28: tunnels[1].key: only GRE tunnels have a key (IPsec keys go in the ipsec block)"
+    );
+    let text = text.replace("    key: 7\n", "");
+    assert_eq!(
+        error(&text),
+        "test.yaml:23: tunnels[1].ipsec: an IPsec tunnel needs an ipsec block with spi_in, spi_out, key_in and key_out"
+    );
+    assert_eq!(
+        full_with("    key: 7\n", "    key: 7\n    ttl: 0\n"),
+        "test.yaml:29: tunnels[1].ttl: TTL 0 is outside 1..=255"
+    );
+}
+
+#[test]
+fn interface_address_rules() {
+    assert_eq!(
+        full_with("10.100.0.2/31", "10.100.0.2/29"),
+        "test.yaml:27: tunnels[1].interface_address: 10.100.0.2/29: a tunnel interface address must be a /30 or /31"
+    );
+    assert_eq!(
+        full_with("10.100.0.5/30", "10.100.0.4/30"),
+        "test.yaml:33: tunnels[2].interface_address: 10.100.0.4/30 is not a usable host of the /30 (use 10.100.0.5/30 or 10.100.0.6/30)"
+    );
+    assert_eq!(
+        full_with("10.100.0.5/30", "10.100.0.7/30"),
+        "test.yaml:33: tunnels[2].interface_address: 10.100.0.7/30 is not a usable host of the /30 (use 10.100.0.5/30 or 10.100.0.6/30)"
+    );
+    assert_eq!(
+        full_with("10.100.0.5/30", "10.100.0.1/30"),
+        "test.yaml:33: tunnels[2].interface_address: 10.100.0.1/30 overlaps 10.100.0.0/31 of tunnel \"gre-a\""
+    );
+    assert_eq!(
+        full_with("10.100.0.2/31", "10.100.0.1/31"),
+        "test.yaml:27: tunnels[1].interface_address: 10.100.0.1/31 overlaps 10.100.0.0/31 of tunnel \"gre-a\""
+    );
+}
+
+#[test]
+fn mtu_and_mss_rules() {
+    assert_eq!(
+        full_with("    key: 7\n", "    key: 7\n    mtu: 1476\n"),
+        "test.yaml:29: tunnels[1].mtu: MTU 1476 does not fit the 1500-byte MTU of port \"net_ring0\" after GRE encapsulation: at most 1472"
+    );
+    assert_eq!(
+        full_with("    key: 7\n", "    key: 7\n    mtu: 575\n"),
+        "test.yaml:29: tunnels[1].mtu: MTU 575 is below the minimum 576"
+    );
+    assert_eq!(
+        full_with("    kind: ipsec\n", "    kind: ipsec\n    mtu: 1447\n"),
+        "test.yaml:31: tunnels[2].mtu: MTU 1447 does not fit the 1500-byte MTU of port \"net_ring0\" after IPsec encapsulation: at most 1446"
+    );
+    assert!(parse(&FULL.replace("    kind: ipsec\n", "    kind: ipsec\n    mtu: 1446\n")).is_ok());
+    // A smaller uplink makes the defaults too big; a jumbo one allows big tunnel MTUs.
+    assert_eq!(
+        full_with("      ipv4: 192.0.2.10/24\n", "      ipv4: 192.0.2.10/24\n      mtu: 1400\n"),
+        "test.yaml:16: tunnels[0].mtu: MTU 1476 (the default) does not fit the 1400-byte MTU of port \"net_ring0\" after GRE encapsulation: at most 1376"
+    );
+    let jumbo = FULL
+        .replace(
+            "      ipv4: 192.0.2.10/24\n",
+            "      ipv4: 192.0.2.10/24\n      mtu: 9000\n",
+        )
+        .replace("    key: 7\n", "    key: 7\n    mtu: 8972\n");
+    let c = parse(&jumbo).unwrap();
+    assert_eq!(c.tunnels[1].mss(), 8932);
+    assert_eq!(
+        full_with("    key: 7\n", "    key: 7\n    mss: 1433\n"),
+        "test.yaml:29: tunnels[1].mss: MSS 1433 exceeds MTU 1472 - 40 = 1432"
+    );
+    assert_eq!(
+        full_with("    key: 7\n", "    key: 7\n    mss: 500\n"),
+        "test.yaml:29: tunnels[1].mss: MSS 500 is below the minimum 536"
+    );
+    assert!(parse(&FULL.replace("    key: 7\n", "    key: 7\n    mss: 1432\n")).is_ok());
+}
+
+#[test]
+fn ipsec_rules() {
+    assert_eq!(
+        full_with("spi_in: 4096", "spi_in: 0"),
+        "test.yaml:35: tunnels[2].ipsec.spi_in: SPI 0 is reserved (0..=255); use 256 or above"
+    );
+    assert_eq!(
+        full_with("spi_out: 8192", "spi_out: 255"),
+        "test.yaml:36: tunnels[2].ipsec.spi_out: SPI 255 is reserved (0..=255); use 256 or above"
+    );
+    assert_eq!(
+        full_with("key_out: 0011", "key_out: 0x11"),
+        "test.yaml:38:16: tunnels[2].ipsec.key_out: key has a character that is not a hex digit at position 2"
+    );
+    assert_eq!(
+        full_with("ccddeeff01020304\n", "ccddeeff\n"),
+        "test.yaml:38:16: tunnels[2].ipsec.key_out: key has 64 hex digits; AES-256-GCM needs 72 (a 32-byte key, then a 4-byte salt, RFC 4106)"
+    );
+    let key_in = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f20212223";
+    let key_out = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff01020304";
+    assert_eq!(
+        full_with(key_out, key_in),
+        "test.yaml:38: tunnels[2].ipsec.key_out: equals key_in: both directions would reuse AES-GCM nonces under one key; give each SA its own key"
+    );
+    assert_eq!(
+        full_with(key_out, &format!("{key_out}\n      replay_window: 100")),
+        "test.yaml:39: tunnels[2].ipsec.replay_window: replay window 100 must be 0 (off) or a multiple of 32 up to 4096"
+    );
+    assert!(parse(&FULL.replace(key_out, &format!("{key_out}\n      replay_window: 0"))).is_ok());
+    // A second IPsec tunnel reusing the inbound SPI.
+    let second = format!(
+        "  - name: ipsec-d\n    kind: ipsec\n    local: 203.0.113.2\n    remote: 198.51.100.10\n    \
+         interface_address: 10.100.0.8/31\n    ipsec:\n      spi_in: 4096\n      spi_out: 8192\n      \
+         key_in: {key_in}\n      key_out: {key_out}\nroutes:\n"
+    );
+    assert_eq!(
+        full_with("routes:\n", &second),
+        "test.yaml:45: tunnels[3].ipsec.spi_in: inbound SPI 4096 is already used by tunnel \"ipsec-c\""
+    );
+    assert_eq!(
+        full_with("      spi_in: 4096\n", ""),
+        "test.yaml:35:7: tunnels[2].ipsec: missing field `spi_in`"
+    );
+}
+
+#[test]
+fn health_rules() {
+    assert_eq!(
+        full_with("      rate: high\n", "      rate: high\n      interval_ms: 100\n"),
+        "test.yaml:22: tunnels[0].health_check.interval_ms: give either rate or interval_ms, not both"
+    );
+    assert_eq!(
+        full_with("      rate: high\n", "      interval_ms: 0\n"),
+        "test.yaml:21: tunnels[0].health_check.interval_ms: health check interval must be greater than zero"
+    );
+    assert_eq!(
+        full_with("      rate: high\n", "      rate: high\n      timeout_ms: 6401\n"),
+        "test.yaml:22: tunnels[0].health_check.timeout_ms: health check timeout 6.401s exceeds 6.4s (64 probe intervals)"
+    );
+    assert_eq!(
+        full_with("      rate: high\n", "      rate: high\n      timeout_ms: 0\n"),
+        "test.yaml:22: tunnels[0].health_check.timeout_ms: health check timeout must be greater than zero"
+    );
+    assert_eq!(
+        full_with("      rate: high\n", "      rate: high\n      loss_window_ms: 0\n"),
+        "test.yaml:22: tunnels[0].health_check.loss_window_ms: health check setting `loss_window` must be greater than zero"
+    );
+    assert_eq!(
+        full_with("      rate: high\n", "      rate: high\n      successes_to_healthy: 0\n"),
+        "test.yaml:22: tunnels[0].health_check.successes_to_healthy: health check setting `successes_to_healthy` must be greater than zero"
+    );
+    assert_eq!(
+        full_with("      rate: high\n", "      rate: high\n      degraded_loss_ppm: 1000001\n"),
+        "test.yaml:22: tunnels[0].health_check.degraded_loss_ppm: degraded loss ratio 1000001 ppm exceeds 1000000 ppm (100 %)"
+    );
+    // Disabled checks are validated too.
+    assert_eq!(
+        full_with("      rate: high\n", "      enabled: false\n      down_after_failures: 0\n"),
+        "test.yaml:22: tunnels[0].health_check.down_after_failures: health check setting `down_after_failures` must be greater than zero"
+    );
+    assert_eq!(
+        full_with("      rate: high\n", "      rate: high\n      target: 10.1.1.1\n"),
+        "test.yaml:22: tunnels[0].health_check.target: a target applies only to probes of type: request"
+    );
+    assert_eq!(
+        full_with(
+            "      rate: high\n",
+            "      type: request\n      target: 255.255.255.255\n"
+        ),
+        "test.yaml:22: tunnels[0].health_check.target: 255.255.255.255 is not a unicast address"
+    );
+    assert_eq!(
+        full_with("      rate: high\n", "      rate: fast\n"),
+        "test.yaml:21:13: tunnels[0].health_check.rate: unknown variant `fast`, expected one of `low`, `mid`, `high`"
+    );
+    let c = parse(&FULL.replace(
+        "      rate: high\n",
+        "      type: request\n      target: 10.1.1.1\n",
+    ))
+    .unwrap();
+    assert_eq!(c.tunnels[0].health_target(), Ipv4Addr::new(10, 1, 1, 1));
+}
+
+#[test]
+fn route_rules() {
+    assert_eq!(
+        full_with("172.17.0.0/24", "172.17.0.1/24"),
+        "test.yaml:47: routes[2].prefix: 172.17.0.1/24: host bits are set (the network is 172.17.0.0/24)"
+    );
+    assert_eq!(
+        full_with("    tunnel: ipsec-c\n", "    tunnel: ipsec-x\n"),
+        "test.yaml:48: routes[2].tunnel: unknown tunnel \"ipsec-x\""
+    );
+    assert_eq!(
+        full_with("weight: 3", "weight: 257"),
+        "test.yaml:46: routes[1].weight: weight 257 is outside 1..=256"
+    );
+    assert_eq!(
+        full_with("weight: 3", "weight: 0"),
+        "test.yaml:46: routes[1].weight: weight 0 is outside 1..=256"
+    );
+    assert_eq!(
+        full_with("    tunnel: gre-b\n", "    tunnel: gre-a\n"),
+        "test.yaml:43: routes[1].prefix: route 172.16.0.0/16 via tunnel \"gre-a\" is listed twice"
+    );
+    assert_eq!(
+        full_with("    priority: 200\n", ""),
+        "test.yaml:47:5: routes[2]: missing field `priority`"
+    );
+}
+
+#[test]
+fn ecmp_rules() {
+    assert_eq!(
+        full_with("buckets: 1024", "buckets: 1000"),
+        "test.yaml:52: ecmp.buckets: 1000 buckets is not a power of two"
+    );
+    assert_eq!(
+        full_with("buckets: 1024", "buckets: 32"),
+        "test.yaml:52: ecmp.buckets: 32 buckets is outside 64..=65536"
+    );
+    assert_eq!(
+        full_with("  mode: resilient\n", "  mode: random\n"),
+        "test.yaml:51:9: ecmp.mode: unknown variant `random`, expected one of `modulo`, `weighted`, `resilient`"
+    );
+    // More routes for one prefix than buckets, in a bucket mode only.
+    let mut text = FULL.replace("buckets: 1024", "buckets: 64");
+    let mut tunnels = String::new();
+    let mut routes = String::new();
+    for n in 0..65 {
+        tunnels.push_str(&format!(
+            "  - name: t{n}\n    kind: gre\n    local: 203.0.113.1\n    remote: 198.51.100.1\n    \
+             key: {}\n    interface_address: 10.200.{}.{}/31\n",
+            1000 + n,
+            n / 64,
+            (n % 64) * 2
+        ));
+        routes.push_str(&format!(
+            "  - prefix: 10.50.0.0/16\n    tunnel: t{n}\n    priority: 1\n"
+        ));
+    }
+    text = text.replace("routes:\n", &format!("{tunnels}routes:\n{routes}"));
+    let e = error(&text);
+    assert!(
+        e.ends_with("routes[64].prefix: 10.50.0.0/16 has more routes than the 64 ECMP buckets"),
+        "{e}"
+    );
+    assert!(parse(&text.replace("mode: resilient", "mode: modulo")).is_ok());
+}
+
+#[test]
+fn limits_and_stats_rules() {
+    assert_eq!(
+        full_with("burst: 20", "burst: 0"),
+        "test.yaml:55: icmp.burst: burst 0 lets no ICMP error through; use at least 1 (rate_per_sec: 0 turns ICMP errors off)"
+    );
+    assert!(parse(
+        &FULL
+            .replace("burst: 20", "burst: 0")
+            .replace("rate_per_sec: 200", "rate_per_sec: 0")
+    )
+    .is_ok());
+    assert_eq!(
+        full_with("max_sets: 256", "max_sets: 0"),
+        "test.yaml:58: reassembly.max_sets: 0 sets is outside 1..=65536"
+    );
+    assert_eq!(
+        full_with("timeout_ms: 500", "timeout_ms: 60000"),
+        "test.yaml:59: reassembly.timeout_ms: 60000 ms is outside 1..=30000"
+    );
+    assert_eq!(
+        full_with("127.0.0.1:9100", "127.0.0.1:0"),
+        "test.yaml:62: stats.prometheus_listen: 127.0.0.1:0: port 0 cannot be scraped; give a fixed port such as 9100"
+    );
+    assert_eq!(
+        full_with("127.0.0.1:9100", "localhost:9100"),
+        "test.yaml:62:22: stats.prometheus_listen: invalid socket address syntax"
+    );
+}
+
+#[test]
+fn pipeline_mode_requirements() {
+    let bare = "dataplane:\n  ports:\n    - device: net_ring0\n  workers: [1]\n  mode: pipeline\n";
+    assert_eq!(
+        error(bare),
+        "test.yaml:5: dataplane.mode: pipeline mode needs at least one address in local_endpoints"
+    );
+    let with_ep = format!("{bare}local_endpoints: [203.0.113.1]\n");
+    assert_eq!(
+        error(&with_ep),
+        "test.yaml:5: dataplane.mode: pipeline mode needs a gateway section"
+    );
+    let with_gw = format!(
+        "{with_ep}gateway:\n  ipv4: 192.0.2.1\n  mac: 02:00:5e:00:53:01\n  port: net_ring0\n"
+    );
+    assert_eq!(
+        error(&with_gw),
+        "test.yaml:5: dataplane.mode: pipeline mode needs at least one tunnel"
+    );
+    let ok = format!(
+        "{with_gw}tunnels:\n- name: t\n  kind: gre\n  local: 203.0.113.1\n  remote: 198.51.100.1\n  interface_address: 10.0.0.0/31\n"
+    );
+    let c = parse(&ok).unwrap();
+    assert!(c.routes.is_empty());
+    // io mode accepts the same sections (they are checked, not used).
+    assert!(parse(&ok.replace("mode: pipeline", "mode: io")).is_ok());
+}
+
+#[test]
+fn missing_section_is_reported() {
+    assert_eq!(
+        error("stats:\n  interval_ms: 5\n"),
+        "test.yaml:1:1: missing field `dataplane`"
+    );
+}
+
+#[test]
+fn unreadable_file_is_reported() {
+    let e = Config::load(Path::new("/nonexistent/conduit.yaml"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("/nonexistent/conduit.yaml: cannot read config:"),
+        "{e}"
+    );
+}

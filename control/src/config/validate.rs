@@ -1,0 +1,591 @@
+//! Semantic checks, run after parsing. The first failing rule is reported with its field path
+//! and the line found by [`locate`]. Sections are checked in file order: `dataplane`,
+//! `local_endpoints`, `gateway`, `tunnels`, `ecmp`, `routes`, `icmp`, `reassembly`, `stats`, and
+//! last the requirements of `pipeline` mode.
+//!
+//! Decisions where SPEC is silent:
+//! - Addresses that go on the wire (endpoints, gateway, port addresses, probe targets) must be
+//!   unicast: not 0.0.0.0/8, loopback, multicast or 240.0.0.0/4.
+//! - A port address (`192.0.2.10/24`) must be a host of its subnet (not the network or broadcast
+//!   address of a /30 or shorter). Without a static `gateway.mac`, the gateway port needs an
+//!   address (ARP requests are sent from it), and the gateway must lie in its subnet.
+//! - Tunnel names: 1..=64 letters, digits, `-`, `_`, `.` (they become metric labels).
+//! - Tunnel MTU: from 576 (RFC 791) up to what fits in the gateway port's MTU (1500 if not
+//!   set) after encapsulation (GRE 24 / 28 bytes; ESP 52 + 2..5 bytes of trailer), so the
+//!   outer packet never needs fragmenting. MSS: 536..=MTU − 40.
+//! - Two GRE tunnels with the same local and remote endpoints need different keys (a keyed and
+//!   an unkeyed one may coexist: decapsulation matches the key exactly). IPsec tunnels are told
+//!   apart by their inbound SPI, which must be unique; SPIs below 256 are reserved (RFC 4303).
+//! - The two SAs of an IPsec tunnel must have different keys: with one key both directions
+//!   would produce the same AES-GCM nonces. Replay window: 0 (off) or a multiple of 32 in
+//!   32..=4096.
+//! - Health checks: `rate` and `interval_ms` exclude each other; `target` only applies to
+//!   `type: request`; everything else is delegated to [`HealthConfig::validate`], also for a
+//!   disabled check (so enabling it later cannot fail).
+//! - Routes: the same prefix twice via the same tunnel is an error; with `weighted` or
+//!   `resilient` ECMP, a prefix cannot have more routes than buckets. Weights are accepted (and
+//!   ignored) in `modulo` mode, and `ecmp.buckets` is checked in every mode, so switching modes
+//!   never invalidates a config.
+//! - `icmp.rate_per_sec: 0` turns generated ICMP errors off; otherwise `burst` must be ≥ 1.
+
+use std::collections::{HashMap, HashSet};
+use std::net::Ipv4Addr;
+use std::path::Path;
+
+use super::addr::is_unicast;
+use super::limits::{MAX_SETS_RANGE, REASSEMBLY_TIMEOUT_RANGE_MS};
+use super::routing::{EcmpMode, BUCKETS_RANGE, WEIGHT_RANGE};
+use super::tunnel::{ProbeType, TunnelKind, MAX_REPLAY_WINDOW, MIN_MSS, MIN_SPI, MIN_TUNNEL_MTU};
+use super::{locate, Config, ConfigError, ForwardMode, MAX_BURST};
+use crate::health::HealthConfigError;
+
+/// The longest tunnel name.
+pub const TUNNEL_NAME_MAX: usize = 64;
+
+type Check = Result<(), ConfigError>;
+
+/// Builds errors located in the text being checked.
+struct Checker<'a> {
+    text: &'a str,
+    file: &'a Path,
+}
+
+impl Checker<'_> {
+    fn err(&self, field: impl Into<String>, message: impl Into<String>) -> ConfigError {
+        let field = field.into();
+        ConfigError::Invalid {
+            file: self.file.to_path_buf(),
+            line: locate(self.text, &field),
+            column: None,
+            field,
+            message: message.into(),
+        }
+    }
+}
+
+impl Config {
+    pub(super) fn validate(&self, text: &str, file: &Path) -> Check {
+        let c = Checker { text, file };
+        check_dataplane(self, &c)?;
+        check_local_endpoints(self, &c)?;
+        check_gateway(self, &c)?;
+        check_tunnels(self, &c)?;
+        check_ecmp(self, &c)?;
+        check_routes(self, &c)?;
+        check_limits(self, &c)?;
+        check_stats(self, &c)?;
+        check_mode(self, &c)
+    }
+}
+
+fn check_dataplane(cfg: &Config, c: &Checker) -> Check {
+    let dp = &cfg.dataplane;
+    if dp.ports.is_empty() {
+        return Err(c.err("dataplane.ports", "at least one port is needed"));
+    }
+    let mut seen = HashSet::new();
+    for (i, p) in dp.ports.iter().enumerate() {
+        if p.device.trim().is_empty() {
+            return Err(c.err(format!("dataplane.ports[{i}].device"), "empty device name"));
+        }
+        if !seen.insert(p.device.as_str()) {
+            return Err(c.err(
+                format!("dataplane.ports[{i}].device"),
+                format!("port {:?} is listed twice", p.device),
+            ));
+        }
+        if let Some(mtu) = p.mtu {
+            if !(68..=9600).contains(&mtu) {
+                return Err(c.err(
+                    format!("dataplane.ports[{i}].mtu"),
+                    format!("MTU {mtu} is outside 68..=9600"),
+                ));
+            }
+        }
+        if let Some(net) = p.ipv4 {
+            let field = format!("dataplane.ports[{i}].ipv4");
+            if !is_unicast(net.addr()) {
+                return Err(c.err(field, format!("{} is not a unicast address", net.addr())));
+            }
+            if net.prefix_len() <= 30 && net.addr() == net.network() {
+                return Err(c.err(
+                    field,
+                    format!("{net} is the network address of its subnet, not a host address"),
+                ));
+            }
+            if net.prefix_len() <= 30 && net.addr() == net.broadcast() {
+                return Err(c.err(
+                    field,
+                    format!("{net} is the broadcast address of its subnet, not a host address"),
+                ));
+            }
+        }
+    }
+    if dp.workers.is_empty() {
+        return Err(c.err("dataplane.workers", "at least one worker lcore is needed"));
+    }
+    let mut seen = HashSet::new();
+    for (i, w) in dp.workers.iter().enumerate() {
+        if !seen.insert(*w) {
+            return Err(c.err(
+                format!("dataplane.workers[{i}]"),
+                format!("lcore {w} is listed twice"),
+            ));
+        }
+    }
+    if dp.burst == 0 || dp.burst > MAX_BURST {
+        return Err(c.err(
+            "dataplane.burst",
+            format!("burst {} is outside 1..={MAX_BURST}", dp.burst),
+        ));
+    }
+    if dp.rx_desc == 0 || dp.tx_desc == 0 {
+        let f = if dp.rx_desc == 0 {
+            "rx_desc"
+        } else {
+            "tx_desc"
+        };
+        return Err(c.err(format!("dataplane.{f}"), "must be at least 1"));
+    }
+    if let Some(n) = dp.mbufs {
+        let need = cfg.min_mbufs();
+        if n < need {
+            return Err(c.err(
+                "dataplane.mbufs",
+                format!("{n} mbufs cannot fill the descriptor rings and bursts; at least {need} are needed"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_local_endpoints(cfg: &Config, c: &Checker) -> Check {
+    let mut seen = HashSet::new();
+    for (i, &ip) in cfg.local_endpoints.iter().enumerate() {
+        let field = format!("local_endpoints[{i}]");
+        if !is_unicast(ip) {
+            return Err(c.err(field, format!("{ip} is not a unicast address")));
+        }
+        if !seen.insert(ip) {
+            return Err(c.err(field, format!("{ip} is listed twice")));
+        }
+    }
+    Ok(())
+}
+
+fn check_gateway(cfg: &Config, c: &Checker) -> Check {
+    let Some(gw) = &cfg.gateway else {
+        return Ok(());
+    };
+    let Some((_, port)) = cfg.gateway_port() else {
+        return Err(c.err(
+            "gateway.port",
+            format!("port {:?} is not one of dataplane.ports", gw.port),
+        ));
+    };
+    if !is_unicast(gw.ipv4) {
+        return Err(c.err(
+            "gateway.ipv4",
+            format!("{} is not a unicast address", gw.ipv4),
+        ));
+    }
+    if cfg.local_endpoints.contains(&gw.ipv4) {
+        return Err(c.err(
+            "gateway.ipv4",
+            format!("{} is one of our local_endpoints", gw.ipv4),
+        ));
+    }
+    if let Some(mac) = gw.mac {
+        if mac.is_multicast() || mac.is_zero() {
+            return Err(c.err("gateway.mac", format!("{mac} is not a unicast MAC address")));
+        }
+    }
+    match port.ipv4 {
+        Some(net) if net.addr() == gw.ipv4 => Err(c.err(
+            "gateway.ipv4",
+            format!("{} is the address of port {:?} itself", gw.ipv4, port.device),
+        )),
+        Some(net) if !net.contains(gw.ipv4) => Err(c.err(
+            "gateway.ipv4",
+            format!(
+                "{} is outside the subnet {net} of port {:?}",
+                gw.ipv4, port.device
+            ),
+        )),
+        None if gw.mac.is_none() => Err(c.err(
+            "gateway.mac",
+            format!(
+                "not set, and port {:?} has no ipv4 address to send ARP requests from: give one of them",
+                port.device
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn valid_tunnel_name(name: &str) -> bool {
+    (1..=TUNNEL_NAME_MAX).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+fn check_tunnels(cfg: &Config, c: &Checker) -> Check {
+    let uplink_mtu = cfg.uplink_mtu();
+    let uplink = match cfg.gateway_port() {
+        Some((_, p)) => format!("port {:?}", p.device),
+        None => "the uplink".to_string(),
+    };
+    let mut names: HashMap<&str, usize> = HashMap::new();
+    let mut gre_ids: HashMap<(Ipv4Addr, Ipv4Addr, Option<u32>), usize> = HashMap::new();
+    let mut spis: HashMap<u32, usize> = HashMap::new();
+    for (i, t) in cfg.tunnels.iter().enumerate() {
+        let f = |s: &str| format!("tunnels[{i}].{s}");
+        if !valid_tunnel_name(&t.name) {
+            return Err(c.err(
+                f("name"),
+                format!(
+                    "{:?}: tunnel names are 1..={TUNNEL_NAME_MAX} letters, digits, '-', '_' or '.'",
+                    t.name
+                ),
+            ));
+        }
+        if names.insert(&t.name, i).is_some() {
+            return Err(c.err(f("name"), format!("tunnel {:?} is listed twice", t.name)));
+        }
+        if !cfg.local_endpoints.contains(&t.local) {
+            return Err(c.err(
+                f("local"),
+                format!("{} is not one of local_endpoints", t.local),
+            ));
+        }
+        if !is_unicast(t.remote) {
+            return Err(c.err(
+                f("remote"),
+                format!("{} is not a unicast address", t.remote),
+            ));
+        }
+        if cfg.local_endpoints.contains(&t.remote) {
+            return Err(c.err(
+                f("remote"),
+                format!("{} is one of our local_endpoints", t.remote),
+            ));
+        }
+        match t.kind {
+            TunnelKind::Gre if t.ipsec.is_some() => {
+                return Err(c.err(
+                    f("ipsec"),
+                    "only IPsec tunnels have an ipsec block (this one is GRE)",
+                ));
+            }
+            TunnelKind::Ipsec if t.key.is_some() => {
+                return Err(c.err(
+                    f("key"),
+                    "only GRE tunnels have a key (IPsec keys go in the ipsec block)",
+                ));
+            }
+            TunnelKind::Ipsec if t.ipsec.is_none() => {
+                return Err(c.err(
+                    f("ipsec"),
+                    "an IPsec tunnel needs an ipsec block with spi_in, spi_out, key_in and key_out",
+                ));
+            }
+            _ => {}
+        }
+        if t.ttl == 0 {
+            return Err(c.err(f("ttl"), "TTL 0 is outside 1..=255"));
+        }
+
+        let a = t.interface_address;
+        let field = f("interface_address");
+        if a.prefix_len() != 30 && a.prefix_len() != 31 {
+            return Err(c.err(
+                field,
+                format!("{a}: a tunnel interface address must be a /30 or /31"),
+            ));
+        }
+        if a.prefix_len() == 30 && (a.addr() == a.network() || a.addr() == a.broadcast()) {
+            let n = a.network().to_bits();
+            return Err(c.err(
+                field,
+                format!(
+                    "{a} is not a usable host of the /30 (use {}/30 or {}/30)",
+                    Ipv4Addr::from_bits(n + 1),
+                    Ipv4Addr::from_bits(n + 2)
+                ),
+            ));
+        }
+        if let Some(other) = cfg.tunnels[..i]
+            .iter()
+            .find(|o| o.interface_address.overlaps(&a))
+        {
+            return Err(c.err(
+                field,
+                format!(
+                    "{a} overlaps {} of tunnel {:?}",
+                    other.interface_address, other.name
+                ),
+            ));
+        }
+
+        let mtu = t.mtu();
+        let default = if t.mtu.is_none() {
+            " (the default)"
+        } else {
+            ""
+        };
+        if mtu < MIN_TUNNEL_MTU {
+            return Err(c.err(
+                f("mtu"),
+                format!("MTU {mtu} is below the minimum {MIN_TUNNEL_MTU}"),
+            ));
+        }
+        let max = t.max_mtu_for_link(uplink_mtu);
+        if mtu > max {
+            return Err(c.err(
+                f("mtu"),
+                format!(
+                    "MTU {mtu}{default} does not fit the {uplink_mtu}-byte MTU of {uplink} after {} encapsulation: at most {max}",
+                    t.kind
+                ),
+            ));
+        }
+        let mss = t.mss();
+        if mss > mtu - 40 {
+            return Err(c.err(
+                f("mss"),
+                format!("MSS {mss} exceeds MTU {mtu} - 40 = {}", mtu - 40),
+            ));
+        }
+        if mss < MIN_MSS {
+            return Err(c.err(
+                f("mss"),
+                format!("MSS {mss} is below the minimum {MIN_MSS}"),
+            ));
+        }
+
+        if t.kind == TunnelKind::Gre {
+            if let Some(&j) = gre_ids.get(&(t.local, t.remote, t.key)) {
+                let other = &cfg.tunnels[j].name;
+                return Err(match t.key {
+                    Some(key) => c.err(
+                        f("key"),
+                        format!("tunnel {other:?} has the same local, remote and key {key}: GRE packets could not be told apart"),
+                    ),
+                    None => c.err(
+                        f("remote"),
+                        format!("tunnel {other:?} has the same local and remote and no key either: give them different keys"),
+                    ),
+                });
+            }
+            gre_ids.insert((t.local, t.remote, t.key), i);
+        }
+
+        if let Some(sa) = &t.ipsec {
+            for (name, spi) in [("spi_in", sa.spi_in), ("spi_out", sa.spi_out)] {
+                if spi < MIN_SPI {
+                    return Err(c.err(
+                        f(&format!("ipsec.{name}")),
+                        format!(
+                            "SPI {spi} is reserved (0..={}); use {MIN_SPI} or above",
+                            MIN_SPI - 1
+                        ),
+                    ));
+                }
+            }
+            if let Some(&j) = spis.get(&sa.spi_in) {
+                return Err(c.err(
+                    f("ipsec.spi_in"),
+                    format!(
+                        "inbound SPI {} is already used by tunnel {:?}",
+                        sa.spi_in, cfg.tunnels[j].name
+                    ),
+                ));
+            }
+            spis.insert(sa.spi_in, i);
+            if sa.key_in == sa.key_out {
+                return Err(c.err(
+                    f("ipsec.key_out"),
+                    "equals key_in: both directions would reuse AES-GCM nonces under one key; give each SA its own key",
+                ));
+            }
+            let w = sa.replay_window;
+            if w != 0 && (w % 32 != 0 || w > MAX_REPLAY_WINDOW) {
+                return Err(c.err(
+                    f("ipsec.replay_window"),
+                    format!("replay window {w} must be 0 (off) or a multiple of 32 up to {MAX_REPLAY_WINDOW}"),
+                ));
+            }
+        }
+
+        check_health(t, i, c)?;
+    }
+    Ok(())
+}
+
+fn check_health(t: &super::TunnelConfig, i: usize, c: &Checker) -> Check {
+    let hc = &t.health_check;
+    let f = |s: &str| format!("tunnels[{i}].health_check.{s}");
+    if hc.rate.is_some() && hc.interval_ms.is_some() {
+        return Err(c.err(
+            f("interval_ms"),
+            "give either rate or interval_ms, not both",
+        ));
+    }
+    if let Some(target) = hc.target {
+        if hc.probe == ProbeType::Reply {
+            return Err(c.err(
+                f("target"),
+                "a target applies only to probes of type: request",
+            ));
+        }
+        if !is_unicast(target) {
+            return Err(c.err(f("target"), format!("{target} is not a unicast address")));
+        }
+    }
+    hc.to_health_config().validate().map_err(|e| {
+        let field = match &e {
+            HealthConfigError::ZeroInterval => "interval_ms",
+            HealthConfigError::ZeroTimeout | HealthConfigError::TimeoutTooLong { .. } => {
+                "timeout_ms"
+            }
+            HealthConfigError::Zero("loss_window") => "loss_window_ms",
+            HealthConfigError::Zero(name) => name,
+            HealthConfigError::LossRatioTooHigh(_) => "degraded_loss_ppm",
+        };
+        c.err(f(field), e.to_string())
+    })
+}
+
+fn check_ecmp(cfg: &Config, c: &Checker) -> Check {
+    let b = cfg.ecmp.buckets;
+    if !BUCKETS_RANGE.contains(&b) {
+        return Err(c.err(
+            "ecmp.buckets",
+            format!(
+                "{b} buckets is outside {}..={}",
+                BUCKETS_RANGE.start(),
+                BUCKETS_RANGE.end()
+            ),
+        ));
+    }
+    if !b.is_power_of_two() {
+        return Err(c.err("ecmp.buckets", format!("{b} buckets is not a power of two")));
+    }
+    Ok(())
+}
+
+fn check_routes(cfg: &Config, c: &Checker) -> Check {
+    let mut seen: HashSet<(super::Ipv4Cidr, &str)> = HashSet::new();
+    let mut per_prefix: HashMap<super::Ipv4Cidr, u32> = HashMap::new();
+    let bucket_mode = cfg.ecmp.mode != EcmpMode::Modulo;
+    for (i, r) in cfg.routes.iter().enumerate() {
+        let f = |s: &str| format!("routes[{i}].{s}");
+        let p = r.prefix;
+        if !p.is_network() {
+            return Err(c.err(
+                f("prefix"),
+                format!(
+                    "{p}: host bits are set (the network is {}/{})",
+                    p.network(),
+                    p.prefix_len()
+                ),
+            ));
+        }
+        if cfg.tunnel(&r.tunnel).is_none() {
+            return Err(c.err(f("tunnel"), format!("unknown tunnel {:?}", r.tunnel)));
+        }
+        if let Some(w) = r.weight {
+            if !WEIGHT_RANGE.contains(&w) {
+                return Err(c.err(
+                    f("weight"),
+                    format!(
+                        "weight {w} is outside {}..={}",
+                        WEIGHT_RANGE.start(),
+                        WEIGHT_RANGE.end()
+                    ),
+                ));
+            }
+        }
+        if !seen.insert((p, r.tunnel.as_str())) {
+            return Err(c.err(
+                f("prefix"),
+                format!("route {p} via tunnel {:?} is listed twice", r.tunnel),
+            ));
+        }
+        let n = per_prefix.entry(p).or_default();
+        *n += 1;
+        if bucket_mode && *n > cfg.ecmp.buckets {
+            return Err(c.err(
+                f("prefix"),
+                format!(
+                    "{p} has more routes than the {} ECMP buckets",
+                    cfg.ecmp.buckets
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_limits(cfg: &Config, c: &Checker) -> Check {
+    let icmp = &cfg.icmp;
+    if icmp.rate_per_sec > 0 && icmp.burst == 0 {
+        return Err(c.err(
+            "icmp.burst",
+            "burst 0 lets no ICMP error through; use at least 1 (rate_per_sec: 0 turns ICMP errors off)",
+        ));
+    }
+    let r = &cfg.reassembly;
+    if !MAX_SETS_RANGE.contains(&r.max_sets) {
+        return Err(c.err(
+            "reassembly.max_sets",
+            format!(
+                "{} sets is outside {}..={}",
+                r.max_sets,
+                MAX_SETS_RANGE.start(),
+                MAX_SETS_RANGE.end()
+            ),
+        ));
+    }
+    if !REASSEMBLY_TIMEOUT_RANGE_MS.contains(&r.timeout_ms) {
+        return Err(c.err(
+            "reassembly.timeout_ms",
+            format!(
+                "{} ms is outside {}..={}",
+                r.timeout_ms,
+                REASSEMBLY_TIMEOUT_RANGE_MS.start(),
+                REASSEMBLY_TIMEOUT_RANGE_MS.end()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn check_stats(cfg: &Config, c: &Checker) -> Check {
+    if let Some(addr) = cfg.stats.prometheus_listen {
+        if addr.port() == 0 {
+            return Err(c.err(
+                "stats.prometheus_listen",
+                format!("{addr}: port 0 cannot be scraped; give a fixed port such as 9100"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_mode(cfg: &Config, c: &Checker) -> Check {
+    if cfg.dataplane.mode != ForwardMode::Pipeline {
+        return Ok(());
+    }
+    let missing = if cfg.local_endpoints.is_empty() {
+        "at least one address in local_endpoints"
+    } else if cfg.gateway.is_none() {
+        "a gateway section"
+    } else if cfg.tunnels.is_empty() {
+        "at least one tunnel"
+    } else {
+        return Ok(());
+    };
+    Err(c.err("dataplane.mode", format!("pipeline mode needs {missing}")))
+}
