@@ -5,9 +5,16 @@
 #   CONDUIT_HUGEPAGES=N   2 MiB hugepages to reserve (default 512; 0 = do not try)
 set -euo pipefail
 
+want_test=0
+[ "${1:-}" = "--test" ] && want_test=1
+
 need_apt=()
-dpkg -s libdpdk-dev dpdk dpdk-dev pkg-config clang libclang-dev >/dev/null 2>&1 ||
-    need_apt+=(libdpdk-dev dpdk dpdk-dev pkg-config clang libclang-dev)
+for p in libdpdk-dev dpdk dpdk-dev pkg-config clang libclang-dev; do
+    dpkg -s "$p" >/dev/null 2>&1 || need_apt+=("$p")
+done
+if [ "$want_test" = 1 ]; then
+    dpkg -s tshark >/dev/null 2>&1 || need_apt+=(tshark)
+fi
 if ((${#need_apt[@]})); then
     if [ "$(id -u)" != 0 ]; then
         echo "setup: missing Debian packages (${need_apt[*]}); run as root or: sudo apt-get install -y ${need_apt[*]}" >&2
@@ -17,6 +24,13 @@ if ((${#need_apt[@]})); then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+
+if [ "$want_test" = 1 ] && ! python3 -c "import scapy, cryptography, pytest" 2>/dev/null; then
+    echo "setup: installing scapy, cryptography and pytest from PyPI" >&2
+    python3 -m pip install --quiet --disable-pip-version-check scapy cryptography pytest 2>/dev/null ||
+        python3 -m pip install --quiet --disable-pip-version-check --break-system-packages \
+            scapy cryptography pytest
 fi
 
 if ! command -v cargo >/dev/null; then

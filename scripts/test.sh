@@ -3,7 +3,7 @@
 # tests that start a real EAL over virtual devices, one process per test under cargo-nextest).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+bash scripts/setup.sh --test
 if ! cargo nextest --version >/dev/null 2>&1; then
     cargo install cargo-nextest --locked
 fi
@@ -13,3 +13,6 @@ echo "== cargo clippy -D warnings" >&2
 cargo clippy --workspace --all-targets -- -D warnings
 echo "== cargo nextest" >&2
 cargo nextest run --workspace --no-fail-fast
+echo "== interop (scapy builds, conduit replays over net_pcap, scapy and tshark decode)" >&2
+cargo build --bin conduit
+CONDUIT_BIN="$PWD/target/debug/conduit" python3 -m pytest tests/interop -q -p no:cacheprovider
