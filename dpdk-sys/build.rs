@@ -187,11 +187,27 @@ fn main() {
         .allowlist_var("SOCKET_ID_ANY")
         .allowlist_var("RTE_RING_F_.*");
 
-    let bindings = match builder.generate() {
-        Ok(b) => b,
-        Err(e) => fail(&format!(
-            "bindgen could not read the DPDK headers ({e}); is libclang installed?"
-        )),
+    // bindgen panics (rather than returning an error) when it cannot load libclang; turn that
+    // into the same one-line message as every other missing prerequisite.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let generated =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || builder.generate()));
+    std::panic::set_hook(default_hook);
+    let bindings = match generated {
+        Ok(Ok(b)) => b,
+        Ok(Err(e)) => fail(&format!("bindgen could not read the DPDK headers ({e})")),
+        Err(panic) => {
+            let msg = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            fail(&format!(
+                "bindgen could not run: {}",
+                msg.lines().next().unwrap_or("")
+            ))
+        }
     };
     bindings
         .write_to_file(out_dir.join("bindings.rs"))

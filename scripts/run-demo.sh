@@ -14,5 +14,5 @@ echo "+ ${cmd[*]}" >&2
 if [ "$duration" = 0 ]; then
     exec "${cmd[@]}"
 else
-    exec timeout --foreground -s INT -k 10 "$duration" "${cmd[@]}"
+    exec timeout --foreground --preserve-status -s INT -k 10 "$duration" "${cmd[@]}"
 fi

@@ -399,7 +399,7 @@ fn print_final(
         let s = c.snapshot();
         println!(
             "lcore {:<3} rx-packets {:<12} tx-packets {:<12} tx-dropped {:<8} polls {:<12} busy-polls {:<12} cycles/pkt {}",
-            l,
+            l.0,
             s.rx_packets,
             s.tx_packets,
             s.tx_dropped,

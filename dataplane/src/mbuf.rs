@@ -329,6 +329,16 @@ impl Burst {
         Some(unsafe { Mbuf::from_raw(self.pkts[self.len]) })
     }
 
+    /// Takes the mbufs out in order, leaving the burst empty (even if the iterator is dropped
+    /// early: the rest are then freed).
+    #[inline]
+    pub fn drain(&mut self) -> Drain<'_> {
+        Drain {
+            burst: self,
+            next: 0,
+        }
+    }
+
     /// Frees every mbuf in the burst (one bulk call).
     #[inline]
     pub fn clear(&mut self) {
@@ -401,6 +411,49 @@ impl Burst {
         for m in self.as_slice() {
             m.prefetch_data();
         }
+    }
+}
+
+/// In-order iterator over a burst's mbufs, see [`Burst::drain`].
+pub struct Drain<'a> {
+    burst: &'a mut Burst,
+    next: usize,
+}
+
+impl Iterator for Drain<'_> {
+    type Item = Mbuf;
+
+    #[inline]
+    fn next(&mut self) -> Option<Mbuf> {
+        if self.next >= self.burst.len {
+            return None;
+        }
+        let p = self.burst.pkts[self.next];
+        self.next += 1;
+        // SAFETY: pkts[next] is an owned valid mbuf that no later step frees: Drop below only
+        // frees the slots after `next`.
+        Some(unsafe { Mbuf::from_raw(p) })
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let n = self.burst.len - self.next;
+        (n, Some(n))
+    }
+}
+
+impl Drop for Drain<'_> {
+    fn drop(&mut self) {
+        let (taken, len) = (self.next, self.burst.len);
+        if taken < len {
+            // SAFETY: pkts[taken..len] are still owned by the burst; free them in one call.
+            unsafe {
+                dpdk_sys::rte_pktmbuf_free_bulk(
+                    self.burst.pkts.as_mut_ptr().add(taken),
+                    (len - taken) as u32,
+                )
+            };
+        }
+        self.burst.len = 0;
     }
 }
 

@@ -84,6 +84,21 @@ fn alloc_free_returns_the_pool_to_full() {
     }
     assert_eq!(pool.in_use_count(), 0);
 
+    // drain() yields in order; dropping it early frees the rest and empties the burst.
+    let mut b = Burst::new();
+    for i in 0..10u8 {
+        let mut m = pool.alloc().unwrap();
+        assert!(m.set_data(&[i; 60]));
+        b.push(m).unwrap();
+    }
+    let firsts: Vec<u8> = b.drain().take(4).map(|m| m.data()[0]).collect();
+    assert_eq!(firsts, vec![0, 1, 2, 3]);
+    assert!(b.is_empty());
+    assert_eq!(pool.in_use_count(), 0);
+    assert!(b.alloc_from(&pool, 3));
+    assert_eq!(b.drain().count(), 3);
+    assert_eq!(pool.in_use_count(), 0);
+
     // Exhaustion: every mbuf can be had exactly once, then allocation fails cleanly.
     let mut all: Vec<Mbuf> = (0..1023)
         .map(|_| pool.alloc().expect("pool has 1023"))
