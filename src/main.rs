@@ -24,8 +24,12 @@ use control::config::{Config, ForwardMode};
 use dataplane::eal::Eal;
 use dataplane::lcore::{self, LcoreId};
 use dataplane::mempool::{Mempool, DEFAULT_DATA_ROOM};
+use dataplane::neighbor;
+use dataplane::pipeline::{DropReason, Reassembler, ReassemblerConfig, TokenBucket, WorkerState};
 use dataplane::port::{self, Port, PortConfig, PortStats};
-use dataplane::stats::{CoreCounters, CoreSnapshot};
+use dataplane::port::{RxQueue, TxQueue};
+use dataplane::stats::CoreSnapshot;
+use dataplane::worker::pipeline::{ContextSlot, PipelineCounters, PipelineWorker};
 use dataplane::worker::{self, IoPath};
 
 #[derive(Parser, Debug)]
@@ -206,59 +210,24 @@ fn run_dataplane(
         ports.push(ActivePort { port });
     }
 
-    // Queue q of every port belongs to worker q.
-    let n = ports.len();
-    let mut plans: Vec<Vec<IoPath>> = Vec::new();
-    for q in 0..nq {
-        let mut paths = Vec::new();
-        for i in 0..n {
-            let peer = worker::paired_port(i, n);
-            let rx = ports[i]
-                .port
-                .take_rx_queue(q)
-                .expect("each queue taken once");
-            let tx = ports[peer]
-                .port
-                .take_tx_queue(q)
-                .expect("each queue taken once");
-            paths.push(IoPath { rx, tx });
-        }
-        plans.push(paths);
-    }
-
     let stop = Arc::new(AtomicBool::new(false));
     let signalled = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, Arc::clone(&signalled))
             .context("installing signal handlers")?;
     }
-    let counters: Arc<Vec<CoreCounters>> = Arc::new(
+    let counters: Arc<Vec<PipelineCounters>> = Arc::new(
         (0..workers.len())
-            .map(|_| CoreCounters::default())
+            .map(|_| PipelineCounters::new(cfg.tunnels.len()))
             .collect(),
     );
-
-    if dp.mode != ForwardMode::Io {
-        bail!(
-            "dataplane.mode {:?} is not available yet: this build forwards in io mode only",
-            dp.mode
-        );
-    }
-    let mut handles = Vec::new();
-    for (i, (lcore_id, mut paths)) in workers.iter().copied().zip(plans).enumerate() {
-        log::info!(
-            "{lcore_id:?}: io forwarding {:?}",
-            worker::describe_paths(&paths)
-        );
-        let stop = Arc::clone(&stop);
-        let counters = Arc::clone(&counters);
-        let burst = dp.burst as usize;
-        let handle = lcore::launch(lcore_id, move || {
-            worker::run_io(&mut paths, burst, &stop, &counters[i]);
-        })
-        .with_context(|| format!("launching the worker on {lcore_id:?}"))?;
-        handles.push(handle);
-    }
+    let pool = Arc::new(pool);
+    let handles = match dp.mode {
+        ForwardMode::Io => launch_io(&workers, &mut ports, dp.burst, &stop, &counters)?,
+        ForwardMode::Pipeline => {
+            launch_pipeline(eal, cfg, &workers, &mut ports, &pool, &stop, &counters)?
+        }
+    };
 
     let started = Instant::now();
     let mut last_print = Instant::now();
@@ -336,7 +305,11 @@ fn run_dataplane(
             log::warn!("{}: {e}", p.port.name());
         }
     }
-    print_final(&ports, &counters, &workers, elapsed);
+    let tunnel_names: Vec<String> = match dp.mode {
+        ForwardMode::Io => Vec::new(),
+        ForwardMode::Pipeline => cfg.tunnels.iter().map(|t| t.name.clone()).collect(),
+    };
+    print_final(&ports, &counters, &workers, &tunnel_names, elapsed);
     // Closing the ports returns the mbufs parked in their descriptor rings; anything still out
     // after that is a leak.
     drop(ports);
@@ -357,16 +330,176 @@ fn run_dataplane(
     })
 }
 
-fn sum(counters: &[CoreCounters]) -> CoreSnapshot {
-    counters
+fn sum(counters: &[PipelineCounters]) -> CoreSnapshot {
+    counters.iter().fold(CoreSnapshot::default(), |acc, c| {
+        acc.plus(&c.core.snapshot())
+    })
+}
+
+type Handles = Vec<lcore::JoinHandle<()>>;
+
+/// io mode: worker q forwards queue q of each port to queue q of its paired port.
+fn launch_io(
+    workers: &[LcoreId],
+    ports: &mut [ActivePort],
+    burst: u16,
+    stop: &Arc<AtomicBool>,
+    counters: &Arc<Vec<PipelineCounters>>,
+) -> Result<Handles> {
+    let n = ports.len();
+    let mut handles = Vec::new();
+    for (q, &lcore_id) in workers.iter().enumerate() {
+        let mut paths = Vec::new();
+        for i in 0..n {
+            let peer = worker::paired_port(i, n);
+            let rx = ports[i]
+                .port
+                .take_rx_queue(q as u16)
+                .expect("each queue taken once");
+            let tx = ports[peer]
+                .port
+                .take_tx_queue(q as u16)
+                .expect("each queue taken once");
+            paths.push(IoPath { rx, tx });
+        }
+        log::info!(
+            "{lcore_id:?}: io forwarding {:?}",
+            worker::describe_paths(&paths)
+        );
+        let stop = Arc::clone(stop);
+        let counters = Arc::clone(counters);
+        let burst = burst as usize;
+        handles.push(
+            lcore::launch(lcore_id, move || {
+                worker::run_io(&mut paths, burst, &stop, &counters[q].core);
+            })
+            .with_context(|| format!("launching the worker on {lcore_id:?}"))?,
+        );
+    }
+    Ok(handles)
+}
+
+/// pipeline mode: build the forwarding table and context, resolve the gateway, launch.
+fn launch_pipeline(
+    eal: &Eal,
+    cfg: &Config,
+    workers: &[LcoreId],
+    ports: &mut [ActivePort],
+    pool: &Arc<Mempool>,
+    stop: &Arc<AtomicBool>,
+    counters: &Arc<Vec<PipelineCounters>>,
+) -> Result<Handles> {
+    let dp = &cfg.dataplane;
+    let macs: Vec<[u8; 6]> = ports
         .iter()
-        .fold(CoreSnapshot::default(), |acc, c| acc.plus(&c.snapshot()))
+        .map(|p| p.port.mac())
+        .collect::<Result<_, _>>()?;
+    let (gw_index, _) = cfg
+        .gateway_port()
+        .context("pipeline mode needs a gateway (checked by the config)")?;
+    // Every worker's queues, taken now; worker 0's gateway queues resolve ARP first.
+    let mut queues: Vec<(Vec<RxQueue>, Vec<TxQueue>)> = (0..workers.len())
+        .map(|q| {
+            let rx = ports
+                .iter_mut()
+                .map(|p| p.port.take_rx_queue(q as u16).expect("once"))
+                .collect();
+            let tx = ports
+                .iter_mut()
+                .map(|p| p.port.take_tx_queue(q as u16).expect("once"))
+                .collect();
+            (rx, tx)
+        })
+        .collect();
+    let gateway_mac = match control::tables::static_gateway_mac(cfg) {
+        Some(mac) => mac,
+        None => {
+            let (gw_ip, our_ip) = control::tables::gateway_arp_addresses(cfg)
+                .context("without gateway.mac the gateway port needs an ipv4 address")?;
+            let (rx, tx) = &mut queues[0];
+            let res = neighbor::resolve(
+                &mut rx[gw_index],
+                &mut tx[gw_index],
+                pool,
+                neighbor::ArpQuery {
+                    our_mac: macs[gw_index],
+                    our_ip,
+                    target: gw_ip,
+                    interval: Duration::from_millis(200),
+                    timeout: Duration::from_secs(5),
+                },
+            );
+            match res.mac {
+                Some(mac) => {
+                    log::info!("gateway {gw_ip} is at {} (ARP)", fmt_mac(&mac));
+                    mac
+                }
+                None => bail!(
+                    "gateway {gw_ip} did not answer {} ARP requests from {our_ip} within 5 s; set gateway.mac to configure it statically",
+                    res.requests_sent
+                ),
+            }
+        }
+    };
+    let table = Arc::new(control::tables::forwarding_table(cfg, &[])?);
+    let stats = table.stats();
+    let ctx = Arc::new(control::tables::context(cfg, &macs, gateway_mac, table)?);
+    log::info!(
+        "forwarding table: {} tunnels, {} prefixes, {} ECMP groups, {} KiB; gateway {} via port {}",
+        cfg.tunnels.len(),
+        stats.prefixes,
+        stats.groups,
+        stats.memory_bytes / 1024,
+        fmt_mac(&gateway_mac),
+        gw_index
+    );
+    let tsc_hz = eal.tsc_hz();
+    // A reassembled outer datagram must fit one mbuf with its Ethernet header.
+    let max_datagram = DEFAULT_DATA_ROOM as usize - 14 - 60;
+    let mut handles = Vec::new();
+    for (q, ((rx, tx), &lcore_id)) in queues.into_iter().zip(workers).enumerate() {
+        let state = WorkerState::new(
+            TokenBucket::new(
+                cfg.icmp.rate_per_sec,
+                cfg.icmp.burst,
+                tsc_hz,
+                dataplane::eal::rdtsc(),
+            ),
+            (q as u16).wrapping_mul(0x1000),
+        );
+        let reassembler = Reassembler::new(ReassemblerConfig {
+            max_sets: cfg.reassembly.max_sets as usize,
+            timeout: tsc_hz / 1000 * cfg.reassembly.timeout_ms,
+            max_datagram,
+            seed: q as u64,
+        });
+        let mut w = PipelineWorker::new(
+            rx,
+            tx,
+            ContextSlot::new(Arc::clone(&ctx)),
+            state,
+            reassembler,
+            max_datagram,
+            Arc::clone(pool),
+            dp.burst as usize,
+            tsc_hz,
+        );
+        let stop = Arc::clone(stop);
+        let counters = Arc::clone(counters);
+        log::info!("{lcore_id:?}: pipeline over {} ports", ports.len());
+        handles.push(
+            lcore::launch(lcore_id, move || w.run(&stop, &counters[q]))
+                .with_context(|| format!("launching the worker on {lcore_id:?}"))?,
+        );
+    }
+    Ok(handles)
 }
 
 fn print_final(
     ports: &[ActivePort],
-    counters: &[CoreCounters],
+    counters: &[PipelineCounters],
     workers: &[LcoreId],
+    tunnel_names: &[String],
     elapsed: Duration,
 ) {
     let secs = elapsed.as_secs_f64().max(1e-9);
@@ -396,7 +529,7 @@ fn print_final(
         );
     }
     for (c, l) in counters.iter().zip(workers) {
-        let s = c.snapshot();
+        let s = c.core.snapshot();
         println!(
             "lcore {:<3} rx-packets {:<12} tx-packets {:<12} tx-dropped {:<8} polls {:<12} busy-polls {:<12} cycles/pkt {}",
             l.0,
@@ -418,6 +551,39 @@ fn print_final(
         t.tx_dropped,
         t.rx_packets as f64 / secs
     );
+    let total = |f: &dyn Fn(&PipelineCounters) -> u64| counters.iter().map(f).sum::<u64>();
+    let extra = [
+        ("replies", total(&|c| c.replies.get())),
+        ("to-control", total(&|c| c.to_control.get())),
+        ("fragments-out", total(&|c| c.fragments_out.get())),
+        ("reassembled", total(&|c| c.reassembled.get())),
+        ("alloc-failed", total(&|c| c.alloc_failed.get())),
+    ];
+    if extra.iter().any(|(_, v)| *v > 0) {
+        let parts: Vec<String> = extra.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        println!("pipeline  {}", parts.join("  "));
+    }
+    let mut dropped = 0u64;
+    for reason in DropReason::all() {
+        let n = total(&|c| c.drops.get(reason.index()));
+        if n > 0 {
+            println!("drop      {:<28} {n}", reason.as_str());
+            dropped += n;
+        }
+    }
+    if !tunnel_names.is_empty() {
+        println!("drops total {dropped}");
+    }
+    for (i, name) in tunnel_names.iter().enumerate() {
+        println!(
+            "tunnel    {:<16} rx-packets {:<10} rx-bytes {:<12} tx-packets {:<10} tx-bytes {}",
+            name,
+            total(&|c| c.tunnel_rx_packets.get(i)),
+            total(&|c| c.tunnel_rx_bytes.get(i)),
+            total(&|c| c.tunnel_tx_packets.get(i)),
+            total(&|c| c.tunnel_tx_bytes.get(i)),
+        );
+    }
 }
 
 fn fmt_mac(m: &[u8; 6]) -> String {

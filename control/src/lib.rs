@@ -3,3 +3,4 @@
 
 pub mod config;
 pub mod health;
+pub mod tables;

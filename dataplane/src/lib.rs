@@ -7,6 +7,8 @@ pub mod error;
 pub mod lcore;
 pub mod mbuf;
 pub mod mempool;
+pub mod neighbor;
+pub mod pipeline;
 pub mod port;
 pub mod route;
 pub mod stats;

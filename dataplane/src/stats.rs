@@ -34,6 +34,64 @@ impl std::fmt::Debug for Counter {
     }
 }
 
+/// A fixed-size array of single-writer counters in whole 128-byte blocks, so that two
+/// workers' arrays never share a cache line. Allocated once; indexing out of range is ignored.
+pub struct CounterArray {
+    blocks: Box<[CounterBlock]>,
+    len: usize,
+}
+
+#[derive(Default)]
+#[repr(align(128))]
+struct CounterBlock([Counter; 16]);
+
+impl CounterArray {
+    pub fn new(len: usize) -> Self {
+        CounterArray {
+            blocks: (0..len.div_ceil(16))
+                .map(|_| CounterBlock::default())
+                .collect(),
+            len,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Adds `n` to counter `i` (owning thread only).
+    #[inline(always)]
+    pub fn add(&self, i: usize, n: u64) {
+        if i < self.len {
+            if let Some(b) = self.blocks.get(i / 16) {
+                b.0[i % 16].add(n);
+            }
+        }
+    }
+
+    pub fn get(&self, i: usize) -> u64 {
+        if i >= self.len {
+            return 0;
+        }
+        self.blocks.get(i / 16).map_or(0, |b| b.0[i % 16].get())
+    }
+
+    /// All values, for readers.
+    pub fn values(&self) -> Vec<u64> {
+        (0..self.len).map(|i| self.get(i)).collect()
+    }
+}
+
+impl std::fmt::Debug for CounterArray {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.values()).finish()
+    }
+}
+
 /// The counters of one worker lcore. Aligned to two cache lines so that neighbouring
 /// workers' blocks never share a line (adjacent-line prefetch included).
 #[derive(Default, Debug)]
@@ -116,6 +174,21 @@ mod tests {
         let a = &v[0] as *const _ as usize;
         let b = &v[1] as *const _ as usize;
         assert!(b - a >= 128);
+    }
+
+    #[test]
+    fn counter_array_blocks_and_bounds() {
+        let a = CounterArray::new(40);
+        assert_eq!(a.len(), 40);
+        assert_eq!(a.blocks.len(), 3);
+        a.add(0, 2);
+        a.add(39, 5);
+        a.add(40, 7); // out of range: ignored
+        assert_eq!(a.get(0), 2);
+        assert_eq!(a.get(39), 5);
+        assert_eq!(a.get(40), 0);
+        assert_eq!(a.values().iter().sum::<u64>(), 7);
+        assert_eq!(std::mem::align_of::<CounterBlock>(), 128);
     }
 
     #[test]

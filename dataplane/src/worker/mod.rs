@@ -8,6 +8,8 @@
 //! its peer port (ports paired 0↔1, 2↔3, ...; an odd last port sends back out of itself). It is
 //! kept as a diagnostic mode: it shows what the ports and the loop cost without the pipeline.
 
+pub mod pipeline;
+
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::eal::rdtsc;

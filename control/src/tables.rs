@@ -1,0 +1,146 @@
+//! Turns a validated [`Config`] into the immutable values the workers read: the
+//! [`ForwardingTable`] (routes with health penalties and ECMP groups) and the pipeline
+//! [`Context`] (MACs, addresses, the tunnel table).
+//!
+//! Tunnel ids are the tunnels' positions in the config file. The resilient ECMP buckets are
+//! derived from tunnel ids, so a reload that keeps the tunnels' order keeps every flow where it
+//! was.
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use dataplane::pipeline::{self, Context, ContextConfig, Tunnel};
+use dataplane::route::EcmpMode as RouteEcmpMode;
+use dataplane::route::{ForwardingTable, Health, Route, TunnelId};
+use dataplane::wire::EthernetAddress;
+
+use crate::config::{Config, EcmpMode, TunnelKind};
+use crate::health::HealthState;
+
+/// Why the tables could not be built from a config that passed validation.
+#[derive(Debug, thiserror::Error)]
+pub enum TablesError {
+    #[error("forwarding table: {0}")]
+    Table(#[from] dataplane::route::BuildError),
+    #[error("pipeline context: {0}")]
+    Context(#[from] pipeline::ContextError),
+    #[error("pipeline mode needs `{0}` in the config")]
+    Missing(&'static str),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// The route table's health input for a tunnel's state.
+pub fn route_health(state: HealthState) -> Health {
+    match state {
+        HealthState::Healthy => Health::Healthy,
+        HealthState::Degraded => Health::Degraded,
+        HealthState::Down => Health::Down,
+    }
+}
+
+/// Builds the forwarding table with the given per-tunnel health (indexed like
+/// `config.tunnels`; missing entries count as healthy).
+pub fn forwarding_table(
+    config: &Config,
+    health: &[HealthState],
+) -> Result<ForwardingTable, TablesError> {
+    let mode = match config.ecmp.mode {
+        EcmpMode::Modulo => RouteEcmpMode::Modulo,
+        EcmpMode::Weighted => RouteEcmpMode::Weighted,
+        EcmpMode::Resilient => RouteEcmpMode::Resilient,
+    };
+    let tunnels = config.tunnels.iter().enumerate().map(|(i, _)| {
+        let state = health.get(i).copied().unwrap_or(HealthState::Healthy);
+        (TunnelId(i as u32), route_health(state))
+    });
+    let mut routes = Vec::with_capacity(config.routes.len());
+    for r in &config.routes {
+        let (idx, _) = config
+            .tunnel(&r.tunnel)
+            .ok_or_else(|| TablesError::Other(format!("route to unknown tunnel {}", r.tunnel)))?;
+        let mut route = Route::new(
+            u32::from(r.prefix.addr()),
+            r.prefix.prefix_len(),
+            TunnelId(idx as u32),
+            r.priority,
+        );
+        route.weight = r.weight();
+        routes.push(route);
+    }
+    Ok(ForwardingTable::builder()
+        .mode(mode)
+        .tunnels(tunnels)
+        .routes(routes)
+        .build()?)
+}
+
+/// The pipeline's view of one configured tunnel.
+fn tunnel_of(t: &crate::config::TunnelConfig) -> Result<Tunnel, TablesError> {
+    let base = match t.kind {
+        TunnelKind::Gre => Tunnel::gre(t.local, t.remote, t.our_address(), t.customer_address()),
+        TunnelKind::Ipsec => {
+            Tunnel::ipsec(t.local, t.remote, t.our_address(), t.customer_address())
+        }
+    };
+    let mut tunnel = base
+        .with_ttl(t.ttl)
+        .with_mtu(t.mtu())
+        .with_mss(t.mss())
+        .with_clear_df(t.clear_df);
+    if let Some(key) = t.key {
+        tunnel = tunnel.with_key(key);
+    }
+    Ok(tunnel)
+}
+
+/// Builds the pipeline context. `port_macs` are the configured ports' MAC addresses in config
+/// order; `gateway_mac` is the configured static MAC or the one ARP resolved.
+pub fn context(
+    config: &Config,
+    port_macs: &[[u8; 6]],
+    gateway_mac: [u8; 6],
+    table: Arc<ForwardingTable>,
+) -> Result<Context, TablesError> {
+    let (gateway_port, _) = config
+        .gateway_port()
+        .ok_or(TablesError::Missing("gateway"))?;
+    let ports = config
+        .dataplane
+        .ports
+        .iter()
+        .zip(port_macs)
+        .map(|(p, mac)| pipeline::PortConfig {
+            mac: EthernetAddress(*mac),
+            addresses: p.ipv4.iter().map(|c| c.addr()).collect(),
+        })
+        .collect();
+    let tunnels = config
+        .tunnels
+        .iter()
+        .enumerate()
+        .map(|(i, t)| Ok((TunnelId(i as u32), tunnel_of(t)?)))
+        .collect::<Result<Vec<_>, TablesError>>()?;
+    let cc = ContextConfig {
+        ports,
+        gateway_port: gateway_port as u16,
+        gateway_mac: EthernetAddress(gateway_mac),
+        local_endpoints: config.local_endpoints.clone(),
+        tunnels,
+        icmp_ttl_exceeded: config.icmp.ttl_exceeded,
+        ..ContextConfig::default()
+    };
+    Ok(Context::new(&cc, table)?)
+}
+
+/// The configured static gateway MAC, if any.
+pub fn static_gateway_mac(config: &Config) -> Option<[u8; 6]> {
+    config.gateway.as_ref().and_then(|g| g.mac).map(|m| m.0)
+}
+
+/// The gateway's IPv4 address and our address on its port (for ARP).
+pub fn gateway_arp_addresses(config: &Config) -> Option<(Ipv4Addr, Ipv4Addr)> {
+    let g = config.gateway.as_ref()?;
+    let (_, port) = config.gateway_port()?;
+    Some((g.ipv4, port.ipv4?.addr()))
+}

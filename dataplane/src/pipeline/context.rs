@@ -1,0 +1,765 @@
+//! The immutable per-worker view of the configuration: ports, gateway, local endpoints, tunnels
+//! and the forwarding table, prepared for the packet path. Built by the control side with
+//! [`Context::new`] (which validates and allocates), then shared by reference; lookups are an
+//! open-addressing hash probe (our addresses; GRE (local, remote) pairs) or an index (tunnels),
+//! and each tunnel carries its precomputed Ethernet + outer IPv4 + GRE header and the checksum
+//! sum of the header's constant fields, so encapsulation is a copy and four field patches.
+
+use core::fmt;
+use core::net::Ipv4Addr;
+use std::sync::Arc;
+
+use thiserror::Error;
+
+use crate::route::{EcmpMode, ForwardingTable, GroupId, TunnelId};
+use crate::wire::{checksum, ethernet, gre, ipv4, EtherType, EthernetAddress};
+
+/// Default ICMP identifier of health-check probes.
+pub const DEFAULT_PROBE_IDENT: u16 = 0xC0DE;
+/// First four data bytes of a health-check probe; the tunnel id (big endian) follows.
+pub const PROBE_MAGIC: [u8; 4] = *b"CNDT";
+
+/// The first 8 data bytes of a probe for `tunnel`: [`PROBE_MAGIC`] then the id, big endian.
+pub fn probe_payload(tunnel: TunnelId) -> [u8; 8] {
+    let mut p = [0; 8];
+    p[..4].copy_from_slice(&PROBE_MAGIC);
+    p[4..].copy_from_slice(&tunnel.0.to_be_bytes());
+    p
+}
+
+/// Largest tunnel id the context accepts (tunnels are indexed by id).
+pub const MAX_TUNNEL_ID: u32 = (1 << 20) - 1;
+/// Smallest tunnel MTU: RFC 791's 576, so a generated ICMP error always fits any tunnel.
+pub const MIN_MTU: u16 = 576;
+/// Largest tunnel MTU (the outer packet must stay below 64 KiB).
+pub const MAX_MTU: u16 = 65_000;
+
+/// Ethernet + outer IPv4 + GRE with key.
+pub(crate) const MAX_ENCAP_LEN: usize = ethernet::HEADER_LEN + ipv4::HEADER_LEN + 8;
+
+/// Tunnel encapsulation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TunnelKind {
+    /// GRE (RFC 2784, key of RFC 2890).
+    Gre,
+    /// ESP tunnel mode (not yet in the dataplane: packets routed to it are dropped `EspNoSa`).
+    Ipsec,
+}
+
+/// One configured tunnel, as the packet path needs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tunnel {
+    pub kind: TunnelKind,
+    /// Our endpoint (one of the local endpoints): outer source.
+    pub local: Ipv4Addr,
+    /// The customer's endpoint: outer destination, and the only accepted outer source.
+    pub remote: Ipv4Addr,
+    /// GRE key (RFC 2890); a keyed tunnel rejects keyless packets.
+    pub key: Option<u32>,
+    /// Outer TTL.
+    pub ttl: u8,
+    /// Largest inner packet sent without fragmenting.
+    pub mtu: u16,
+    /// MSS that SYNs crossing the tunnel are clamped to.
+    pub mss: u16,
+    /// Fragment oversized inner packets even with DF set, and never set DF on the outer header.
+    pub clear_df: bool,
+    /// Our side of the tunnel's /31 or /30.
+    pub interface: Ipv4Addr,
+    /// The customer's side.
+    pub peer_interface: Ipv4Addr,
+}
+
+impl Tunnel {
+    /// SPEC §2 default TTL.
+    pub const DEFAULT_TTL: u8 = 64;
+    /// Default MTU of a GRE tunnel (1500 − 20 − 4).
+    pub const GRE_MTU: u16 = 1476;
+    /// Default MTU of a keyed GRE tunnel (1500 − 20 − 8).
+    pub const GRE_KEY_MTU: u16 = 1472;
+    /// Default MTU of an IPsec tunnel.
+    pub const IPSEC_MTU: u16 = 1400;
+    /// MSS default: MTU minus IPv4 and TCP headers.
+    pub const MSS_OVERHEAD: u16 = 40;
+
+    /// A keyless GRE tunnel with SPEC defaults (TTL 64, MTU 1476, MSS 1436, DF copied).
+    pub fn gre(
+        local: Ipv4Addr,
+        remote: Ipv4Addr,
+        interface: Ipv4Addr,
+        peer_interface: Ipv4Addr,
+    ) -> Self {
+        Tunnel {
+            kind: TunnelKind::Gre,
+            local,
+            remote,
+            key: None,
+            ttl: Self::DEFAULT_TTL,
+            mtu: Self::GRE_MTU,
+            mss: Self::GRE_MTU - Self::MSS_OVERHEAD,
+            clear_df: false,
+            interface,
+            peer_interface,
+        }
+    }
+
+    /// An IPsec tunnel with SPEC defaults (MTU 1400, MSS 1360).
+    pub fn ipsec(
+        local: Ipv4Addr,
+        remote: Ipv4Addr,
+        interface: Ipv4Addr,
+        peer_interface: Ipv4Addr,
+    ) -> Self {
+        Tunnel {
+            kind: TunnelKind::Ipsec,
+            mtu: Self::IPSEC_MTU,
+            mss: Self::IPSEC_MTU - Self::MSS_OVERHEAD,
+            ..Self::gre(local, remote, interface, peer_interface)
+        }
+    }
+
+    /// Sets the GRE key and the keyed defaults MTU 1472 / MSS 1432 (call `with_mtu` or
+    /// `with_mss` afterwards to override them).
+    pub fn with_key(self, key: u32) -> Self {
+        Tunnel {
+            key: Some(key),
+            ..self.with_mtu(Self::GRE_KEY_MTU)
+        }
+    }
+
+    /// Sets the MTU and the default MSS for it (MTU − 40).
+    pub fn with_mtu(self, mtu: u16) -> Self {
+        Tunnel {
+            mtu,
+            mss: mtu.saturating_sub(Self::MSS_OVERHEAD),
+            ..self
+        }
+    }
+
+    /// Sets the MSS clamp.
+    pub fn with_mss(self, mss: u16) -> Self {
+        Tunnel { mss, ..self }
+    }
+
+    /// Sets the outer TTL.
+    pub fn with_ttl(self, ttl: u8) -> Self {
+        Tunnel { ttl, ..self }
+    }
+
+    /// Sets `clear_df`.
+    pub fn with_clear_df(self, clear_df: bool) -> Self {
+        Tunnel { clear_df, ..self }
+    }
+
+    /// The other host of the /31 or /30 that `ours` belongs to (SPEC §2: the configured address
+    /// is our side). `None` for other lengths and for a /30's network or broadcast address.
+    pub fn peer_of(ours: Ipv4Addr, prefix_len: u8) -> Option<Ipv4Addr> {
+        let a = u32::from(ours);
+        match prefix_len {
+            31 => Some(Ipv4Addr::from(a ^ 1)),
+            30 => match a & 3 {
+                1 => Some(Ipv4Addr::from(a + 1)),
+                2 => Some(Ipv4Addr::from(a - 1)),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+}
+
+/// One port: its MAC and the IPv4 addresses it answers ARP for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortConfig {
+    pub mac: EthernetAddress,
+    pub addresses: Vec<Ipv4Addr>,
+}
+
+/// Everything [`Context::new`] needs besides the forwarding table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContextConfig {
+    /// Indexed by DPDK port id.
+    pub ports: Vec<PortConfig>,
+    /// Port towards the gateway: everything Conduit sends (encapsulated or plain) leaves here.
+    pub gateway_port: u16,
+    /// The gateway's MAC (static, or resolved by the control side before building).
+    pub gateway_mac: EthernetAddress,
+    /// Anycast tunnel endpoints.
+    pub local_endpoints: Vec<Ipv4Addr>,
+    /// Tunnels by id (ids as in the forwarding table; at most [`MAX_TUNNEL_ID`]).
+    pub tunnels: Vec<(TunnelId, Tunnel)>,
+    /// ICMP identifier of health-check probes.
+    pub probe_ident: u16,
+    /// TTL of the ICMP messages Conduit generates (echo replies, errors).
+    pub icmp_ttl: u8,
+    /// Send ICMP time exceeded on TTL expiry (otherwise drop silently).
+    pub icmp_ttl_exceeded: bool,
+}
+
+impl Default for ContextConfig {
+    fn default() -> Self {
+        ContextConfig {
+            ports: Vec::new(),
+            gateway_port: 0,
+            gateway_mac: EthernetAddress::default(),
+            local_endpoints: Vec::new(),
+            tunnels: Vec::new(),
+            probe_ident: DEFAULT_PROBE_IDENT,
+            icmp_ttl: 64,
+            icmp_ttl_exceeded: false,
+        }
+    }
+}
+
+/// Why a configuration cannot become a [`Context`].
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ContextError {
+    #[error("gateway port {0} is not a configured port")]
+    GatewayPort(u16),
+    #[error("more than 65536 ports")]
+    TooManyPorts,
+    #[error("{what} {addr} is not a unicast host address")]
+    InvalidAddress { what: &'static str, addr: Ipv4Addr },
+    #[error("address {0} is configured twice")]
+    DuplicateAddress(Ipv4Addr),
+    #[error("{0} is listed twice")]
+    DuplicateTunnel(TunnelId),
+    #[error("{0}: ids above {MAX_TUNNEL_ID} are not supported")]
+    TunnelIdTooLarge(TunnelId),
+    #[error("{tunnel}: local address {local} is not a local endpoint")]
+    LocalNotEndpoint { tunnel: TunnelId, local: Ipv4Addr },
+    #[error("{tunnel}: MTU {mtu} outside {MIN_MTU}..={MAX_MTU}")]
+    InvalidMtu { tunnel: TunnelId, mtu: u16 },
+    #[error("{tunnel}: MSS {mss} must be 1..=MTU - 40")]
+    InvalidMss { tunnel: TunnelId, mss: u16 },
+    #[error("{tunnel}: TTL must not be 0")]
+    InvalidTtl { tunnel: TunnelId },
+    #[error("{tunnel} and {other} have the same local, remote and GRE key")]
+    AmbiguousGre { tunnel: TunnelId, other: TunnelId },
+    #[error("the forwarding table routes to {0}, which is not configured")]
+    MissingTunnel(TunnelId),
+}
+
+/// Key of an empty [`FlatMap`] slot (no valid key is all ones: addresses are checked unicast).
+const EMPTY: u64 = u64::MAX;
+
+/// An open-addressing hash map `u64 → u32` with linear probing, built once, at most half full,
+/// so a lookup is one multiply and usually one or two loads.
+#[derive(Debug, Clone)]
+struct FlatMap {
+    keys: Box<[u64]>,
+    values: Box<[u32]>,
+    shift: u32,
+    mask: usize,
+}
+
+impl FlatMap {
+    /// `Err(key)` on a duplicate key.
+    fn build(entries: &[(u64, u32)]) -> Result<FlatMap, u64> {
+        let cap = (entries.len() * 2).next_power_of_two().max(16);
+        let mut map = FlatMap {
+            keys: vec![EMPTY; cap].into_boxed_slice(),
+            values: vec![0; cap].into_boxed_slice(),
+            shift: 64 - cap.trailing_zeros(),
+            mask: cap - 1,
+        };
+        for &(key, value) in entries {
+            debug_assert_ne!(key, EMPTY);
+            let mut i = map.slot(key);
+            while map.keys[i] != EMPTY {
+                if map.keys[i] == key {
+                    return Err(key);
+                }
+                i = (i + 1) & map.mask;
+            }
+            map.keys[i] = key;
+            map.values[i] = value;
+        }
+        Ok(map)
+    }
+
+    /// Fibonacci hashing: the top bits of the product depend on every key bit.
+    #[inline(always)]
+    fn slot(&self, key: u64) -> usize {
+        (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> self.shift) as usize
+    }
+
+    #[inline(always)]
+    fn get(&self, key: u64) -> Option<u32> {
+        let mut i = self.slot(key);
+        // Terminates: at least half the slots are empty.
+        loop {
+            let k = *self.keys.get(i)?;
+            if k == key {
+                return self.values.get(i).copied();
+            }
+            if k == EMPTY {
+                return None;
+            }
+            i = (i + 1) & self.mask;
+        }
+    }
+}
+
+/// What one of our addresses is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Local {
+    /// An anycast tunnel endpoint.
+    Endpoint,
+    /// An address of this port.
+    Port(u16),
+    /// Our side of this tunnel's interface subnet.
+    TunnelInterface(TunnelId),
+}
+
+const LOCAL_TAG_SHIFT: u32 = 30;
+const LOCAL_VALUE: u32 = (1 << LOCAL_TAG_SHIFT) - 1;
+
+impl Local {
+    fn encode(self) -> u32 {
+        match self {
+            Local::Endpoint => 0,
+            Local::Port(p) => 1 << LOCAL_TAG_SHIFT | u32::from(p),
+            Local::TunnelInterface(t) => 2 << LOCAL_TAG_SHIFT | t.0,
+        }
+    }
+
+    #[inline(always)]
+    fn decode(v: u32) -> Local {
+        match v >> LOCAL_TAG_SHIFT {
+            0 => Local::Endpoint,
+            1 => Local::Port((v & LOCAL_VALUE) as u16),
+            _ => Local::TunnelInterface(TunnelId(v & LOCAL_VALUE)),
+        }
+    }
+}
+
+/// A GRE tunnel among those sharing one (local, remote) pair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct GreEntry {
+    pub key: Option<u32>,
+    pub tunnel: TunnelId,
+}
+
+/// A tunnel with its prepared encapsulation.
+#[derive(Debug, Clone)]
+pub(crate) struct TunnelEntry {
+    pub tunnel: Tunnel,
+    /// Ethernet (our gateway-port MAC → gateway MAC) + outer IPv4 (length, ident, TOS, flags
+    /// and checksum zero) + GRE.
+    pub header: [u8; MAX_ENCAP_LEN],
+    /// 38, or 42 with a key.
+    pub header_len: usize,
+    /// One's-complement sum of the outer IPv4 header as templated.
+    pub ip_sum: u16,
+}
+
+/// The immutable per-worker context. `Send + Sync`; shared by reference.
+#[derive(Clone)]
+pub struct Context {
+    port_macs: Box<[EthernetAddress]>,
+    gateway_port: u16,
+    /// Ethernet header of plain packets to the gateway.
+    gateway_eth: [u8; ethernet::HEADER_LEN],
+    locals: FlatMap,
+    /// (local, remote) → index in `gre_runs`.
+    gre_pairs: FlatMap,
+    gre_runs: Box<[(u32, u32)]>,
+    gre_entries: Box<[GreEntry]>,
+    tunnels: Box<[Option<TunnelEntry>]>,
+    table: Arc<ForwardingTable>,
+    /// `FASTMOD[n]` for `n` up to the largest group, in modulo ECMP mode; empty otherwise.
+    fastmod: Box<[u64]>,
+    probe_ident: u16,
+    icmp_ttl: u8,
+    icmp_ttl_exceeded: bool,
+}
+
+/// Lemire's "fastmod" multiplier for divisor `d`: `a % d` is
+/// `((FASTMOD.wrapping_mul(a) as u128 * d) >> 64)` for every `u32` `a` (d = 1 gives 0, which is
+/// right too), a multiply instead of a ~25-cycle division on the packet path.
+fn fastmod_multiplier(d: u64) -> u64 {
+    (u64::MAX / d).wrapping_add(1)
+}
+
+/// Validates that every tunnel `table` can select is configured, and returns the fastmod
+/// multipliers for its groups' sizes (modulo mode only).
+fn check_table(
+    table: &ForwardingTable,
+    tunnels: &[Option<TunnelEntry>],
+) -> Result<Box<[u64]>, ContextError> {
+    let mut largest = 0;
+    for g in 0..table.stats().groups {
+        let members = table.group_tunnels(GroupId(g as u32));
+        largest = largest.max(members.len());
+        for &t in members {
+            if !matches!(tunnels.get(t.0 as usize), Some(Some(_))) {
+                return Err(ContextError::MissingTunnel(t));
+            }
+        }
+    }
+    if table.mode() != EcmpMode::Modulo {
+        return Ok(Box::default());
+    }
+    Ok((0..=largest as u64)
+        .map(|d| if d == 0 { 0 } else { fastmod_multiplier(d) })
+        .collect())
+}
+
+impl fmt::Debug for Context {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Context")
+            .field("ports", &self.port_macs)
+            .field("gateway_port", &self.gateway_port)
+            .field("tunnels", &self.tunnels.iter().flatten().count())
+            .field("table", &self.table.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+fn unicast(what: &'static str, addr: Ipv4Addr) -> Result<u64, ContextError> {
+    if addr.is_unspecified()
+        || addr.is_loopback()
+        || addr.is_multicast()
+        || addr.is_broadcast()
+        || addr.octets()[0] >= 240
+    {
+        return Err(ContextError::InvalidAddress { what, addr });
+    }
+    Ok(u64::from(u32::from(addr)))
+}
+
+#[inline(always)]
+fn pair_key(local: u32, remote: u32) -> u64 {
+    u64::from(local) << 32 | u64::from(remote)
+}
+
+impl Context {
+    /// Validates `config` against itself and `table` (every tunnel the table can select must be
+    /// configured) and prepares the lookup structures.
+    pub fn new(config: &ContextConfig, table: Arc<ForwardingTable>) -> Result<Self, ContextError> {
+        if config.ports.len() > 1 << 16 {
+            return Err(ContextError::TooManyPorts);
+        }
+        let gateway_mac = config
+            .ports
+            .get(usize::from(config.gateway_port))
+            .ok_or(ContextError::GatewayPort(config.gateway_port))?
+            .mac;
+        let mut gateway_eth = [0u8; ethernet::HEADER_LEN];
+        gateway_eth[..6].copy_from_slice(&config.gateway_mac.0);
+        gateway_eth[6..12].copy_from_slice(&gateway_mac.0);
+        gateway_eth[12..].copy_from_slice(&u16::from(EtherType::Ipv4).to_be_bytes());
+
+        let mut locals: Vec<(u64, u32)> = Vec::new();
+        for &addr in &config.local_endpoints {
+            locals.push((unicast("local endpoint", addr)?, Local::Endpoint.encode()));
+        }
+        for (p, port) in config.ports.iter().enumerate() {
+            for &addr in &port.addresses {
+                locals.push((
+                    unicast("port address", addr)?,
+                    Local::Port(p as u16).encode(),
+                ));
+            }
+        }
+
+        let max_id = config.tunnels.iter().map(|(id, _)| id.0).max();
+        let mut tunnels: Vec<Option<TunnelEntry>> = vec![
+            None;
+            max_id
+                .map_or(0, |m| m as usize + 1)
+                .min(MAX_TUNNEL_ID as usize + 1)
+        ];
+        let mut gre: Vec<(u64, GreEntry)> = Vec::new();
+        for &(id, t) in &config.tunnels {
+            if id.0 > MAX_TUNNEL_ID {
+                return Err(ContextError::TunnelIdTooLarge(id));
+            }
+            if tunnels[id.0 as usize].is_some() {
+                return Err(ContextError::DuplicateTunnel(id));
+            }
+            let local = unicast("tunnel local", t.local)?;
+            let remote = unicast("tunnel remote", t.remote)?;
+            if !config.local_endpoints.contains(&t.local) {
+                return Err(ContextError::LocalNotEndpoint {
+                    tunnel: id,
+                    local: t.local,
+                });
+            }
+            if !(MIN_MTU..=MAX_MTU).contains(&t.mtu) {
+                return Err(ContextError::InvalidMtu {
+                    tunnel: id,
+                    mtu: t.mtu,
+                });
+            }
+            if t.mss == 0 || t.mss > t.mtu - Tunnel::MSS_OVERHEAD {
+                return Err(ContextError::InvalidMss {
+                    tunnel: id,
+                    mss: t.mss,
+                });
+            }
+            if t.ttl == 0 {
+                return Err(ContextError::InvalidTtl { tunnel: id });
+            }
+            locals.push((
+                unicast("tunnel interface", t.interface)?,
+                Local::TunnelInterface(id).encode(),
+            ));
+            unicast("tunnel peer interface", t.peer_interface)?;
+            if t.kind == TunnelKind::Gre {
+                gre.push((
+                    pair_key(local as u32, remote as u32),
+                    GreEntry {
+                        key: t.key,
+                        tunnel: id,
+                    },
+                ));
+            }
+            tunnels[id.0 as usize] = Some(Self::prepare(&t, gateway_eth));
+        }
+
+        let locals = FlatMap::build(&locals)
+            .map_err(|k| ContextError::DuplicateAddress(Ipv4Addr::from(k as u32)))?;
+
+        gre.sort_by_key(|&(pair, e)| (pair, e.key, e.tunnel));
+        if let Some(w) = gre
+            .windows(2)
+            .find(|w| (w[0].0, w[0].1.key) == (w[1].0, w[1].1.key))
+        {
+            return Err(ContextError::AmbiguousGre {
+                tunnel: w[0].1.tunnel,
+                other: w[1].1.tunnel,
+            });
+        }
+        let mut runs: Vec<(u32, u32)> = Vec::new();
+        let mut pairs: Vec<(u64, u32)> = Vec::new();
+        for (i, e) in gre.iter().enumerate() {
+            if pairs.last().map(|p| p.0) != Some(e.0) {
+                pairs.push((e.0, runs.len() as u32));
+                runs.push((i as u32, i as u32 + 1));
+            } else if let Some(r) = runs.last_mut() {
+                r.1 = i as u32 + 1;
+            }
+        }
+        let gre_pairs = FlatMap::build(&pairs).expect("pairs are distinct");
+
+        let fastmod = check_table(&table, &tunnels)?;
+
+        Ok(Context {
+            port_macs: config.ports.iter().map(|p| p.mac).collect(),
+            gateway_port: config.gateway_port,
+            gateway_eth,
+            locals,
+            gre_pairs,
+            gre_runs: runs.into_boxed_slice(),
+            gre_entries: gre.into_iter().map(|(_, e)| e).collect(),
+            tunnels: tunnels.into_boxed_slice(),
+            table,
+            fastmod,
+            probe_ident: config.probe_ident,
+            icmp_ttl: config.icmp_ttl,
+            icmp_ttl_exceeded: config.icmp_ttl_exceeded,
+        })
+    }
+
+    /// The encapsulation template of a tunnel.
+    fn prepare(t: &Tunnel, eth: [u8; ethernet::HEADER_LEN]) -> TunnelEntry {
+        let mut header = [0u8; MAX_ENCAP_LEN];
+        header[..ethernet::HEADER_LEN].copy_from_slice(&eth);
+        let ip = &mut header[ethernet::HEADER_LEN..ethernet::HEADER_LEN + ipv4::HEADER_LEN];
+        ip[0] = 0x45;
+        ip[8] = t.ttl;
+        ip[9] = 47;
+        ip[12..16].copy_from_slice(&t.local.octets());
+        ip[16..20].copy_from_slice(&t.remote.octets());
+        let ip_sum = checksum::sum(ip);
+        let g = ethernet::HEADER_LEN + ipv4::HEADER_LEN;
+        let gre_len = gre::BASE_HEADER_LEN + if t.key.is_some() { 4 } else { 0 };
+        header[g..g + 2]
+            .copy_from_slice(&if t.key.is_some() { 0x2000u16 } else { 0 }.to_be_bytes());
+        header[g + 2..g + 4].copy_from_slice(&u16::from(EtherType::Ipv4).to_be_bytes());
+        if let Some(key) = t.key {
+            header[g + 4..g + 8].copy_from_slice(&key.to_be_bytes());
+        }
+        TunnelEntry {
+            tunnel: *t,
+            header,
+            header_len: g + gre_len,
+            ip_sum,
+        }
+    }
+
+    /// The same context over another forwarding table (e.g. after a health change).
+    pub fn with_table(&self, table: Arc<ForwardingTable>) -> Result<Self, ContextError> {
+        let fastmod = check_table(&table, &self.tunnels)?;
+        Ok(Context {
+            table,
+            fastmod,
+            ..self.clone()
+        })
+    }
+
+    /// The forwarding table.
+    #[inline]
+    pub fn table(&self) -> &ForwardingTable {
+        &self.table
+    }
+
+    /// A configured tunnel.
+    #[inline]
+    pub fn tunnel(&self, id: TunnelId) -> Option<&Tunnel> {
+        self.entry(id).map(|e| &e.tunnel)
+    }
+
+    /// The port everything is sent to the gateway on.
+    #[inline]
+    pub fn gateway_port(&self) -> u16 {
+        self.gateway_port
+    }
+
+    /// ICMP identifier of probes.
+    #[inline]
+    pub fn probe_ident(&self) -> u16 {
+        self.probe_ident
+    }
+
+    /// [`ForwardingTable::select_in`], with the modulo of the default ECMP mode computed by a
+    /// multiplication (the table divides). Same result: in modulo mode the table picks
+    /// `members[hash % n]` of the group's members by ascending id, which
+    /// [`ForwardingTable::group_tunnels`] returns.
+    #[inline(always)]
+    pub(crate) fn select(&self, group: GroupId, hash: u32) -> TunnelId {
+        if !self.fastmod.is_empty() {
+            let members = self.table.group_tunnels(group);
+            let n = members.len();
+            if let Some(&m) = self.fastmod.get(n) {
+                let low = m.wrapping_mul(u64::from(hash));
+                let i = ((u128::from(low) * n as u128) >> 64) as usize;
+                if let Some(&t) = members.get(i) {
+                    return t;
+                }
+            }
+        }
+        self.table.select_in(group, hash)
+    }
+
+    #[inline(always)]
+    pub(crate) fn entry(&self, id: TunnelId) -> Option<&TunnelEntry> {
+        self.tunnels.get(id.0 as usize)?.as_ref()
+    }
+
+    #[inline(always)]
+    pub(crate) fn port_mac(&self, port: u16) -> Option<EthernetAddress> {
+        self.port_macs.get(usize::from(port)).copied()
+    }
+
+    #[inline]
+    pub(crate) fn gateway_eth(&self) -> &[u8; ethernet::HEADER_LEN] {
+        &self.gateway_eth
+    }
+
+    /// What `addr` (host order) is to us, if it is ours.
+    #[inline(always)]
+    pub(crate) fn local(&self, addr: u32) -> Option<Local> {
+        self.locals.get(u64::from(addr)).map(Local::decode)
+    }
+
+    /// The GRE tunnels from `remote` to `local` (host order); empty if none.
+    #[inline(always)]
+    pub(crate) fn gre_candidates(&self, local: u32, remote: u32) -> &[GreEntry] {
+        self.gre_pairs
+            .get(pair_key(local, remote))
+            .and_then(|run| self.gre_runs.get(run as usize))
+            .and_then(|&(a, b)| self.gre_entries.get(a as usize..b as usize))
+            .unwrap_or(&[])
+    }
+
+    #[inline]
+    pub(crate) fn icmp_ttl(&self) -> u8 {
+        self.icmp_ttl
+    }
+
+    #[inline]
+    pub(crate) fn icmp_ttl_exceeded(&self) -> bool {
+        self.icmp_ttl_exceeded
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flat_map_finds_every_key_and_nothing_else() {
+        let entries: Vec<(u64, u32)> = (0..1000u32)
+            .map(|i| (u64::from(0x0a00_0000 + i * 7), i))
+            .collect();
+        let m = FlatMap::build(&entries).unwrap();
+        for &(k, v) in &entries {
+            assert_eq!(m.get(k), Some(v));
+        }
+        assert_eq!(m.get(1), None);
+        assert_eq!(m.get(0x0a00_0001), None);
+        assert_eq!(FlatMap::build(&[(5, 1), (5, 2)]).unwrap_err(), 5);
+        assert_eq!(FlatMap::build(&[]).unwrap().get(0), None);
+    }
+
+    #[test]
+    fn fastmod_is_the_remainder() {
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        for d in 1..=300u64 {
+            let m = fastmod_multiplier(d);
+            for a in [0u32, 1, 2, d as u32 - 1, d as u32, u32::MAX, u32::MAX - 1]
+                .into_iter()
+                .chain((0..200).map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u32
+                }))
+            {
+                let r = ((u128::from(m.wrapping_mul(u64::from(a))) * u128::from(d)) >> 64) as u64;
+                assert_eq!(r, u64::from(a) % d, "{a} % {d}");
+            }
+        }
+    }
+
+    #[test]
+    fn local_encoding_round_trips() {
+        for l in [
+            Local::Endpoint,
+            Local::Port(0),
+            Local::Port(u16::MAX),
+            Local::TunnelInterface(TunnelId(0)),
+            Local::TunnelInterface(TunnelId(MAX_TUNNEL_ID)),
+        ] {
+            assert_eq!(Local::decode(l.encode()), l);
+        }
+    }
+
+    #[test]
+    fn peer_of_31_and_30() {
+        let a = |s: &str| s.parse::<Ipv4Addr>().unwrap();
+        assert_eq!(Tunnel::peer_of(a("10.200.0.0"), 31), Some(a("10.200.0.1")));
+        assert_eq!(Tunnel::peer_of(a("10.200.0.3"), 31), Some(a("10.200.0.2")));
+        assert_eq!(Tunnel::peer_of(a("10.200.0.9"), 30), Some(a("10.200.0.10")));
+        assert_eq!(Tunnel::peer_of(a("10.200.0.10"), 30), Some(a("10.200.0.9")));
+        assert_eq!(Tunnel::peer_of(a("10.200.0.8"), 30), None);
+        assert_eq!(Tunnel::peer_of(a("10.200.0.8"), 29), None);
+    }
+
+    #[test]
+    fn tunnel_defaults_follow_spec() {
+        let a = Ipv4Addr::new(1, 1, 1, 1);
+        let t = Tunnel::gre(a, a, a, a);
+        assert_eq!((t.ttl, t.mtu, t.mss, t.key), (64, 1476, 1436, None));
+        let t = t.with_key(7);
+        assert_eq!((t.mtu, t.mss, t.key), (1472, 1432, Some(7)));
+        let t = Tunnel::ipsec(a, a, a, a);
+        assert_eq!((t.kind, t.mtu, t.mss), (TunnelKind::Ipsec, 1400, 1360));
+        assert_eq!(
+            probe_payload(TunnelId(0x0102_0304)),
+            *b"CNDT\x01\x02\x03\x04"
+        );
+    }
+}

@@ -1,0 +1,74 @@
+//! The per-packet classify-and-rewrite core of a worker: pure Rust over a [`PacketBuf`], with no
+//! DPDK call, so every path is unit-tested, property-tested and fuzzed without EAL.
+//!
+//! A worker owns one [`WorkerState`] (outer IPv4 identification counter, ICMP error token bucket)
+//! and one [`Reassembler`], and shares an immutable [`Context`] built by the control side (MACs,
+//! local endpoints, interface addresses, the tunnel table and the [`ForwardingTable`]). For each
+//! received frame it calls [`process`], which validates every layer it reads, rewrites the frame
+//! in place (headers are grown into the headroom or cut with `adj`, never copied around) and
+//! returns an [`Outcome`]: a [`Verdict`] (forward, reply, hand to control, generate an ICMP error,
+//! fragment, reassemble, or drop with a [`DropReason`]) and the tunnel the packet arrived through,
+//! for the worker's per-tunnel counters. Nothing on the packet path allocates.
+//!
+//! | frame | verdict |
+//! |---|---|
+//! | IPv4 to a customer route | TTL − 1, MSS clamp, GRE-encapsulate → `Forward { tunnel: Some }` |
+//! | GRE from a configured remote to a local endpoint | validate, decapsulate, route the inner packet: customer route → re-encapsulate (transit); none → plain to the gateway (internet egress) |
+//! | ESP to a local endpoint | `Drop(EspNoSa)` until IPsec lands |
+//! | outer fragment of GRE/ESP to a local endpoint | `Reassemble` (feed [`Reassembler`], then `process` the result) |
+//! | ARP request for a local endpoint or a rx-port address | ARP reply in place → `Reply` |
+//! | ICMP echo request to any of our addresses | echo reply in place → `Reply` (through the tunnel it came from, if any) |
+//! | ICMP echo reply carrying our probe identity | `ToControl(Probe)` |
+//! | too big for the tunnel | DF set → ICMP 3/4 in place (rate-limited) → `IcmpError`; DF clear or `clear_df` → `NeedsFragmentation` ([`fragment`]) |
+//!
+//! # Decisions where SPEC is silent
+//!
+//! - **Probe identity**: an ICMP echo reply (type 0 code 0, valid checksum) addressed to a local
+//!   endpoint or a tunnel interface address (our side), with identifier
+//!   [`ContextConfig::probe_ident`] (default [`DEFAULT_PROBE_IDENT`], `0xC0DE`) and data starting
+//!   with [`PROBE_MAGIC`] followed by the probed tunnel's id (`u32`, big endian), see
+//!   [`probe_payload`]. The control thread owns the rest of the payload (sequence, timestamp).
+//!   Echo replies echo identifier and data, so this matches `reply` and `request` probes alike.
+//! - **Frames**: only frames to the rx port's MAC or broadcast are accepted; 802.1Q-tagged frames
+//!   and EtherTypes other than IPv4 and ARP are dropped. Ethernet padding is trimmed.
+//! - **Outer header**: TOS copied from the inner packet (DSCP and ECN, RFC 6040 normal mode);
+//!   identification from a per-core counter; DF copied from the inner packet, except that a
+//!   `clear_df` tunnel never sets it. On decapsulation an outer CE mark is copied into an
+//!   ECN-capable inner packet (RFC 6040); nothing else of the outer header survives.
+//! - **MSS clamp**: TCP SYN and SYN-ACK, unfragmented, to the egress tunnel's MSS; on decap to
+//!   the ingress tunnel's MSS; in transit to the lower of the two.
+//! - **TTL**: checked after the route lookup (no route → `NoRoute`, not `TtlExceeded`) and before
+//!   the MTU check, as in Linux's `ip_forward`. ICMP time exceeded only when
+//!   [`ContextConfig::icmp_ttl_exceeded`] is set (SPEC's "optionally"), sharing the token bucket.
+//! - **Generated ICMP errors** are sourced from the egress (or, on decap, ingress) tunnel's local
+//!   endpoint, written over the offending packet, and then routed like any packet (through a
+//!   tunnel when their destination is a customer prefix, else plain to the gateway).
+//! - **Internet egress** drops martian destinations (unspecified, loopback, multicast, broadcast,
+//!   240/4); a decapsulated packet to one of our addresses is answered (echo), handed to control
+//!   (probe) or dropped, never decapsulated again.
+//! - **Inner IPv6** in GRE is dropped (`GreInnerIpv6`): the forwarding table is IPv4 only.
+
+mod buf;
+mod context;
+pub mod fragment;
+mod process;
+pub mod reassembly;
+mod state;
+mod verdict;
+
+#[cfg(test)]
+mod tests;
+
+pub use buf::{PacketBuf, VecBuf};
+pub use context::{
+    probe_payload, Context, ContextConfig, ContextError, PortConfig, Tunnel, TunnelKind,
+    DEFAULT_PROBE_IDENT, PROBE_MAGIC,
+};
+pub use fragment::{write_fragment, Fragment, FragmentPlan};
+pub use process::{encapsulate, process};
+pub use reassembly::{Reassembler, ReassemblerConfig, Reassembly, ReassemblyStats};
+pub use state::{TokenBucket, WorkerState};
+pub use verdict::{Control, DropReason, Outcome, Verdict};
+
+#[doc(no_inline)]
+pub use crate::route::{ForwardingTable, TunnelId};

@@ -1,0 +1,361 @@
+//! The pipeline poll loop: receive a burst on each port, run every packet through
+//! [`pipeline::process`](crate::pipeline::process), act on its verdict, transmit per port.
+//!
+//! Per packet it does no allocation, takes no lock, makes no syscall and logs nothing. The only
+//! mbufs it allocates come from the pool, for fragments it must create (DF-clear packets bigger
+//! than the tunnel MTU) and for reassembled outer datagrams. Verdicts map to actions:
+//!
+//! | verdict | action |
+//! |---|---|
+//! | `Forward`, `Reply` | queue on the port's TX burst (per-tunnel out counters) |
+//! | `IcmpError` | count the drop reason, queue the ICMP error like a `Forward` |
+//! | `NeedsFragmentation` | cut into new mbufs, GRE-encapsulate each, queue; free the original |
+//! | `Reassemble` | feed the per-core reassembler; a completed datagram is processed again |
+//! | `ToControl` | counted and freed (the control thread's probe queue joins with the control plane) |
+//! | `Drop` | count by reason, free in bulk at the end of the burst |
+//!
+//! The forwarding context is read once per burst from the [`ContextSlot`]; the worker never
+//! blocks on it.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use crate::eal::rdtsc;
+use crate::mbuf::{Burst, Mbuf, MAX_BURST};
+use crate::mempool::Mempool;
+use crate::pipeline::{
+    encapsulate, process, write_fragment, Context, Control, DropReason, FragmentPlan, Reassembler,
+    Reassembly, Verdict, WorkerState,
+};
+use crate::port::{RxQueue, TxQueue};
+use crate::route::TunnelId;
+use crate::stats::{CoreCounters, Counter, CounterArray};
+
+/// Length of the Ethernet header the reassembler skips and a reassembled frame gets back.
+const ETHERNET_HEADER: usize = 14;
+
+/// The counters of one pipeline worker, summed across workers on read.
+#[derive(Debug)]
+pub struct PipelineCounters {
+    pub core: CoreCounters,
+    /// Drops by [`DropReason::index`].
+    pub drops: CounterArray,
+    /// Per tunnel (by `TunnelId`): packets and bytes received from it / sent into it.
+    pub tunnel_rx_packets: CounterArray,
+    pub tunnel_rx_bytes: CounterArray,
+    pub tunnel_tx_packets: CounterArray,
+    pub tunnel_tx_bytes: CounterArray,
+    /// ARP and ICMP echo replies sent.
+    pub replies: Counter,
+    /// Health-probe replies and ARP replies meant for the control thread.
+    pub to_control: Counter,
+    /// Fragments created for DF-clear packets over the tunnel MTU.
+    pub fragments_out: Counter,
+    /// Outer datagrams reassembled.
+    pub reassembled: Counter,
+    /// Mbuf allocations that failed (pool empty): the packet they were for is lost.
+    pub alloc_failed: Counter,
+}
+
+impl PipelineCounters {
+    pub fn new(tunnels: usize) -> Self {
+        PipelineCounters {
+            core: CoreCounters::default(),
+            drops: CounterArray::new(DropReason::COUNT),
+            tunnel_rx_packets: CounterArray::new(tunnels),
+            tunnel_rx_bytes: CounterArray::new(tunnels),
+            tunnel_tx_packets: CounterArray::new(tunnels),
+            tunnel_tx_bytes: CounterArray::new(tunnels),
+            replies: Counter::default(),
+            to_control: Counter::default(),
+            fragments_out: Counter::default(),
+            reassembled: Counter::default(),
+            alloc_failed: Counter::default(),
+        }
+    }
+}
+
+/// Where a worker finds the current forwarding context. A fixed context for now; the control
+/// plane's atomic publication replaces it.
+#[derive(Debug, Clone)]
+pub struct ContextSlot {
+    ctx: Arc<Context>,
+}
+
+impl ContextSlot {
+    pub fn new(ctx: Arc<Context>) -> Self {
+        ContextSlot { ctx }
+    }
+
+    #[inline]
+    fn current(&self) -> &Context {
+        &self.ctx
+    }
+}
+
+/// Everything one pipeline worker owns.
+pub struct PipelineWorker {
+    /// RX and TX queue of each port, indexed like the context's ports.
+    rx: Vec<RxQueue>,
+    tx: Vec<TxQueue>,
+    tx_bursts: Vec<Burst>,
+    dropped: Burst,
+    slot: ContextSlot,
+    state: WorkerState,
+    reassembler: Reassembler,
+    reassembly_out: Box<[u8]>,
+    pool: Arc<Mempool>,
+    burst_size: usize,
+    /// Reassembly timeouts are checked at most this often (TSC ticks).
+    expire_every: u64,
+}
+
+impl std::fmt::Debug for PipelineWorker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PipelineWorker")
+            .field("ports", &self.rx.len())
+            .finish()
+    }
+}
+
+impl PipelineWorker {
+    /// `rx[i]`/`tx[i]` are this worker's queues on port `i` (context port index).
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        rx: Vec<RxQueue>,
+        tx: Vec<TxQueue>,
+        slot: ContextSlot,
+        state: WorkerState,
+        reassembler: Reassembler,
+        max_datagram: usize,
+        pool: Arc<Mempool>,
+        burst_size: usize,
+        tsc_hz: u64,
+    ) -> Self {
+        let n = tx.len();
+        PipelineWorker {
+            rx,
+            tx,
+            tx_bursts: (0..n).map(|_| Burst::new()).collect(),
+            dropped: Burst::new(),
+            slot,
+            state,
+            reassembler,
+            reassembly_out: vec![0u8; max_datagram + 64].into_boxed_slice(),
+            pool,
+            burst_size: burst_size.clamp(1, MAX_BURST),
+            expire_every: (tsc_hz / 100).max(1),
+        }
+    }
+
+    /// Polls until `stop` is set.
+    pub fn run(&mut self, stop: &AtomicBool, c: &PipelineCounters) {
+        let mut inb = Burst::new();
+        let mut t_start = rdtsc();
+        let mut last_expire = t_start;
+        while !stop.load(Ordering::Relaxed) {
+            let mut rx_total = 0u64;
+            let mut busy_polls = 0u64;
+            for port in 0..self.rx.len() {
+                let n = self.rx[port].rx_burst(&mut inb, self.burst_size);
+                if n == 0 {
+                    continue;
+                }
+                rx_total += n as u64;
+                busy_polls += 1;
+                inb.prefetch_all();
+                let now = rdtsc();
+                for m in inb.drain() {
+                    self.handle(port as u16, m, now, c);
+                }
+                self.flush(c);
+            }
+            c.core.polls.add(self.rx.len() as u64);
+            let t_end = rdtsc();
+            if rx_total > 0 {
+                c.core.rx_packets.add(rx_total);
+                c.core.busy_polls.add(busy_polls);
+                c.core.busy_cycles.add(t_end.wrapping_sub(t_start));
+            }
+            if t_end.wrapping_sub(last_expire) > self.expire_every {
+                let expired = self.reassembler.expire(t_end);
+                if expired > 0 {
+                    c.drops
+                        .add(DropReason::ReassemblyTimeout.index(), expired as u64);
+                }
+                last_expire = t_end;
+            }
+            t_start = t_end;
+        }
+        self.flush(c);
+    }
+
+    fn handle(&mut self, rx_port: u16, mut m: Mbuf, now: u64, c: &PipelineCounters) {
+        let len = m.pkt_len() as u64;
+        let out = process(self.slot.current(), rx_port, &mut m, &mut self.state, now);
+        if let Some(TunnelId(t)) = out.rx_tunnel {
+            c.tunnel_rx_packets.add(t as usize, 1);
+            c.tunnel_rx_bytes.add(t as usize, len);
+        }
+        match out.verdict {
+            Verdict::Forward { port, tunnel } => self.send(port, tunnel, m, c),
+            Verdict::Reply { port, tunnel } => {
+                c.replies.add(1);
+                self.send(port, tunnel, m, c)
+            }
+            Verdict::IcmpError {
+                reason,
+                port,
+                tunnel,
+            } => {
+                c.drops.add(reason.index(), 1);
+                self.send(port, tunnel, m, c)
+            }
+            Verdict::ToControl(Control::Probe(_)) | Verdict::ToControl(Control::Arp) => {
+                c.to_control.add(1);
+                self.discard(m);
+            }
+            Verdict::NeedsFragmentation { port, tunnel, mtu } => {
+                self.fragment(m, port, tunnel, mtu, c)
+            }
+            Verdict::Reassemble => self.reassemble(rx_port, m, now, c),
+            Verdict::Drop(reason) => {
+                c.drops.add(reason.index(), 1);
+                self.discard(m);
+            }
+        }
+    }
+
+    #[inline]
+    fn discard(&mut self, m: Mbuf) {
+        if let Err(m) = self.dropped.push(m) {
+            self.dropped.clear();
+            let _ = self.dropped.push(m);
+        }
+    }
+
+    #[inline]
+    fn send(&mut self, port: u16, tunnel: Option<TunnelId>, m: Mbuf, c: &PipelineCounters) {
+        let port = port as usize;
+        if port >= self.tx_bursts.len() {
+            c.drops.add(DropReason::UnknownPort.index(), 1);
+            self.discard(m);
+            return;
+        }
+        if let Some(TunnelId(t)) = tunnel {
+            c.tunnel_tx_packets.add(t as usize, 1);
+            c.tunnel_tx_bytes.add(t as usize, m.pkt_len() as u64);
+        }
+        if self.tx_bursts[port].len() == MAX_BURST {
+            self.flush_port(port, c);
+        }
+        // Cannot fail: the burst was flushed if it was full.
+        if let Err(m) = self.tx_bursts[port].push(m) {
+            self.discard(m);
+        }
+    }
+
+    fn flush_port(&mut self, port: usize, c: &PipelineCounters) {
+        let b = &mut self.tx_bursts[port];
+        if b.is_empty() {
+            return;
+        }
+        let sent = self.tx[port].tx_burst(b);
+        c.core.tx_packets.add(sent as u64);
+        if !b.is_empty() {
+            c.core.tx_dropped.add(b.len() as u64);
+            b.clear();
+        }
+    }
+
+    fn flush(&mut self, c: &PipelineCounters) {
+        for port in 0..self.tx_bursts.len() {
+            self.flush_port(port, c);
+        }
+        self.dropped.clear();
+    }
+
+    fn fragment(&mut self, m: Mbuf, port: u16, tunnel: TunnelId, mtu: u16, c: &PipelineCounters) {
+        let plan = match FragmentPlan::new(m.data(), mtu) {
+            Ok(plan) => plan,
+            Err(reason) => {
+                c.drops.add(reason.index(), 1);
+                self.discard(m);
+                return;
+            }
+        };
+        for f in plan {
+            let Some(mut fm) = self.pool.alloc() else {
+                c.alloc_failed.add(1);
+                break;
+            };
+            let room = fm.tailroom();
+            let written = match fm.append(room) {
+                Some(buf) => write_fragment(m.data(), &f, buf),
+                None => Err(DropReason::Headroom),
+            };
+            let result = written.and_then(|n| {
+                fm.trim(room - n as u16);
+                encapsulate(self.slot.current(), tunnel, &mut fm, &mut self.state)
+            });
+            match result {
+                Ok(()) => {
+                    c.fragments_out.add(1);
+                    self.send(port, Some(tunnel), fm, c);
+                }
+                Err(reason) => {
+                    c.drops.add(reason.index(), 1);
+                    self.discard(fm);
+                }
+            }
+        }
+        self.discard(m);
+    }
+
+    fn reassemble(&mut self, rx_port: u16, m: Mbuf, now: u64, c: &PipelineCounters) {
+        let data = m.data();
+        let mut ethernet = [0u8; ETHERNET_HEADER];
+        if let Some(h) = data.get(..ETHERNET_HEADER) {
+            ethernet.copy_from_slice(h);
+        }
+        let Some(fragment) = data.get(ETHERNET_HEADER..) else {
+            c.drops.add(DropReason::ReassemblyBadFragment.index(), 1);
+            self.discard(m);
+            return;
+        };
+        match self
+            .reassembler
+            .insert(fragment, now, &mut self.reassembly_out)
+        {
+            Ok(Reassembly::Pending) => self.discard(m),
+            Ok(Reassembly::Complete(len)) => {
+                let Some(mut whole) = self.pool.alloc() else {
+                    c.alloc_failed.add(1);
+                    self.discard(m);
+                    return;
+                };
+                let total = ETHERNET_HEADER + len;
+                let ok = match u16::try_from(total).ok().and_then(|n| whole.append(n)) {
+                    Some(buf) => {
+                        buf[..ETHERNET_HEADER].copy_from_slice(&ethernet);
+                        buf[ETHERNET_HEADER..].copy_from_slice(&self.reassembly_out[..len]);
+                        true
+                    }
+                    None => false,
+                };
+                self.discard(m);
+                if ok {
+                    c.reassembled.add(1);
+                    self.handle(rx_port, whole, now, c);
+                } else {
+                    c.drops.add(DropReason::ReassemblyTooBig.index(), 1);
+                    self.discard(whole);
+                }
+            }
+            Err(reason) => {
+                c.drops.add(reason.index(), 1);
+                self.discard(m);
+            }
+        }
+    }
+}
