@@ -102,7 +102,8 @@ pub fn resolve(rx: &mut RxQueue, tx: &mut TxQueue, pool: &Mempool, query: ArpQue
             }
             last_sent = Some(Instant::now());
         }
-        if rx.rx_burst(&mut burst, 32) == 0 {
+        // One frame per poll: whatever follows the answer stays queued for the workers.
+        if rx.rx_burst(&mut burst, 1) == 0 {
             std::thread::sleep(Duration::from_millis(1));
             continue;
         }

@@ -263,3 +263,22 @@ def test_arp_and_echo_are_answered(replay):
         assert got[IP].src == sent[IP].dst and got[IP].dst == sent[IP].src
         assert bytes(got[Raw]) == bytes(sent[Raw])
     assert tshark_malformed(replay.outputs[0]) == []
+
+
+def test_gateway_mac_resolved_by_arp(replay):
+    """Without a static gateway MAC, conduit ARPs for the gateway at start-up and uses the
+    answer; the capture's first frame is the gateway's reply."""
+    resolved = "02:00:00:00:00:aa"
+    config = CONFIG.replace('gateway: {ipv4: 192.0.2.1, mac: "02:00:00:00:00:fe", port: net_pcap0}',
+                            "gateway: {ipv4: 192.0.2.1, port: net_pcap0}")
+    arp_reply = Ether(src=resolved, dst=PORT_MAC) / ARP(op=2, hwsrc=resolved, psrc="192.0.2.1", hwdst=PORT_MAC, pdst="192.0.2.10")
+    data = eth() / IP(src="192.0.2.100", dst="172.17.0.1") / UDP(sport=50001, dport=40000)
+    (out,) = replay.run(config, [arp_reply, data], ports=1)
+    requests = [p for p in out if p.haslayer(ARP) and p[ARP].op == 1]
+    assert requests, "an ARP request for the gateway went out"
+    r = requests[0]
+    assert r[Ether].dst == "ff:ff:ff:ff:ff:ff" and r[ARP].pdst == "192.0.2.1" and r[ARP].psrc == "192.0.2.10"
+    forwarded = [p for p in out if p.haslayer(GRE)]
+    assert len(forwarded) == 1
+    assert forwarded[0][Ether].dst == resolved
+    assert "gateway 192.0.2.1 is at 02:00:00:00:00:aa (ARP)" in replay.log
