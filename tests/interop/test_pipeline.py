@@ -3,7 +3,8 @@ without key/checksum/sequence, fragments, MSS, too-big, malformed), run through 
 pipeline mode over net_pcap, outputs decoded by scapy and checked packet by packet, and by
 tshark for malformed frames.
 
-Topology (one port, which faces the gateway, as on an edge appliance with one uplink):
+Topology: configs/replay.yaml (one port, which faces the gateway, as on an edge appliance with
+one uplink):
   local endpoint 203.0.113.1; gateway 192.0.2.1 (static MAC); port address 192.0.2.10/24.
   t1: GRE to 198.51.100.1, no key, interface 10.255.0.0/31; t2: GRE key 42 to 198.51.100.2.
   t3: GRE to 198.51.100.3, backup (priority 200). Routes: 172.16.0.0/16 via t1 and t2 at
@@ -17,34 +18,14 @@ from scapy.layers.inet import GRE, ICMP, IP, TCP, UDP, fragment
 from scapy.layers.l2 import ARP, Ether
 from scapy.packet import Raw
 
-from conftest import tshark_malformed
+from conftest import ROOT, tshark_malformed
 
 PORT_MAC = "02:70:63:61:70:00"  # net_pcap0's MAC (the PMD derives it from the port index)
 GW_MAC = "02:00:00:00:00:fe"
 LOCAL = "203.0.113.1"
 REMOTES = {"t1": "198.51.100.1", "t2": "198.51.100.2", "t3": "198.51.100.3"}
 
-CONFIG = """
-dataplane:
-  ports:
-    - device: net_pcap0
-      ipv4: 192.0.2.10/24
-  workers: [1]
-  mode: pipeline
-local_endpoints: [203.0.113.1]
-gateway: {ipv4: 192.0.2.1, mac: "02:00:00:00:00:fe", port: net_pcap0}
-tunnels:
-  - {name: t1, kind: gre, local: 203.0.113.1, remote: 198.51.100.1, interface_address: 10.255.0.0/31, health_check: {enabled: false}}
-  - {name: t2, kind: gre, local: 203.0.113.1, remote: 198.51.100.2, interface_address: 10.255.0.2/31, key: 42, health_check: {enabled: false}}
-  - {name: t3, kind: gre, local: 203.0.113.1, remote: 198.51.100.3, interface_address: 10.255.0.4/31, health_check: {enabled: false}}
-routes:
-  - {prefix: 172.16.0.0/16, tunnel: t1, priority: 100}
-  - {prefix: 172.16.0.0/16, tunnel: t2, priority: 100}
-  - {prefix: 172.16.0.0/16, tunnel: t3, priority: 200}
-  - {prefix: 172.17.0.0/16, tunnel: t3, priority: 100}
-icmp: {rate_per_sec: 1000, burst: 100}
-stats: {interval_ms: 0}
-"""
+CONFIG = (ROOT / "configs" / "replay.yaml").read_text()
 
 
 def eth():
@@ -269,8 +250,9 @@ def test_gateway_mac_resolved_by_arp(replay):
     """Without a static gateway MAC, conduit ARPs for the gateway at start-up and uses the
     answer; the capture's first frame is the gateway's reply."""
     resolved = "02:00:00:00:00:aa"
-    config = CONFIG.replace('gateway: {ipv4: 192.0.2.1, mac: "02:00:00:00:00:fe", port: net_pcap0}',
-                            "gateway: {ipv4: 192.0.2.1, port: net_pcap0}")
+    static = '  mac: "02:00:00:00:00:fe"'
+    config = "\n".join(l for l in CONFIG.splitlines() if not l.startswith(static))
+    assert config != CONFIG
     arp_reply = Ether(src=resolved, dst=PORT_MAC) / ARP(op=2, hwsrc=resolved, psrc="192.0.2.1", hwdst=PORT_MAC, pdst="192.0.2.10")
     data = eth() / IP(src="192.0.2.100", dst="172.17.0.1") / UDP(sport=50001, dport=40000)
     (out,) = replay.run(config, [arp_reply, data], ports=1)
