@@ -17,9 +17,9 @@ use std::net::Ipv4Addr;
 use std::sync::{Arc, OnceLock};
 
 use dataplane::pipeline::{
-    encapsulate, process, write_fragment, Context, ContextConfig, Control, FragmentPlan,
-    Outcome, PacketBuf, PortConfig, Reassembler, ReassemblerConfig, Reassembly, TokenBucket,
-    Tunnel, VecBuf, Verdict, WorkerState,
+    encapsulate, process, write_fragment, Context, ContextConfig, Control, FragmentPlan, Outcome,
+    PacketBuf, PortConfig, Reassembler, ReassemblerConfig, Reassembly, TokenBucket, Tunnel, VecBuf,
+    Verdict, WorkerState,
 };
 use dataplane::route::{ForwardingTable, Health, Route, TunnelId};
 use dataplane::wire::{
@@ -37,15 +37,24 @@ fn a(s: &str) -> Ipv4Addr {
 fn config(ttl_exceeded: bool) -> ContextConfig {
     let (e1, e2) = (a("203.0.113.1"), a("203.0.113.2"));
     let tunnels = vec![
-        (TunnelId(0), Tunnel::gre(e1, a("198.51.100.10"), a("10.200.0.0"), a("10.200.0.1"))),
-        (TunnelId(1), Tunnel::gre(e2, a("198.51.100.11"), a("10.200.0.2"), a("10.200.0.3"))),
+        (
+            TunnelId(0),
+            Tunnel::gre(e1, a("198.51.100.10"), a("10.200.0.0"), a("10.200.0.1")),
+        ),
+        (
+            TunnelId(1),
+            Tunnel::gre(e2, a("198.51.100.11"), a("10.200.0.2"), a("10.200.0.3")),
+        ),
         (
             TunnelId(2),
             Tunnel::gre(e1, a("198.51.100.20"), a("10.200.0.4"), a("10.200.0.5"))
                 .with_key(1001)
                 .with_mss(1400),
         ),
-        (TunnelId(3), Tunnel::ipsec(e2, a("198.51.100.30"), a("10.200.0.9"), a("10.200.0.10"))),
+        (
+            TunnelId(3),
+            Tunnel::ipsec(e2, a("198.51.100.30"), a("10.200.0.9"), a("10.200.0.10")),
+        ),
         (
             TunnelId(4),
             Tunnel::gre(e1, a("198.51.100.40"), a("10.200.0.12"), a("10.200.0.13"))
@@ -59,8 +68,14 @@ fn config(ttl_exceeded: bool) -> ContextConfig {
     ];
     ContextConfig {
         ports: vec![
-            PortConfig { mac: P0, addresses: vec![a("192.0.2.10")] },
-            PortConfig { mac: P1, addresses: vec![a("198.18.0.10")] },
+            PortConfig {
+                mac: P0,
+                addresses: vec![a("192.0.2.10")],
+            },
+            PortConfig {
+                mac: P1,
+                addresses: vec![a("198.18.0.10")],
+            },
         ],
         gateway_port: 0,
         gateway_mac: GW,
@@ -134,11 +149,17 @@ fn repair(frame: &mut [u8], outer: bool, inner: bool) {
 /// Checks what an outgoing GRE frame must look like; returns its inner packet length.
 fn check_gre_frame(frame: &[u8], t: &Tunnel) -> usize {
     let eth = EthernetFrame::new_checked(frame).expect("ethernet");
-    assert_eq!((eth.dst_addr(), eth.src_addr(), eth.ethertype()), (GW, P0, EtherType::Ipv4));
+    assert_eq!(
+        (eth.dst_addr(), eth.src_addr(), eth.ethertype()),
+        (GW, P0, EtherType::Ipv4)
+    );
     let outer = Ipv4Packet::new_checked(eth.payload()).expect("outer");
     assert!(outer.verify_checksum());
     assert_eq!(outer.packet().len(), eth.payload().len());
-    assert_eq!((outer.src_addr(), outer.dst_addr(), outer.protocol()), (t.local, t.remote, IpProtocol::Gre));
+    assert_eq!(
+        (outer.src_addr(), outer.dst_addr(), outer.protocol()),
+        (t.local, t.remote, IpProtocol::Gre)
+    );
     assert_eq!(outer.ttl(), t.ttl);
     let gre = GrePacket::new_checked(outer.payload()).expect("gre");
     assert_eq!(gre.key(), t.key);
@@ -155,7 +176,10 @@ fn check(ctx: &Context, rx_port: u16, capacity: usize, o: &Outcome, buf: &VecBuf
     match o.verdict {
         Verdict::Forward { port, tunnel }
         | Verdict::IcmpError { port, tunnel, .. }
-        | Verdict::Reply { port, tunnel: tunnel @ Some(_) } => {
+        | Verdict::Reply {
+            port,
+            tunnel: tunnel @ Some(_),
+        } => {
             assert_eq!(port, ctx.gateway_port());
             if let Some(t) = tunnel {
                 check_gre_frame(buf.data(), ctx.tunnel(t).expect("tunnel"));
@@ -224,7 +248,16 @@ fn follow_up(
                 let datagram = Ipv4Packet::new_checked(&out[14..14 + n]).expect("reassembled");
                 assert!(datagram.verify_checksum() && !datagram.is_fragment());
                 if depth == 0 {
-                    run_one(ctx, rx_port, &out[..14 + n], 128, state, reassembler, now, depth + 1);
+                    run_one(
+                        ctx,
+                        rx_port,
+                        &out[..14 + n],
+                        128,
+                        state,
+                        reassembler,
+                        now,
+                        depth + 1,
+                    );
                 }
             }
             assert!(reassembler.in_progress() <= reassembler.capacity());
@@ -280,7 +313,16 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
         rest = tail;
         let mut frame = frame.to_vec();
         repair(&mut frame, control & 4 != 0, control & 8 != 0);
-        run_one(ctx, rx_port, &frame, headroom, &mut state, &mut reassembler, now, 0);
+        run_one(
+            ctx,
+            rx_port,
+            &frame,
+            headroom,
+            &mut state,
+            &mut reassembler,
+            now,
+            0,
+        );
         now += 30;
     }
 });

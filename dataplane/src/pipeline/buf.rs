@@ -20,7 +20,7 @@ pub trait PacketBuf {
     fn trim(&mut self, len: u16) -> bool;
 
     /// Packet length.
-    #[inline]
+    #[inline(always)]
     fn len(&self) -> usize {
         self.data().len()
     }
