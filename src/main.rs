@@ -190,7 +190,9 @@ fn run_dataplane(
             tx_desc: dp.tx_desc,
             rss: pc.rss,
             mtu: pc.mtu,
-            promiscuous: true,
+            // io mode forwards whatever arrives, like testpmd; the pipeline lets the NIC filter
+            // unicast to its own MAC.
+            promiscuous: dp.mode == ForwardMode::Io,
         };
         let mut port = Port::configure(id, &pc.device, &conf, &pool)
             .with_context(|| format!("configuring port {}", pc.device))?;

@@ -29,8 +29,10 @@
 //!   with [`PROBE_MAGIC`] followed by the probed tunnel's id (`u32`, big endian), see
 //!   [`probe_payload`]. The control thread owns the rest of the payload (sequence, timestamp).
 //!   Echo replies echo identifier and data, so this matches `reply` and `request` probes alike.
-//! - **Frames**: only frames to the rx port's MAC or broadcast are accepted; 802.1Q-tagged frames
-//!   and EtherTypes other than IPv4 and ARP are dropped. Ethernet padding is trimmed.
+//! - **Frames**: any unicast destination MAC is accepted (a non-promiscuous NIC already filters
+//!   unicast in hardware, and replayed captures need not know the port's MAC), and broadcast;
+//!   other group addresses, 802.1Q-tagged frames and EtherTypes other than IPv4 and ARP are
+//!   dropped. Ethernet padding is trimmed.
 //! - **Outer header**: TOS copied from the inner packet (DSCP and ECN, RFC 6040 normal mode);
 //!   identification from a per-core counter; DF copied from the inner packet, except that a
 //!   `clear_df` tunnel never sets it. On decapsulation an outer CE mark is copied into an

@@ -441,7 +441,10 @@ impl<B: PacketBuf> Job<'_, B> {
                 return Err(crate::wire::Error::VlanTruncated.into());
             }
             let dst = [h[0], h[1], h[2], h[3], h[4], h[5]];
-            if dst != port_mac.0 && dst != EthernetAddress::BROADCAST.0 {
+            // Any unicast destination is accepted (the NIC filters unicast in hardware when the
+            // port is not promiscuous; replayed captures need not know the port's MAC), plus
+            // broadcast for ARP. Other group addresses are not ours.
+            if dst[0] & 1 != 0 && dst != EthernetAddress::BROADCAST.0 {
                 return Err(DropReason::EthernetNotForUs);
             }
             if ethertype == EtherType::Vlan {

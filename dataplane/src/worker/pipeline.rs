@@ -25,7 +25,7 @@ use crate::mbuf::{Burst, Mbuf, MAX_BURST};
 use crate::mempool::Mempool;
 use crate::pipeline::{
     encapsulate, process, write_fragment, Context, Control, DropReason, FragmentPlan, Reassembler,
-    Reassembly, Verdict, WorkerState,
+    Reassembly, ReassemblyStats, Verdict, WorkerState,
 };
 use crate::port::{RxQueue, TxQueue};
 use crate::route::TunnelId;
@@ -104,6 +104,8 @@ pub struct PipelineWorker {
     state: WorkerState,
     reassembler: Reassembler,
     reassembly_out: Box<[u8]>,
+    /// The reassembler's counters when last folded into the drop counters.
+    reassembly_seen: ReassemblyStats,
     pool: Arc<Mempool>,
     burst_size: usize,
     /// Reassembly timeouts are checked at most this often (TSC ticks).
@@ -142,6 +144,7 @@ impl PipelineWorker {
             state,
             reassembler,
             reassembly_out: vec![0u8; max_datagram + 64].into_boxed_slice(),
+            reassembly_seen: ReassemblyStats::default(),
             pool,
             burst_size: burst_size.clamp(1, MAX_BURST),
             expire_every: (tsc_hz / 100).max(1),
@@ -178,11 +181,19 @@ impl PipelineWorker {
                 c.core.busy_cycles.add(t_end.wrapping_sub(t_start));
             }
             if t_end.wrapping_sub(last_expire) > self.expire_every {
-                let expired = self.reassembler.expire(t_end);
-                if expired > 0 {
-                    c.drops
-                        .add(DropReason::ReassemblyTimeout.index(), expired as u64);
-                }
+                self.reassembler.expire(t_end);
+                // Sets time out or are evicted both here and while fragments arrive; the
+                // reassembler's own counters see every case.
+                let st = self.reassembler.stats();
+                c.drops.add(
+                    DropReason::ReassemblyTimeout.index(),
+                    st.timed_out - self.reassembly_seen.timed_out,
+                );
+                c.drops.add(
+                    DropReason::ReassemblyEvicted.index(),
+                    st.evicted - self.reassembly_seen.evicted,
+                );
+                self.reassembly_seen = st;
                 last_expire = t_end;
             }
             t_start = t_end;
