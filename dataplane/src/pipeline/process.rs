@@ -482,10 +482,29 @@ impl<B: PacketBuf> Job<'_, B> {
                     Ok(Verdict::Reassemble)
                 }
             }
-            PROTO_ESP if local == Local::Endpoint => Err(DropReason::EspNoSa),
+            PROTO_ESP if local == Local::Endpoint => self.classify_esp(ip),
             PROTO_ICMP => self.local_icmp(ETH_LEN, local, Source::Plain),
             _ => Err(DropReason::LocalUnsupported),
         }
+    }
+
+    /// ESP to a local endpoint: the header is validated (length, SPI ≠ 0) and the SPI looked up.
+    /// No SA is configured in the dataplane yet, so every well-formed ESP packet ends as
+    /// `EspNoSa`; malformed ones count under their wire error.
+    #[cold]
+    fn classify_esp(&mut self, ip: IpInfo) -> Result<Verdict> {
+        if ip.fragment {
+            return Err(DropReason::EspNoSa);
+        }
+        let start = ETH_LEN + ip.header_len;
+        let payload = self
+            .pkt
+            .data()
+            .get(start..ETH_LEN + ip.total_len)
+            .unwrap_or(&[]);
+        let esp = crate::wire::EspPacket::new_checked(payload)?;
+        let _spi = esp.spi();
+        Err(DropReason::EspNoSa)
     }
 
     /// SPEC §2's GRE acceptance rules, then the inner packet is routed.

@@ -2019,3 +2019,21 @@ fn context_select_equals_the_table_in_every_ecmp_mode() {
         }
     }
 }
+
+#[test]
+fn esp_to_a_local_endpoint_is_classified_by_spi() {
+    let esp = |payload: &[u8]| plain(&ip_packet(R0, E1, IpProtocol::Esp, 64, 0, false, payload));
+    let mut well_formed = vec![0, 0, 0x10, 0x01, 0, 0, 0, 1];
+    well_formed.extend_from_slice(&[0xab; 32]);
+    assert_eq!(verdict(&esp(&well_formed)), drop_(DropReason::EspNoSa));
+    let mut zero_spi = well_formed.clone();
+    zero_spi[..4].copy_from_slice(&[0; 4]);
+    assert_eq!(
+        verdict(&esp(&zero_spi)),
+        drop_(crate::wire::Error::EspZeroSpi)
+    );
+    assert_eq!(
+        verdict(&esp(&well_formed[..5])),
+        drop_(crate::wire::Error::EspTruncated)
+    );
+}
