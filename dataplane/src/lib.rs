@@ -10,6 +10,7 @@ pub mod mempool;
 pub mod neighbor;
 pub mod pipeline;
 pub mod port;
+pub mod publish;
 pub mod route;
 pub mod stats;
 pub mod wire;
