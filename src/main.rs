@@ -17,10 +17,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod control_loop;
+
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 
 use control::config::{Config, ForwardMode};
+use control::health::Timestamp;
+use control::plane::ControlPlane;
+use control_loop::ControlLoop;
 use dataplane::eal::Eal;
 use dataplane::lcore::{self, LcoreId};
 use dataplane::mempool::{Mempool, DEFAULT_DATA_ROOM};
@@ -29,7 +34,7 @@ use dataplane::pipeline::{DropReason, Reassembler, ReassemblerConfig, TokenBucke
 use dataplane::port::{self, Port, PortConfig, PortStats};
 use dataplane::port::{RxQueue, TxQueue};
 use dataplane::stats::CoreSnapshot;
-use dataplane::worker::pipeline::{ContextSlot, PipelineCounters, PipelineWorker};
+use dataplane::worker::pipeline::{ContextSlot, PipelineCounters, PipelineWorker, ProbeQueue};
 use dataplane::worker::{self, IoPath};
 
 #[derive(Parser, Debug)]
@@ -134,7 +139,7 @@ fn run(cli: Cli, eal_args: Vec<String>) -> Result<ExitCode> {
         },
         eal.tsc_hz() as f64 / 1e9
     );
-    let result = run_dataplane(&eal, &cfg, cli.exit_when_idle, stats_interval);
+    let result = run_dataplane(&eal, path, &cfg, cli.exit_when_idle, stats_interval);
     drop(eal);
     result
 }
@@ -144,8 +149,14 @@ struct ActivePort {
     port: Port,
 }
 
+/// Tunnel ids the workers' per-tunnel counters cover: room for reloads that add tunnels.
+const TUNNEL_COUNTER_CAPACITY: usize = 1024;
+/// Probe replies a worker can queue for the control thread between two control-loop turns.
+const PROBE_QUEUE_CAPACITY: usize = 1024;
+
 fn run_dataplane(
     eal: &Eal,
+    path: &std::path::Path,
     cfg: &Config,
     exit_when_idle: Option<u64>,
     stats_interval: u64,
@@ -181,11 +192,19 @@ fn run_dataplane(
     .context("creating the packet pool")?;
 
     let nq = workers.len() as u16;
+    // Health checks run in pipeline mode, except in replay (`--exit-when-idle`): a capture has no
+    // customer router to answer probes, and a replay must be deterministic.
+    let probing = dp.mode == ForwardMode::Pipeline
+        && exit_when_idle.is_none()
+        && cfg.tunnels.iter().any(|t| t.health_check.enabled);
+    let gw_index = cfg.gateway_port().map(|(i, _)| i);
     let mut ports = Vec::new();
-    for (pc, &id) in dp.ports.iter().zip(&ids) {
+    for (i, (pc, &id)) in dp.ports.iter().zip(&ids).enumerate() {
+        // The control thread owns one more TX queue on the gateway port, for the probes.
+        let control_txq = probing && gw_index == Some(i);
         let conf = PortConfig {
             rx_queues: nq,
-            tx_queues: nq,
+            tx_queues: nq + u16::from(control_txq),
             rx_desc: dp.rx_desc,
             tx_desc: dp.tx_desc,
             rss: pc.rss,
@@ -194,8 +213,16 @@ fn run_dataplane(
             // unicast to its own MAC.
             promiscuous: dp.mode == ForwardMode::Io,
         };
-        let mut port = Port::configure(id, &pc.device, &conf, &pool)
-            .with_context(|| format!("configuring port {}", pc.device))?;
+        let mut port = Port::configure(id, &pc.device, &conf, &pool).with_context(|| {
+            if control_txq {
+                format!(
+                    "configuring port {} (the gateway port: one TX queue per worker plus one for health-check probes; disable health checks to run with fewer)",
+                    pc.device
+                )
+            } else {
+                format!("configuring port {}", pc.device)
+            }
+        })?;
         port.start()
             .with_context(|| format!("starting port {}", pc.device))?;
         let link = port.link()?;
@@ -218,16 +245,25 @@ fn run_dataplane(
         signal_hook::flag::register(sig, Arc::clone(&signalled))
             .context("installing signal handlers")?;
     }
+    let hangup = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&hangup))
+        .context("installing signal handlers")?;
     let counters: Arc<Vec<PipelineCounters>> = Arc::new(
         (0..workers.len())
-            .map(|_| PipelineCounters::new(cfg.tunnels.len()))
+            .map(|_| PipelineCounters::new(cfg.tunnels.len().max(TUNNEL_COUNTER_CAPACITY)))
             .collect(),
     );
     let pool = Arc::new(pool);
-    let handles = match dp.mode {
-        ForwardMode::Io => launch_io(&workers, &mut ports, dp.burst, &stop, &counters)?,
+    let (handles, mut control) = match dp.mode {
+        ForwardMode::Io => (
+            launch_io(&workers, &mut ports, dp.burst, &stop, &counters)?,
+            None,
+        ),
         ForwardMode::Pipeline => {
-            launch_pipeline(eal, cfg, &workers, &mut ports, &pool, &stop, &counters)?
+            let (h, c) = launch_pipeline(
+                eal, path, cfg, probing, &workers, &mut ports, &pool, &stop, &counters,
+            )?;
+            (h, Some(c))
         }
     };
 
@@ -240,12 +276,25 @@ fn run_dataplane(
         .collect();
     let mut last_rx_total = 0u64;
     let mut last_rx_change = Instant::now();
+    // The control loop turns every millisecond: probe timing and swap-to-effect latency are
+    // measured at that resolution.
+    let tick = Duration::from_millis(if control.is_some() { 1 } else { 5 });
     let reason = loop {
-        std::thread::sleep(Duration::from_millis(5));
+        std::thread::sleep(tick);
         if signalled.load(Ordering::Relaxed) {
             break "signal";
         }
         let now = Instant::now();
+        if let Some(c) = control.as_mut() {
+            let t = Timestamp::from_duration(now.duration_since(started));
+            if hangup.swap(false, Ordering::Relaxed) {
+                log::info!("SIGHUP: reloading {}", path.display());
+                c.reload(t);
+            }
+            c.turn(t);
+        } else if hangup.swap(false, Ordering::Relaxed) {
+            log::warn!("SIGHUP ignored: io mode has no table to reload");
+        }
         if let Some(ms) = exit_when_idle {
             let rx = sum(&counters).rx_packets;
             if rx != last_rx_total {
@@ -307,11 +356,16 @@ fn run_dataplane(
             log::warn!("{}: {e}", p.port.name());
         }
     }
-    let tunnel_names: Vec<String> = match dp.mode {
-        ForwardMode::Io => Vec::new(),
-        ForwardMode::Pipeline => cfg.tunnels.iter().map(|t| t.name.clone()).collect(),
+    let tunnel_names: Vec<String> = match &control {
+        None => Vec::new(),
+        Some(c) => c.plane.tunnels().iter().map(|t| t.name.clone()).collect(),
     };
     print_final(&ports, &counters, &workers, &tunnel_names, elapsed);
+    if let Some(c) = &control {
+        print_control(c);
+    }
+    // The control loop's TX queue and mbufs go before the leak check.
+    drop(control);
     // Closing the ports returns the mbufs parked in their descriptor rings; anything still out
     // after that is a leak.
     drop(ports);
@@ -381,16 +435,21 @@ fn launch_io(
     Ok(handles)
 }
 
-/// pipeline mode: build the forwarding table and context, resolve the gateway, launch.
+/// pipeline mode: build the forwarding table and context, resolve the gateway, launch the
+/// workers; returns them and the control loop (which owns the publication and the probe TX
+/// queue on the gateway port).
+#[allow(clippy::too_many_arguments)]
 fn launch_pipeline(
     eal: &Eal,
+    path: &std::path::Path,
     cfg: &Config,
+    probing: bool,
     workers: &[LcoreId],
     ports: &mut [ActivePort],
     pool: &Arc<Mempool>,
     stop: &Arc<AtomicBool>,
     counters: &Arc<Vec<PipelineCounters>>,
-) -> Result<Handles> {
+) -> Result<(Handles, ControlLoop)> {
     let dp = &cfg.dataplane;
     let macs: Vec<[u8; 6]> = ports
         .iter()
@@ -443,12 +502,20 @@ fn launch_pipeline(
             }
         }
     };
-    let table = Arc::new(control::tables::forwarding_table(cfg, &[])?);
-    let stats = table.stats();
-    let ctx = Arc::new(control::tables::context(cfg, &macs, gateway_mac, table)?);
+    let (plane, readers) = ControlPlane::new(
+        path,
+        cfg.clone(),
+        macs.clone(),
+        gateway_mac,
+        workers.len(),
+        TUNNEL_COUNTER_CAPACITY.max(cfg.tunnels.len()),
+        Timestamp::ZERO,
+    )?;
+    let stats = plane.context().table().stats();
     log::info!(
-        "forwarding table: {} tunnels, {} prefixes, {} ECMP groups, {} KiB; gateway {} via port {}",
+        "forwarding table: {} tunnels ({} health-checked), {} prefixes, {} ECMP groups, {} KiB; gateway {} via port {}",
         cfg.tunnels.len(),
+        plane.tunnels().iter().filter(|t| t.checked()).count(),
         stats.prefixes,
         stats.groups,
         stats.memory_bytes / 1024,
@@ -459,6 +526,8 @@ fn launch_pipeline(
     // A reassembled outer datagram must fit one mbuf with its Ethernet header.
     let max_datagram = DEFAULT_DATA_ROOM as usize - 14 - 60;
     let mut handles = Vec::new();
+    let mut probe_queues = Vec::new();
+    let mut readers = readers.into_iter();
     for (q, ((rx, tx), &lcore_id)) in queues.into_iter().zip(workers).enumerate() {
         let state = WorkerState::new(
             TokenBucket::new(
@@ -475,10 +544,10 @@ fn launch_pipeline(
             max_datagram,
             seed: q as u64,
         });
-        let mut w = PipelineWorker::new(
+        let w = PipelineWorker::new(
             rx,
             tx,
-            ContextSlot::new(Arc::clone(&ctx)),
+            ContextSlot::published(readers.next().context("one reader per worker")?),
             state,
             reassembler,
             max_datagram,
@@ -486,6 +555,9 @@ fn launch_pipeline(
             dp.burst as usize,
             tsc_hz,
         );
+        let probes = Arc::new(ProbeQueue::new(PROBE_QUEUE_CAPACITY));
+        probe_queues.push(Arc::clone(&probes));
+        let mut w = w.with_probe_queue(probes);
         let stop = Arc::clone(stop);
         let counters = Arc::clone(counters);
         log::info!("{lcore_id:?}: pipeline over {} ports", ports.len());
@@ -494,7 +566,78 @@ fn launch_pipeline(
                 .with_context(|| format!("launching the worker on {lcore_id:?}"))?,
         );
     }
-    Ok(handles)
+    let control_tx = if probing {
+        Some(
+            ports[gw_index]
+                .port
+                .take_tx_queue(workers.len() as u16)
+                .context("the control thread's TX queue")?,
+        )
+    } else {
+        log::info!(
+            "health checks off (replay, or no tunnel has them): every tunnel counts as healthy"
+        );
+        None
+    };
+    let control_state = WorkerState::new(
+        TokenBucket::new(0, 0, tsc_hz, dataplane::eal::rdtsc()),
+        0xF000,
+    );
+    let control = ControlLoop::new(
+        plane,
+        probe_queues,
+        control_tx,
+        Arc::clone(pool),
+        control_state,
+        tsc_hz,
+    );
+    Ok((handles, control))
+}
+
+/// Health and publication summary at exit.
+fn print_control(c: &ControlLoop) {
+    let p = &c.plane;
+    let sl = p.swap_latency();
+    println!(
+        "control   generation {}  publications {}  reloads {} ok / {} failed  swap-to-effect last {} max {} ({} samples)",
+        p.generation(),
+        p.counters().publications,
+        p.counters().reloads_ok,
+        p.counters().reloads_failed,
+        sl.last.map_or("-".into(), |d| format!("{} us", d.as_micros())),
+        sl.max.map_or("-".into(), |d| format!("{} us", d.as_micros())),
+        sl.samples,
+    );
+    println!(
+        "probes    sent {}  unbuildable {}  tx-dropped {}  replies {}  unmatched {}",
+        c.counters.probes_sent.get(),
+        c.counters.probes_unbuildable.get(),
+        c.counters.probes_tx_dropped.get(),
+        c.counters.replies.get(),
+        p.counters().replies_unmatched + p.counters().replies_unknown_tunnel,
+    );
+    for t in p.tunnels().iter().filter(|t| t.checked()) {
+        let h = t.counters();
+        let pct = |q: f64| {
+            if t.rtt.is_empty() {
+                "-".to_string()
+            } else {
+                format!("{}", t.rtt.value_at_quantile(q))
+            }
+        };
+        println!(
+            "health    {:<16} {:<8} changes {:<3} probes {:<6} replies {:<6} timeouts {:<6} rtt-us p50 {} p99 {} max {}",
+            t.name,
+            t.state().as_str(),
+            t.state_changes,
+            h.probes_sent,
+            h.replies,
+            h.timeouts,
+            pct(0.5),
+            pct(0.99),
+            if t.rtt.is_empty() { "-".into() } else { t.rtt.max().to_string() },
+        );
+    }
 }
 
 fn print_final(

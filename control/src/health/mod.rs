@@ -22,8 +22,10 @@
 //!   at most 64 intervals. A reply counts only if it arrives strictly before `sent + timeout`; a
 //!   timed-out probe's outcome is dated at its deadline, not at the `poll` that noticed it.
 //! - **Schedule**: regular probes go out on the grid `first_probe_at + k·interval`. A late `poll`
-//!   sends one probe and skips missed slots, so two regular probes are never closer than one
-//!   interval. `poll` hands out at most one probe per call.
+//!   sends one probe and skips the slots that have passed; the next probe is due at the next slot
+//!   of the grid, so a control loop that polls a little late (its tick) keeps the configured rate
+//!   on average, and two regular probes are never closer than one interval minus that lateness.
+//!   `poll` hands out at most one probe per call.
 //! - **Retries**: a probe failing while the tunnel is `Healthy` (and no retry chain is running)
 //!   starts a chain of up to `retries` (2) retries. Each retry is sent by the same `poll` that
 //!   noticed the failure (no wait for the next interval); the next one goes out when the previous

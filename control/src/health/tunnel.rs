@@ -344,7 +344,10 @@ impl TunnelHealth {
             Some(_) => None,
             None if now >= self.next_regular => {
                 let request = self.send(now, false);
-                self.next_regular = self.first_slot_at_or_after(now + self.config.probe_interval());
+                // The next slot of the grid strictly after `now`: a poll that comes a little late (the
+                // control loop's tick) does not push the schedule back by a whole interval.
+                self.next_regular =
+                    self.first_slot_at_or_after(now.saturating_add(Duration::from_nanos(1)));
                 request
             }
             None => None,

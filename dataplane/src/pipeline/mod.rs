@@ -53,6 +53,7 @@
 mod buf;
 mod context;
 pub mod fragment;
+pub mod probe;
 mod process;
 pub mod reassembly;
 mod state;
@@ -67,6 +68,10 @@ pub use context::{
     DEFAULT_PROBE_IDENT, PROBE_MAGIC,
 };
 pub use fragment::{write_fragment, Fragment, FragmentPlan};
+pub use probe::{
+    read_probe_echo, write_probe, ProbeKind, ProbeReply, ProbeSpec, PROBE_DATA_LEN,
+    PROBE_PACKET_LEN,
+};
 pub use process::{encapsulate, process};
 pub use reassembly::{Reassembler, ReassemblerConfig, Reassembly, ReassemblyStats};
 pub use state::{TokenBucket, WorkerState};

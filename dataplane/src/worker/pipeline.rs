@@ -11,11 +11,13 @@
 //! | `IcmpError` | count the drop reason, queue the ICMP error like a `Forward` |
 //! | `NeedsFragmentation` | cut into new mbufs, GRE-encapsulate each, queue; free the original |
 //! | `Reassemble` | feed the per-core reassembler; a completed datagram is processed again |
-//! | `ToControl` | counted and freed (the control thread's probe queue joins with the control plane) |
+//! | `ToControl(Probe)` | sequence and timestamp pushed to the control thread's lock-free [`ProbeQueue`]; freed |
+//! | `ToControl(Arp)` | counted and freed (the gateway is resolved at start-up) |
 //! | `Drop` | count by reason, free in bulk at the end of the burst |
 //!
-//! The forwarding context is read once per burst from the [`ContextSlot`]; the worker never
-//! blocks on it.
+//! The forwarding context is read once per loop iteration (one burst per port) from the
+//! [`ContextSlot`], and the worker passes a quiescent point at the end of each iteration, so a
+//! published table takes effect at the next iteration and the worker never blocks on it.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -24,10 +26,11 @@ use crate::eal::rdtsc;
 use crate::mbuf::{Burst, Mbuf, MAX_BURST};
 use crate::mempool::Mempool;
 use crate::pipeline::{
-    encapsulate, process, write_fragment, Context, Control, DropReason, FragmentPlan, Reassembler,
-    Reassembly, ReassemblyStats, Verdict, WorkerState,
+    encapsulate, process, read_probe_echo, write_fragment, Context, Control, DropReason,
+    FragmentPlan, ProbeReply, Reassembler, Reassembly, ReassemblyStats, Verdict, WorkerState,
 };
 use crate::port::{RxQueue, TxQueue};
+use crate::publish::Reader;
 use crate::route::TunnelId;
 use crate::stats::{CoreCounters, Counter, CounterArray};
 
@@ -49,6 +52,8 @@ pub struct PipelineCounters {
     pub replies: Counter,
     /// Health-probe replies and ARP replies meant for the control thread.
     pub to_control: Counter,
+    /// Probe replies lost because the control thread's queue was full (or there is none).
+    pub to_control_dropped: Counter,
     /// Fragments created for DF-clear packets over the tunnel MTU.
     pub fragments_out: Counter,
     /// Outer datagrams reassembled.
@@ -68,6 +73,7 @@ impl PipelineCounters {
             tunnel_tx_bytes: CounterArray::new(tunnels),
             replies: Counter::default(),
             to_control: Counter::default(),
+            to_control_dropped: Counter::default(),
             fragments_out: Counter::default(),
             reassembled: Counter::default(),
             alloc_failed: Counter::default(),
@@ -75,47 +81,95 @@ impl PipelineCounters {
     }
 }
 
-/// Where a worker finds the current forwarding context. A fixed context for now; the control
-/// plane's atomic publication replaces it.
-#[derive(Debug, Clone)]
-pub struct ContextSlot {
-    ctx: Arc<Context>,
+/// Bounded lock-free queue through which a worker hands probe replies to the control thread
+/// (crossbeam's `ArrayQueue`: a push is a few atomic operations, never blocks, never allocates).
+pub type ProbeQueue = crossbeam::queue::ArrayQueue<ProbeReply>;
+
+/// Where a worker finds the current forwarding context.
+pub enum ContextSlot {
+    /// A context that never changes (benchmarks, tests, replay without a control plane).
+    Fixed(Arc<Context>),
+    /// The control thread's publication (QSBR reader: one load per read, no RMW).
+    Published(Reader<Context>),
+}
+
+impl std::fmt::Debug for ContextSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ContextSlot::Fixed(_) => f.write_str("ContextSlot::Fixed"),
+            ContextSlot::Published(r) => write!(
+                f,
+                "ContextSlot::Published(generation {})",
+                r.seen_generation()
+            ),
+        }
+    }
 }
 
 impl ContextSlot {
     pub fn new(ctx: Arc<Context>) -> Self {
-        ContextSlot { ctx }
+        ContextSlot::Fixed(ctx)
     }
 
-    #[inline]
-    fn current(&self) -> &Context {
-        &self.ctx
+    pub fn published(reader: Reader<Context>) -> Self {
+        ContextSlot::Published(reader)
+    }
+
+    /// The current context, valid until the next quiescent point.
+    #[inline(always)]
+    fn read(&mut self) -> &Context {
+        match self {
+            ContextSlot::Fixed(ctx) => ctx,
+            ContextSlot::Published(r) => r.read(),
+        }
+    }
+
+    #[inline(always)]
+    fn quiescent(&mut self) {
+        if let ContextSlot::Published(r) = self {
+            r.quiescent();
+        }
+    }
+
+    fn offline(&mut self) {
+        if let ContextSlot::Published(r) = self {
+            r.offline();
+        }
     }
 }
 
 /// Everything one pipeline worker owns.
 pub struct PipelineWorker {
-    /// RX and TX queue of each port, indexed like the context's ports.
+    /// RX queue of each port, indexed like the context's ports.
     rx: Vec<RxQueue>,
+    slot: ContextSlot,
+    /// Everything the per-packet path mutates (split from `slot` so that the context borrowed
+    /// from the slot and the mutable worker state are disjoint borrows).
+    io: WorkerIo,
+    burst_size: usize,
+    /// Reassembly timeouts are checked at most this often (TSC ticks).
+    expire_every: u64,
+}
+
+/// The mutable per-packet state of a worker.
+struct WorkerIo {
     tx: Vec<TxQueue>,
     tx_bursts: Vec<Burst>,
     dropped: Burst,
-    slot: ContextSlot,
     state: WorkerState,
     reassembler: Reassembler,
     reassembly_out: Box<[u8]>,
     /// The reassembler's counters when last folded into the drop counters.
     reassembly_seen: ReassemblyStats,
     pool: Arc<Mempool>,
-    burst_size: usize,
-    /// Reassembly timeouts are checked at most this often (TSC ticks).
-    expire_every: u64,
+    probes: Option<Arc<ProbeQueue>>,
 }
 
 impl std::fmt::Debug for PipelineWorker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PipelineWorker")
             .field("ports", &self.rx.len())
+            .field("slot", &self.slot)
             .finish()
     }
 }
@@ -137,18 +191,28 @@ impl PipelineWorker {
         let n = tx.len();
         PipelineWorker {
             rx,
-            tx,
-            tx_bursts: (0..n).map(|_| Burst::new()).collect(),
-            dropped: Burst::new(),
             slot,
-            state,
-            reassembler,
-            reassembly_out: vec![0u8; max_datagram + 64].into_boxed_slice(),
-            reassembly_seen: ReassemblyStats::default(),
-            pool,
+            io: WorkerIo {
+                tx,
+                tx_bursts: (0..n).map(|_| Burst::new()).collect(),
+                dropped: Burst::new(),
+                state,
+                reassembler,
+                reassembly_out: vec![0u8; max_datagram + 64].into_boxed_slice(),
+                reassembly_seen: ReassemblyStats::default(),
+                pool,
+                probes: None,
+            },
             burst_size: burst_size.clamp(1, MAX_BURST),
             expire_every: (tsc_hz / 100).max(1),
         }
+    }
+
+    /// Hands probe replies to the control thread through `queue` (without one they are counted
+    /// in `to_control_dropped`).
+    pub fn with_probe_queue(mut self, queue: Arc<ProbeQueue>) -> Self {
+        self.io.probes = Some(queue);
+        self
     }
 
     /// Polls until `stop` is set.
@@ -159,6 +223,7 @@ impl PipelineWorker {
         while !stop.load(Ordering::Relaxed) {
             let mut rx_total = 0u64;
             let mut busy_polls = 0u64;
+            let ctx = self.slot.read();
             for port in 0..self.rx.len() {
                 let n = self.rx[port].rx_burst(&mut inb, self.burst_size);
                 if n == 0 {
@@ -169,10 +234,11 @@ impl PipelineWorker {
                 inb.prefetch_all();
                 let now = rdtsc();
                 for m in inb.drain() {
-                    self.handle(port as u16, m, now, c);
+                    self.io.handle(ctx, port as u16, m, now, c);
                 }
-                self.flush(c);
+                self.io.flush(c);
             }
+            self.slot.quiescent();
             c.core.polls.add(self.rx.len() as u64);
             let t_end = rdtsc();
             if rx_total > 0 {
@@ -181,29 +247,36 @@ impl PipelineWorker {
                 c.core.busy_cycles.add(t_end.wrapping_sub(t_start));
             }
             if t_end.wrapping_sub(last_expire) > self.expire_every {
-                self.reassembler.expire(t_end);
-                // Sets time out or are evicted both here and while fragments arrive; the
-                // reassembler's own counters see every case.
-                let st = self.reassembler.stats();
-                c.drops.add(
-                    DropReason::ReassemblyTimeout.index(),
-                    st.timed_out - self.reassembly_seen.timed_out,
-                );
-                c.drops.add(
-                    DropReason::ReassemblyEvicted.index(),
-                    st.evicted - self.reassembly_seen.evicted,
-                );
-                self.reassembly_seen = st;
+                self.io.expire(t_end, c);
                 last_expire = t_end;
             }
             t_start = t_end;
         }
-        self.flush(c);
+        self.io.flush(c);
+        self.slot.offline();
+    }
+}
+
+impl WorkerIo {
+    fn expire(&mut self, now: u64, c: &PipelineCounters) {
+        self.reassembler.expire(now);
+        // Sets time out or are evicted both here and while fragments arrive; the
+        // reassembler's own counters see every case.
+        let st = self.reassembler.stats();
+        c.drops.add(
+            DropReason::ReassemblyTimeout.index(),
+            st.timed_out - self.reassembly_seen.timed_out,
+        );
+        c.drops.add(
+            DropReason::ReassemblyEvicted.index(),
+            st.evicted - self.reassembly_seen.evicted,
+        );
+        self.reassembly_seen = st;
     }
 
-    fn handle(&mut self, rx_port: u16, mut m: Mbuf, now: u64, c: &PipelineCounters) {
+    fn handle(&mut self, ctx: &Context, rx_port: u16, mut m: Mbuf, now: u64, c: &PipelineCounters) {
         let len = m.pkt_len() as u64;
-        let out = process(self.slot.current(), rx_port, &mut m, &mut self.state, now);
+        let out = process(ctx, rx_port, &mut m, &mut self.state, now);
         if let Some(TunnelId(t)) = out.rx_tunnel {
             c.tunnel_rx_packets.add(t as usize, 1);
             c.tunnel_rx_bytes.add(t as usize, len);
@@ -222,18 +295,43 @@ impl PipelineWorker {
                 c.drops.add(reason.index(), 1);
                 self.send(port, tunnel, m, c)
             }
-            Verdict::ToControl(Control::Probe(_)) | Verdict::ToControl(Control::Arp) => {
+            Verdict::ToControl(Control::Probe(tunnel)) => {
+                c.to_control.add(1);
+                self.probe_reply(tunnel, &m, now, c);
+                self.discard(m);
+            }
+            Verdict::ToControl(Control::Arp) => {
                 c.to_control.add(1);
                 self.discard(m);
             }
             Verdict::NeedsFragmentation { port, tunnel, mtu } => {
-                self.fragment(m, port, tunnel, mtu, c)
+                self.fragment(ctx, m, port, tunnel, mtu, c)
             }
-            Verdict::Reassemble => self.reassemble(rx_port, m, now, c),
+            Verdict::Reassemble => self.reassemble(ctx, rx_port, m, now, c),
             Verdict::Drop(reason) => {
                 c.drops.add(reason.index(), 1);
                 self.discard(m);
             }
+        }
+    }
+
+    /// Queues a probe reply for the control thread: a `Copy` value into a bounded lock-free
+    /// queue; when it is full the reply is counted and lost (the probe then times out).
+    #[cold]
+    fn probe_reply(&mut self, tunnel: TunnelId, m: &Mbuf, now: u64, c: &PipelineCounters) {
+        let queued = match (read_probe_echo(m.data()), &self.probes) {
+            (Some((seq, sent_tsc)), Some(q)) => q
+                .push(ProbeReply {
+                    tunnel,
+                    seq,
+                    sent_tsc,
+                    rx_tsc: now,
+                })
+                .is_ok(),
+            _ => false,
+        };
+        if !queued {
+            c.to_control_dropped.add(1);
         }
     }
 
@@ -286,7 +384,15 @@ impl PipelineWorker {
         self.dropped.clear();
     }
 
-    fn fragment(&mut self, m: Mbuf, port: u16, tunnel: TunnelId, mtu: u16, c: &PipelineCounters) {
+    fn fragment(
+        &mut self,
+        ctx: &Context,
+        m: Mbuf,
+        port: u16,
+        tunnel: TunnelId,
+        mtu: u16,
+        c: &PipelineCounters,
+    ) {
         let plan = match FragmentPlan::new(m.data(), mtu) {
             Ok(plan) => plan,
             Err(reason) => {
@@ -307,7 +413,7 @@ impl PipelineWorker {
             };
             let result = written.and_then(|n| {
                 fm.trim(room - n as u16);
-                encapsulate(self.slot.current(), tunnel, &mut fm, &mut self.state)
+                encapsulate(ctx, tunnel, &mut fm, &mut self.state)
             });
             match result {
                 Ok(()) => {
@@ -323,7 +429,7 @@ impl PipelineWorker {
         self.discard(m);
     }
 
-    fn reassemble(&mut self, rx_port: u16, m: Mbuf, now: u64, c: &PipelineCounters) {
+    fn reassemble(&mut self, ctx: &Context, rx_port: u16, m: Mbuf, now: u64, c: &PipelineCounters) {
         let data = m.data();
         let mut ethernet = [0u8; ETHERNET_HEADER];
         if let Some(h) = data.get(..ETHERNET_HEADER) {
@@ -357,7 +463,7 @@ impl PipelineWorker {
                 self.discard(m);
                 if ok {
                     c.reassembled.add(1);
-                    self.handle(rx_port, whole, now, c);
+                    self.handle(ctx, rx_port, whole, now, c);
                 } else {
                     c.drops.add(DropReason::ReassemblyTooBig.index(), 1);
                     self.discard(whole);

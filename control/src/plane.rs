@@ -1,0 +1,553 @@
+//! The control thread's state: per-tunnel health monitors and RTT histograms, the forwarding
+//! context publication, failover and reload. No DPDK call and no clock read: the caller (the
+//! appliance's control loop on EAL's main lcore) passes time in, sends the probes that
+//! [`ControlPlane::poll_probes`] asks for, feeds back the replies the workers queued, and calls
+//! [`ControlPlane::update`] to turn state changes into a newly published table. Tests drive it
+//! on a simulated clock.
+//!
+//! # Decisions where SPEC is silent
+//!
+//! - **Probe addresses** (SPEC section 4). `reply` probes: inner source = the customer side of the
+//!   tunnel's interface subnet, inner destination = the tunnel's local endpoint
+//!   (unidirectional: the customer router routes it back plain) or our interface address
+//!   (bidirectional: it comes back through the tunnel). `request` probes: source = the local
+//!   endpoint (unidirectional) or our interface address (bidirectional), destination = the
+//!   target (default: the customer endpoint). Inner TTL 64.
+//! - **First probes** of the tunnels are staggered evenly over one interval from start-up, so
+//!   a config with many tunnels does not send them all in the same millisecond.
+//! - **IPsec tunnels** cannot carry probes until ESP lands: their probes fail to encapsulate and
+//!   time out, so a health-checked IPsec tunnel is reported down (which is true: it cannot
+//!   carry traffic either). Disable its health check to keep it nominally healthy.
+//! - **Publication**: a new context is built (off the packet path) whenever a tunnel changes
+//!   state or a reload succeeds; it is published with one atomic swap. If the retire list is
+//!   full because a worker has not passed a quiescent point, the publication is retried on the
+//!   next update, never waited for on a worker.
+//! - **Reload** re-reads the file given at start-up. Sections that shape the running dataplane
+//!   (`dataplane`, `gateway`, `reassembly`, `stats`) must be unchanged (the reload is refused
+//!   and names them); tunnels, routes, local endpoints, ECMP and ICMP settings take effect.
+//!   A tunnel keeps its health state and RTT history across a reload when its name, its
+//!   position in the list (its id) and its health-check settings are unchanged; any other
+//!   tunnel starts healthy, as at start-up.
+//! - **Tunnel ids** are positions in the config file, also for the per-tunnel counters; a reload
+//!   that reorders tunnels re-labels their counters from then on.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use dataplane::pipeline::{Context, ProbeKind, ProbeReply, ProbeSpec, TunnelId};
+use dataplane::publish::{Publisher, Reader};
+use hdrhistogram::Histogram;
+
+use crate::config::{Config, ProbeDirection, ProbeType, TunnelConfig};
+use crate::health::{
+    HealthConfig, HealthCounters, HealthState, ReplyStatus, Timestamp, Transition, TunnelHealth,
+};
+use crate::tables::{self, TablesError};
+
+/// Inner TTL of probes.
+pub const PROBE_TTL: u8 = 64;
+/// Highest RTT the histograms record (longer ones are clamped), in microseconds.
+const MAX_RTT_US: u64 = 60_000_000;
+/// How long `update` retries a publication on this thread before leaving it for the next one.
+const PUBLISH_WAIT: Duration = Duration::from_millis(50);
+
+/// Why the control plane could not start or a reload was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum PlaneError {
+    #[error("{0}")]
+    Config(String),
+    #[error("{0}")]
+    Tables(#[from] TablesError),
+    #[error("{path}: changing {sections} needs a restart; nothing was applied")]
+    NeedsRestart { path: String, sections: String },
+    #[error("{path}: {tunnels} tunnels exceed the {capacity} this process was started for; nothing was applied")]
+    TooManyTunnels {
+        path: String,
+        tunnels: usize,
+        capacity: usize,
+    },
+    #[error("tunnel {name}: {message}")]
+    Health { name: String, message: String },
+    #[error("the workers did not pass a quiescent point in time; the previous table stays")]
+    PublishStalled,
+}
+
+/// A probe the caller must build and send through `tunnel` now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProbeToSend {
+    pub tunnel: TunnelId,
+    pub seq: u16,
+    pub spec: ProbeSpec,
+}
+
+/// The control plane's view of one tunnel.
+pub struct TunnelRuntime {
+    pub name: String,
+    /// `None` when health checks are disabled (the tunnel counts as healthy).
+    health: Option<TunnelHealth>,
+    health_config: HealthConfig,
+    pub spec: ProbeSpec,
+    /// Round-trip times in microseconds.
+    pub rtt: Histogram<u64>,
+    /// State changes since start (or since the tunnel appeared in a reload).
+    pub state_changes: u64,
+}
+
+impl fmt::Debug for TunnelRuntime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TunnelRuntime")
+            .field("name", &self.name)
+            .field("state", &self.state())
+            .field("rtt_samples", &self.rtt.len())
+            .finish()
+    }
+}
+
+impl TunnelRuntime {
+    fn new(t: &TunnelConfig, first_probe_at: Timestamp) -> Result<Self, PlaneError> {
+        let health_config = t.health();
+        let health = if health_config.enabled {
+            Some(
+                TunnelHealth::new(health_config.clone(), first_probe_at).map_err(|e| {
+                    PlaneError::Health {
+                        name: t.name.clone(),
+                        message: e.to_string(),
+                    }
+                })?,
+            )
+        } else {
+            None
+        };
+        Ok(TunnelRuntime {
+            name: t.name.clone(),
+            health,
+            health_config,
+            spec: probe_spec(t),
+            rtt: Histogram::new_with_bounds(1, MAX_RTT_US, 3).expect("valid histogram bounds"),
+            state_changes: 0,
+        })
+    }
+
+    /// Current health (healthy when checks are disabled).
+    pub fn state(&self) -> HealthState {
+        self.health
+            .as_ref()
+            .map_or(HealthState::Healthy, TunnelHealth::state)
+    }
+
+    /// Whether health checks run for this tunnel.
+    pub fn checked(&self) -> bool {
+        self.health.is_some()
+    }
+
+    /// The monitor's counters (all zero when checks are disabled).
+    pub fn counters(&self) -> HealthCounters {
+        self.health
+            .as_ref()
+            .map(|h| *h.counters())
+            .unwrap_or_default()
+    }
+
+    /// The latest round-trip time.
+    pub fn last_rtt(&self) -> Option<Duration> {
+        self.health.as_ref().and_then(TunnelHealth::last_rtt)
+    }
+}
+
+/// The probe a tunnel's health-check settings call for (see the module docs).
+pub fn probe_spec(t: &TunnelConfig) -> ProbeSpec {
+    let bidirectional = t.health_direction() == ProbeDirection::Bidirectional;
+    let ours = if bidirectional {
+        t.our_address()
+    } else {
+        t.local
+    };
+    match t.health_check.probe {
+        ProbeType::Reply => ProbeSpec {
+            kind: ProbeKind::Reply,
+            src: t.customer_address(),
+            dst: ours,
+            ttl: PROBE_TTL,
+        },
+        ProbeType::Request => ProbeSpec {
+            kind: ProbeKind::Request,
+            src: ours,
+            dst: t.health_target(),
+            ttl: PROBE_TTL,
+        },
+    }
+}
+
+/// Counters of the control plane itself.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PlaneCounters {
+    pub reloads_ok: u64,
+    pub reloads_failed: u64,
+    /// Tables published (state changes and reloads).
+    pub publications: u64,
+    /// Probe replies naming a tunnel id this config does not have.
+    pub replies_unknown_tunnel: u64,
+    /// Probe replies for a probe that was not in flight (late, duplicate, unknown sequence).
+    pub replies_unmatched: u64,
+}
+
+/// Swap-to-effect latency: publication until every online worker has read the new generation.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SwapLatency {
+    pub last: Option<Duration>,
+    pub max: Option<Duration>,
+    pub samples: u64,
+}
+
+/// The control thread's state (see the module docs).
+pub struct ControlPlane {
+    path: PathBuf,
+    config: Config,
+    port_macs: Vec<[u8; 6]>,
+    gateway_mac: [u8; 6],
+    tunnels: Vec<TunnelRuntime>,
+    tunnel_capacity: usize,
+    publisher: Publisher<Context>,
+    /// Health changed or a reload succeeded but the publication is still to be done.
+    dirty: bool,
+    /// A publication whose swap-to-effect latency is being measured: generation and when.
+    pending_swap: Option<(u64, Timestamp)>,
+    swap: SwapLatency,
+    counters: PlaneCounters,
+}
+
+impl fmt::Debug for ControlPlane {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ControlPlane")
+            .field("path", &self.path)
+            .field("tunnels", &self.tunnels)
+            .field("generation", &self.publisher.generation())
+            .finish()
+    }
+}
+
+impl ControlPlane {
+    /// Builds the first forwarding context from `config` (all tunnels healthy) and a publisher
+    /// with one reader per worker. `tunnel_capacity` is the number of tunnel ids the workers'
+    /// counters cover (reloads may not go beyond it). `path` is re-read on reload.
+    pub fn new(
+        path: &Path,
+        config: Config,
+        port_macs: Vec<[u8; 6]>,
+        gateway_mac: [u8; 6],
+        workers: usize,
+        tunnel_capacity: usize,
+        now: Timestamp,
+    ) -> Result<(Self, Vec<Reader<Context>>), PlaneError> {
+        if config.tunnels.len() > tunnel_capacity {
+            return Err(PlaneError::TooManyTunnels {
+                path: path.display().to_string(),
+                tunnels: config.tunnels.len(),
+                capacity: tunnel_capacity,
+            });
+        }
+        let tunnels: Vec<TunnelRuntime> = plan_runtimes(&config, now, &[])?
+            .into_iter()
+            .flatten()
+            .collect();
+        let health: Vec<HealthState> = tunnels.iter().map(TunnelRuntime::state).collect();
+        let ctx = build_context(&config, &port_macs, gateway_mac, &health)?;
+        let publisher = Publisher::with_capacity(
+            ctx,
+            workers.max(1),
+            dataplane::publish::DEFAULT_RETIRE_CAPACITY,
+        );
+        let readers = (0..workers)
+            .map(|_| publisher.reader().expect("one slot per worker"))
+            .collect();
+        Ok((
+            ControlPlane {
+                path: path.to_path_buf(),
+                config,
+                port_macs,
+                gateway_mac,
+                tunnels,
+                tunnel_capacity,
+                publisher,
+                dirty: false,
+                pending_swap: None,
+                swap: SwapLatency::default(),
+                counters: PlaneCounters::default(),
+            },
+            readers,
+        ))
+    }
+
+    /// The running configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The context the workers currently read (the last one published).
+    pub fn context(&self) -> &Context {
+        self.publisher.current()
+    }
+
+    /// Per-tunnel state, indexed by tunnel id.
+    pub fn tunnels(&self) -> &[TunnelRuntime] {
+        &self.tunnels
+    }
+
+    /// Generation of the published context (0 = the initial one).
+    pub fn generation(&self) -> u64 {
+        self.publisher.generation()
+    }
+
+    pub fn counters(&self) -> PlaneCounters {
+        self.counters
+    }
+
+    pub fn swap_latency(&self) -> SwapLatency {
+        self.swap
+    }
+
+    /// The earliest time at which `poll_probes` has work (a probe to send or a deadline).
+    pub fn next_poll_at(&self) -> Option<Timestamp> {
+        self.tunnels
+            .iter()
+            .filter_map(|t| t.health.as_ref()?.next_poll_at())
+            .min()
+    }
+
+    /// Advances every monitor to `now` (timeouts) and appends the probes to send to `out`.
+    pub fn poll_probes(&mut self, now: Timestamp, out: &mut Vec<ProbeToSend>) {
+        for (i, t) in self.tunnels.iter_mut().enumerate() {
+            let Some(h) = t.health.as_mut() else {
+                continue;
+            };
+            // `poll` hands out at most one probe per call; a retry may follow a timeout at once.
+            while let Some(req) = h.poll(now) {
+                out.push(ProbeToSend {
+                    tunnel: TunnelId(i as u32),
+                    seq: req.seq,
+                    spec: t.spec,
+                });
+            }
+        }
+    }
+
+    /// Feeds a probe reply queued by a worker, received at `now`; `rtt`, when the caller could
+    /// measure it from the probe's own timestamp, goes into the tunnel's histogram (otherwise
+    /// the monitor's send-to-drain time does).
+    pub fn on_reply(&mut self, reply: &ProbeReply, now: Timestamp, rtt: Option<Duration>) {
+        let Some(t) = self.tunnels.get_mut(reply.tunnel.0 as usize) else {
+            self.counters.replies_unknown_tunnel += 1;
+            return;
+        };
+        let Some(h) = t.health.as_mut() else {
+            self.counters.replies_unmatched += 1;
+            return;
+        };
+        match h.on_reply(reply.seq, now) {
+            ReplyStatus::Accepted { rtt: monitor_rtt } => {
+                let us = rtt.unwrap_or(monitor_rtt).as_micros();
+                let us = u64::try_from(us).unwrap_or(MAX_RTT_US).clamp(1, MAX_RTT_US);
+                let _ = t.rtt.record(us);
+            }
+            _ => self.counters.replies_unmatched += 1,
+        }
+    }
+
+    /// Logs and counts the tunnels' state changes and, if any happened (or a publication is
+    /// pending), publishes a new context. Returns the new generation when one was published.
+    pub fn update(&mut self, now: Timestamp) -> Result<Option<u64>, PlaneError> {
+        for t in &mut self.tunnels {
+            let Some(h) = t.health.as_mut() else {
+                continue;
+            };
+            let changes: Vec<Transition> = h.take_transitions().collect();
+            for tr in changes {
+                t.state_changes += 1;
+                self.dirty = true;
+                let penalty = tr.to.penalty();
+                if tr.to == HealthState::Healthy {
+                    log::info!("tunnel {}: {tr} (penalty {penalty})", t.name);
+                } else {
+                    log::warn!("tunnel {}: {tr} (penalty {penalty})", t.name);
+                }
+            }
+        }
+        self.publisher.reclaim();
+        if !self.dirty {
+            return Ok(None);
+        }
+        let health: Vec<HealthState> = self.tunnels.iter().map(TunnelRuntime::state).collect();
+        let ctx = build_context(&self.config, &self.port_macs, self.gateway_mac, &health)?;
+        self.publish(ctx, now).map(Some)
+    }
+
+    fn publish(&mut self, ctx: Context, now: Timestamp) -> Result<u64, PlaneError> {
+        match self.publisher.publish_wait(ctx, PUBLISH_WAIT) {
+            Ok(generation) => {
+                self.dirty = false;
+                self.counters.publications += 1;
+                self.pending_swap = Some((generation, now));
+                log::debug!("published forwarding context generation {generation}");
+                Ok(generation)
+            }
+            Err(_) => {
+                self.dirty = true;
+                Err(PlaneError::PublishStalled)
+            }
+        }
+    }
+
+    /// Measures the swap-to-effect latency of the last publication: call it often (each control
+    /// loop turn); once every online worker has read the new generation it records `now −
+    /// published`. Returns the latency when it completes at this call.
+    pub fn track_swap(&mut self, now: Timestamp) -> Option<Duration> {
+        let (generation, at) = self.pending_swap?;
+        let seen = self.publisher.min_seen_generation();
+        if seen.is_some_and(|g| g < generation) {
+            return None;
+        }
+        // No online reader (None) means nobody can still use the old table either.
+        self.pending_swap = None;
+        let d = now.saturating_duration_since(at);
+        self.swap.last = Some(d);
+        self.swap.max = Some(self.swap.max.map_or(d, |m| m.max(d)));
+        self.swap.samples += 1;
+        Some(d)
+    }
+
+    /// Re-reads the config file and applies it (see the module docs for what may change). On
+    /// any error the running configuration and table stay, and the error says why.
+    pub fn reload(&mut self, now: Timestamp) -> Result<u64, PlaneError> {
+        let result = Config::load(&self.path)
+            .map_err(|e| PlaneError::Config(e.to_string()))
+            .and_then(|cfg| self.apply(cfg, now));
+        match &result {
+            Ok(g) => {
+                self.counters.reloads_ok += 1;
+                log::info!(
+                    "reloaded {}: {} tunnels, {} routes, generation {g}",
+                    self.path.display(),
+                    self.config.tunnels.len(),
+                    self.config.routes.len()
+                );
+            }
+            Err(e) => {
+                self.counters.reloads_failed += 1;
+                log::error!("reload refused, the running configuration stays: {e}");
+            }
+        }
+        result
+    }
+
+    /// Applies an already loaded config (the work of [`reload`](Self::reload)).
+    pub fn apply(&mut self, config: Config, now: Timestamp) -> Result<u64, PlaneError> {
+        let path = self.path.display().to_string();
+        let mut changed = Vec::new();
+        if config.dataplane != self.config.dataplane {
+            changed.push("dataplane");
+        }
+        if config.gateway != self.config.gateway {
+            changed.push("gateway");
+        }
+        if config.reassembly != self.config.reassembly {
+            changed.push("reassembly");
+        }
+        if config.stats != self.config.stats {
+            changed.push("stats");
+        }
+        if !changed.is_empty() {
+            return Err(PlaneError::NeedsRestart {
+                path,
+                sections: changed.join(", "),
+            });
+        }
+        if config.tunnels.len() > self.tunnel_capacity {
+            return Err(PlaneError::TooManyTunnels {
+                path,
+                tunnels: config.tunnels.len(),
+                capacity: self.tunnel_capacity,
+            });
+        }
+        let plan = plan_runtimes(&config, now, &self.tunnels)?;
+        let health: Vec<HealthState> = plan
+            .iter()
+            .zip(0..)
+            .map(|(p, i): (&Option<TunnelRuntime>, usize)| match p {
+                Some(rt) => rt.state(),
+                None => self.tunnels[i].state(),
+            })
+            .collect();
+        let ctx = build_context(&config, &self.port_macs, self.gateway_mac, &health)?;
+        // Nothing can fail from here on: commit.
+        let mut old: Vec<Option<TunnelRuntime>> = std::mem::take(&mut self.tunnels)
+            .into_iter()
+            .map(Some)
+            .collect();
+        let mut tunnels = Vec::with_capacity(plan.len());
+        for ((p, i), t) in plan.into_iter().zip(0..).zip(&config.tunnels) {
+            match p.or_else(|| old.get_mut(i).and_then(Option::take)) {
+                Some(mut rt) => {
+                    rt.spec = probe_spec(t);
+                    tunnels.push(rt);
+                }
+                // `plan_runtimes` keeps only existing positions, so this is unreachable; a
+                // disabled runtime keeps ids aligned regardless.
+                None => tunnels.push(disabled_runtime(t)),
+            }
+        }
+        self.tunnels = tunnels;
+        self.config = config;
+        self.publish(ctx, now)
+    }
+}
+
+/// For each tunnel of `config`: `None` where the running runtime at the same position is kept
+/// (same name and health settings), else a fresh runtime. Changes nothing in `running`.
+fn plan_runtimes(
+    config: &Config,
+    now: Timestamp,
+    running: &[TunnelRuntime],
+) -> Result<Vec<Option<TunnelRuntime>>, PlaneError> {
+    let n = config.tunnels.len().max(1) as u32;
+    config
+        .tunnels
+        .iter()
+        .zip(0u32..)
+        .map(|(t, i)| {
+            let keep = running
+                .get(i as usize)
+                .is_some_and(|o| o.name == t.name && o.health_config == t.health());
+            if keep {
+                return Ok(None);
+            }
+            let stagger = t.health().probe_interval() * i / n;
+            TunnelRuntime::new(t, now.saturating_add(stagger)).map(Some)
+        })
+        .collect()
+}
+
+fn disabled_runtime(t: &TunnelConfig) -> TunnelRuntime {
+    TunnelRuntime {
+        name: t.name.clone(),
+        health: None,
+        health_config: HealthConfig::disabled(),
+        spec: probe_spec(t),
+        rtt: Histogram::new_with_bounds(1, MAX_RTT_US, 3).expect("valid histogram bounds"),
+        state_changes: 0,
+    }
+}
+
+fn build_context(
+    config: &Config,
+    port_macs: &[[u8; 6]],
+    gateway_mac: [u8; 6],
+    health: &[HealthState],
+) -> Result<Context, PlaneError> {
+    let table = Arc::new(tables::forwarding_table(config, health)?);
+    Ok(tables::context(config, port_macs, gateway_mac, table)?)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,406 @@
+//! The control plane on a simulated clock: probes out, replies in, failover by priority,
+//! recovery after the hold-down, publication and reload.
+
+use std::net::Ipv4Addr;
+use std::path::Path;
+use std::time::Duration;
+
+use super::*;
+
+const CONFIG: &str = "\
+dataplane:
+  ports:
+    - device: net_ring0
+      ipv4: 192.0.2.10/24
+  workers: [1]
+  mode: pipeline
+local_endpoints: [203.0.113.1, 203.0.113.2]
+gateway:
+  ipv4: 192.0.2.1
+  mac: 02:00:5e:00:53:01
+  port: net_ring0
+tunnels:
+  - name: primary-a
+    kind: gre
+    local: 203.0.113.1
+    remote: 198.51.100.10
+    interface_address: 10.200.0.0/31
+    health_check: &hc
+      rate: high
+      hold_down_ms: 2000
+      loss_window_ms: 2000
+  - name: primary-b
+    kind: gre
+    local: 203.0.113.2
+    remote: 198.51.100.11
+    interface_address: 10.200.0.2/31
+    health_check: *hc
+  - name: backup
+    kind: gre
+    local: 203.0.113.1
+    remote: 198.51.100.20
+    interface_address: 10.200.0.4/31
+    key: 1001
+    health_check:
+      type: request
+      direction: bidirectional
+      rate: high
+      hold_down_ms: 2000
+      loss_window_ms: 2000
+routes:
+  - { prefix: 172.16.0.0/16, tunnel: primary-a, priority: 100 }
+  - { prefix: 172.16.0.0/16, tunnel: primary-b, priority: 100 }
+  - { prefix: 172.16.0.0/16, tunnel: backup, priority: 200 }
+";
+
+const A: TunnelId = TunnelId(0);
+const B: TunnelId = TunnelId(1);
+const BACKUP: TunnelId = TunnelId(2);
+
+fn config(text: &str) -> Config {
+    Config::parse(text, Path::new("test.yaml")).expect("valid test config")
+}
+
+fn plane(text: &str) -> (ControlPlane, Vec<Reader<Context>>) {
+    ControlPlane::new(
+        Path::new("test.yaml"),
+        config(text),
+        vec![[2, 0, 0, 0, 0, 1]],
+        [2, 0, 0x5e, 0, 0x53, 1],
+        2,
+        16,
+        Timestamp::ZERO,
+    )
+    .expect("plane starts")
+}
+
+/// The tunnels 172.16.0.0/16 spreads over, by flow hash (a sample of hashes).
+fn targets(p: &ControlPlane) -> Vec<TunnelId> {
+    let mut out: Vec<TunnelId> = (0..64u32)
+        .filter_map(|h| {
+            p.context().table().select(
+                u32::from(Ipv4Addr::new(172, 16, 1, 1)),
+                h.wrapping_mul(0x9E37_79B9),
+            )
+        })
+        .collect();
+    out.sort_by_key(|t| t.0);
+    out.dedup();
+    out
+}
+
+/// A simulated customer side: answers the probes of the tunnels in `alive` one tick later.
+struct Sim {
+    now: Timestamp,
+    in_flight: Vec<(ProbeToSend, Timestamp)>,
+    sent: Vec<ProbeToSend>,
+}
+
+impl Sim {
+    const TICK: Duration = Duration::from_millis(5);
+
+    fn new() -> Self {
+        Sim {
+            now: Timestamp::ZERO,
+            in_flight: Vec::new(),
+            sent: Vec::new(),
+        }
+    }
+
+    /// Runs for `d`; returns the generations published.
+    fn run(&mut self, p: &mut ControlPlane, d: Duration, alive: &[TunnelId]) -> Vec<u64> {
+        let end = self.now.saturating_add(d);
+        let mut published = Vec::new();
+        let mut out = Vec::new();
+        while self.now < end {
+            self.now = self.now.saturating_add(Self::TICK);
+            for (probe, _) in std::mem::take(&mut self.in_flight) {
+                if alive.contains(&probe.tunnel) {
+                    let reply = ProbeReply {
+                        tunnel: probe.tunnel,
+                        seq: probe.seq,
+                        sent_tsc: 0,
+                        rx_tsc: 0,
+                    };
+                    p.on_reply(&reply, self.now, None);
+                }
+            }
+            out.clear();
+            p.poll_probes(self.now, &mut out);
+            for probe in &out {
+                self.in_flight.push((*probe, self.now));
+                self.sent.push(*probe);
+            }
+            if let Some(g) = p.update(self.now).expect("publication succeeds") {
+                published.push(g);
+            }
+        }
+        published
+    }
+}
+
+#[test]
+fn probe_specs_follow_type_and_direction() {
+    let c = config(CONFIG);
+    let a = probe_spec(&c.tunnels[0]);
+    assert_eq!(a.kind, ProbeKind::Reply);
+    assert_eq!(a.src, Ipv4Addr::new(10, 200, 0, 1), "customer side");
+    assert_eq!(
+        a.dst,
+        Ipv4Addr::new(203, 0, 113, 1),
+        "our endpoint (unidirectional)"
+    );
+    let backup = probe_spec(&c.tunnels[2]);
+    assert_eq!(backup.kind, ProbeKind::Request);
+    assert_eq!(
+        backup.src,
+        Ipv4Addr::new(10, 200, 0, 4),
+        "our interface (bidirectional)"
+    );
+    assert_eq!(
+        backup.dst,
+        Ipv4Addr::new(198, 51, 100, 20),
+        "target: the customer endpoint"
+    );
+
+    let reply_bidir = config(&CONFIG.replacen(
+        "      rate: high\n      hold_down_ms: 2000\n      loss_window_ms: 2000\n  - name: primary-b",
+        "      rate: high\n      direction: bidirectional\n  - name: primary-b",
+        1,
+    ));
+    let s = probe_spec(&reply_bidir.tunnels[0]);
+    assert_eq!(
+        s.dst,
+        Ipv4Addr::new(10, 200, 0, 0),
+        "our interface (bidirectional)"
+    );
+    let request_uni = config(&CONFIG.replace("      direction: bidirectional\n", ""));
+    let s = probe_spec(&request_uni.tunnels[2]);
+    assert_eq!(
+        s.src,
+        Ipv4Addr::new(203, 0, 113, 1),
+        "our endpoint (unidirectional)"
+    );
+}
+
+#[test]
+fn probes_go_out_at_the_interval_staggered() {
+    let (mut p, _readers) = plane(CONFIG);
+    let mut sim = Sim::new();
+    sim.run(&mut p, Duration::from_secs(1), &[A, B, BACKUP]);
+    for t in [A, B, BACKUP] {
+        let n = sim.sent.iter().filter(|s| s.tunnel == t).count();
+        assert!((9..=11).contains(&n), "{t:?}: {n} probes in 1 s at 100 ms");
+    }
+    let first: Vec<_> = [A, B, BACKUP]
+        .iter()
+        .map(|t| sim.sent.iter().position(|s| s.tunnel == *t).unwrap())
+        .collect();
+    assert_eq!(
+        first,
+        vec![0, 1, 2],
+        "first probes are staggered in tunnel order"
+    );
+    assert!(p.tunnels().iter().all(|t| t.rtt.len() >= 9));
+    assert_eq!(p.generation(), 0, "nothing changed, nothing published");
+}
+
+#[test]
+fn failover_by_priority_and_slow_recovery() {
+    let (mut p, _readers) = plane(CONFIG);
+    let mut sim = Sim::new();
+    sim.run(&mut p, Duration::from_millis(500), &[A, B, BACKUP]);
+    assert_eq!(targets(&p), vec![A, B], "ECMP over both primaries");
+
+    // A goes silent: down within three probe intervals (probe + 2 retries, 100 ms timeouts).
+    let silenced_at = sim.now;
+    let mut waited = Duration::ZERO;
+    while targets(&p) != vec![B] {
+        sim.run(&mut p, Duration::from_millis(5), &[B, BACKUP]);
+        waited += Duration::from_millis(5);
+        assert!(
+            waited <= Duration::from_millis(400),
+            "A not failed over after {waited:?}"
+        );
+    }
+    assert!(
+        waited >= Duration::from_millis(200),
+        "failed over too early: {waited:?}"
+    );
+    assert_eq!(p.tunnels()[0].state(), HealthState::Down);
+    let _ = silenced_at;
+
+    // Both primaries silent: everything on the backup.
+    sim.run(&mut p, Duration::from_millis(500), &[BACKUP]);
+    assert_eq!(targets(&p), vec![BACKUP]);
+
+    // Both answer again: down -> degraded after 3 successes, but degraded (+500k) still loses to
+    // the healthy backup until 30 successes *and* the 2 s hold-down.
+    sim.run(&mut p, Duration::from_millis(1000), &[A, B, BACKUP]);
+    assert_eq!(p.tunnels()[0].state(), HealthState::Degraded);
+    assert_eq!(
+        targets(&p),
+        vec![BACKUP],
+        "recovery waits for the hold-down"
+    );
+    sim.run(&mut p, Duration::from_millis(2500), &[A, B, BACKUP]);
+    assert_eq!(p.tunnels()[0].state(), HealthState::Healthy);
+    assert_eq!(targets(&p), vec![A, B], "back on both primaries");
+    assert!(p.counters().publications >= 4);
+}
+
+#[test]
+fn a_flapping_tunnel_cannot_return_before_the_hold_down() {
+    let (mut p, _readers) = plane(CONFIG);
+    let mut sim = Sim::new();
+    sim.run(&mut p, Duration::from_millis(300), &[A, B, BACKUP]);
+    // Alternate 400 ms dead / 400 ms alive for 4 s: each dead phase restarts the hold-down.
+    for _ in 0..5 {
+        sim.run(&mut p, Duration::from_millis(400), &[B, BACKUP]);
+        assert!(!targets(&p).contains(&A));
+        sim.run(&mut p, Duration::from_millis(400), &[A, B, BACKUP]);
+        assert!(!targets(&p).contains(&A), "A returned during its hold-down");
+    }
+}
+
+#[test]
+fn swap_latency_is_measured_when_every_reader_has_read() {
+    let (mut p, mut readers) = plane(CONFIG);
+    let at = Timestamp::from_secs(7);
+    let changed = CONFIG.replace("priority: 200", "priority: 300");
+    let g = p.apply(config(&changed), at).expect("reload publishes");
+    assert_eq!(p.track_swap(at), None, "no reader has read it yet");
+    let _ = readers[0].read();
+    readers[0].quiescent();
+    assert_eq!(p.track_swap(at), None, "one reader still on the old one");
+    let _ = readers[1].read();
+    readers[1].quiescent();
+    let later = at.saturating_add(Duration::from_micros(250));
+    assert_eq!(p.track_swap(later), Some(Duration::from_micros(250)));
+    assert_eq!(p.track_swap(later), None, "measured once");
+    assert_eq!(readers[1].seen_generation(), g);
+    assert_eq!(p.swap_latency().samples, 1);
+    assert_eq!(p.swap_latency().max, Some(Duration::from_micros(250)));
+}
+
+#[test]
+fn replies_for_unknown_tunnels_or_sequences_change_nothing() {
+    let (mut p, _readers) = plane(CONFIG);
+    let bogus = |tunnel, seq| ProbeReply {
+        tunnel: TunnelId(tunnel),
+        seq,
+        sent_tsc: 0,
+        rx_tsc: 0,
+    };
+    p.on_reply(&bogus(99, 0), Timestamp::from_millis(1), None);
+    p.on_reply(&bogus(0, 4242), Timestamp::from_millis(1), None);
+    assert_eq!(p.counters().replies_unknown_tunnel, 1);
+    assert_eq!(p.counters().replies_unmatched, 1);
+    assert!(p.tunnels().iter().all(|t| t.rtt.is_empty()));
+}
+
+#[test]
+fn reload_applies_routes_and_keeps_health() {
+    let (mut p, _readers) = plane(CONFIG);
+    let mut sim = Sim::new();
+    sim.run(&mut p, Duration::from_millis(500), &[B, BACKUP]);
+    assert_eq!(p.tunnels()[0].state(), HealthState::Down);
+    let changed = CONFIG.replace(
+        "  - { prefix: 172.16.0.0/16, tunnel: backup, priority: 200 }\n",
+        "  - { prefix: 172.16.0.0/16, tunnel: backup, priority: 200 }\n  - { prefix: 10.9.0.0/16, tunnel: primary-a, priority: 1 }\n",
+    );
+    let before = p.generation();
+    let g = p.apply(config(&changed), sim.now).expect("reload applies");
+    assert_eq!(g, before + 1);
+    assert_eq!(
+        p.tunnels()[0].state(),
+        HealthState::Down,
+        "health carried over"
+    );
+    assert_eq!(targets(&p), vec![B]);
+    assert_eq!(
+        p.context()
+            .table()
+            .select(u32::from(Ipv4Addr::new(10, 9, 1, 1)), 1),
+        Some(A),
+        "the new route is live"
+    );
+}
+
+#[test]
+fn reload_of_restart_only_sections_is_refused_and_changes_nothing() {
+    let (mut p, _readers) = plane(CONFIG);
+    let g = p.generation();
+    let err = p
+        .apply(
+            config(&CONFIG.replace("workers: [1]", "workers: [2]")),
+            Timestamp::ZERO,
+        )
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "test.yaml: changing dataplane needs a restart; nothing was applied"
+    );
+    let err = p
+        .apply(
+            config(&CONFIG.replace("02:00:5e:00:53:01", "02:00:5e:00:53:02")),
+            Timestamp::ZERO,
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("changing gateway"), "{err}");
+    assert_eq!(p.generation(), g);
+    assert_eq!(p.config(), &config(CONFIG));
+}
+
+#[test]
+fn reload_beyond_the_tunnel_capacity_is_refused() {
+    let (mut p, _readers) = ControlPlane::new(
+        Path::new("test.yaml"),
+        config(CONFIG),
+        vec![[2, 0, 0, 0, 0, 1]],
+        [2, 0, 0x5e, 0, 0x53, 1],
+        1,
+        3,
+        Timestamp::ZERO,
+    )
+    .unwrap();
+    let more = CONFIG.replace(
+        "routes:\n",
+        "  - { name: extra, kind: gre, local: 203.0.113.1, remote: 198.51.100.99, interface_address: 10.200.0.8/31 }\nroutes:\n",
+    );
+    let err = p.apply(config(&more), Timestamp::ZERO).unwrap_err();
+    assert!(err.to_string().contains("4 tunnels exceed the 3"), "{err}");
+    assert_eq!(p.tunnels().len(), 3);
+}
+
+#[test]
+fn reload_from_a_broken_file_keeps_the_running_config() {
+    let dir = std::env::temp_dir().join(format!("conduit-plane-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("c.yaml");
+    std::fs::write(&path, CONFIG).unwrap();
+    let (mut p, _readers) = ControlPlane::new(
+        &path,
+        config(CONFIG),
+        vec![[2, 0, 0, 0, 0, 1]],
+        [2, 0, 0x5e, 0, 0x53, 1],
+        1,
+        16,
+        Timestamp::ZERO,
+    )
+    .unwrap();
+    std::fs::write(&path, CONFIG.replace("tunnel: backup", "tunnel: nowhere")).unwrap();
+    let err = p.reload(Timestamp::ZERO).unwrap_err().to_string();
+    assert!(err.contains("c.yaml:") && err.contains("nowhere"), "{err}");
+    assert_eq!(p.counters().reloads_failed, 1);
+    assert_eq!(p.generation(), 0);
+    std::fs::write(&path, CONFIG.replace("priority: 200", "priority: 50")).unwrap();
+    p.reload(Timestamp::ZERO).expect("valid reload");
+    assert_eq!(p.counters().reloads_ok, 1);
+    assert_eq!(
+        targets(&p),
+        vec![BACKUP],
+        "the backup now has the best priority"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

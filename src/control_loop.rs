@@ -1,0 +1,151 @@
+//! The control thread's I/O in pipeline mode, run on EAL's main lcore: sends the health probes
+//! that the [`ControlPlane`] asks for through a TX queue of the gateway port that only this
+//! thread uses, drains the probe replies that the workers queue, turns state changes and
+//! reloads into published tables, and measures swap-to-effect latency.
+//!
+//! Nothing here is on the packet path: probes are a few per tunnel and interval, built in pool
+//! mbufs and sent in one burst per turn.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use control::health::Timestamp;
+use control::plane::{ControlPlane, ProbeToSend};
+use dataplane::eal::rdtsc;
+use dataplane::mbuf::Burst;
+use dataplane::mempool::Mempool;
+use dataplane::pipeline::{encapsulate, write_probe, WorkerState, PROBE_PACKET_LEN};
+use dataplane::port::TxQueue;
+use dataplane::stats::Counter;
+use dataplane::worker::pipeline::ProbeQueue;
+
+/// Counters of the control loop's own I/O.
+#[derive(Debug, Default)]
+pub struct ControlCounters {
+    pub probes_sent: Counter,
+    /// Probes that could not be built (pool empty, no SA for an IPsec tunnel, ...).
+    pub probes_unbuildable: Counter,
+    /// Probes the TX queue refused.
+    pub probes_tx_dropped: Counter,
+    pub replies: Counter,
+}
+
+pub struct ControlLoop {
+    pub plane: ControlPlane,
+    queues: Vec<Arc<ProbeQueue>>,
+    /// `None`: health checks are off (no probes are sent, every tunnel stays healthy).
+    tx: Option<TxQueue>,
+    pool: Arc<Mempool>,
+    state: WorkerState,
+    tsc_hz: u64,
+    probes: Vec<ProbeToSend>,
+    burst: Burst,
+    pub counters: ControlCounters,
+}
+
+impl ControlLoop {
+    pub fn new(
+        plane: ControlPlane,
+        queues: Vec<Arc<ProbeQueue>>,
+        tx: Option<TxQueue>,
+        pool: Arc<Mempool>,
+        state: WorkerState,
+        tsc_hz: u64,
+    ) -> Self {
+        ControlLoop {
+            plane,
+            queues,
+            tx,
+            pool,
+            state,
+            tsc_hz,
+            probes: Vec::new(),
+            burst: Burst::new(),
+            counters: ControlCounters::default(),
+        }
+    }
+
+    /// One turn at `now`: replies in, probes out, state changes published.
+    pub fn turn(&mut self, now: Timestamp) {
+        let tsc_now = rdtsc();
+        for q in &self.queues {
+            while let Some(reply) = q.pop() {
+                self.counters.replies.add(1);
+                // The probe carries our send TSC: a precise RTT when it is plausible.
+                let ticks = reply.rx_tsc.wrapping_sub(reply.sent_tsc);
+                let rtt = (reply.sent_tsc != 0
+                    && reply.rx_tsc >= reply.sent_tsc
+                    && reply.sent_tsc <= tsc_now)
+                    .then(|| {
+                        Duration::from_nanos(
+                            (ticks as u128 * 1_000_000_000 / self.tsc_hz.max(1) as u128) as u64,
+                        )
+                    });
+                self.plane.on_reply(&reply, now, rtt);
+            }
+        }
+        if self.tx.is_some() {
+            self.probes.clear();
+            self.plane.poll_probes(now, &mut self.probes);
+            if !self.probes.is_empty() {
+                self.send_probes();
+            }
+        }
+        match self.plane.update(now) {
+            Ok(Some(g)) => log::debug!("forwarding context generation {g} published"),
+            Ok(None) => {}
+            Err(e) => log::error!("{e}"),
+        }
+        if let Some(d) = self.plane.track_swap(now) {
+            log::debug!("swap to effect: {} us", d.as_micros());
+        }
+    }
+
+    fn send_probes(&mut self) {
+        for i in 0..self.probes.len() {
+            let p = self.probes[i];
+            let Some(mut m) = self.pool.alloc() else {
+                self.counters.probes_unbuildable.add(1);
+                continue;
+            };
+            let ctx = self.plane.context();
+            let ident = self.state.next_ident();
+            let written = m.append(PROBE_PACKET_LEN as u16).and_then(|buf| {
+                write_probe(
+                    buf,
+                    &p.spec,
+                    ctx.probe_ident(),
+                    ident,
+                    p.tunnel,
+                    p.seq,
+                    rdtsc(),
+                )
+            });
+            let ok =
+                written.is_some() && encapsulate(ctx, p.tunnel, &mut m, &mut self.state).is_ok();
+            if !ok {
+                self.counters.probes_unbuildable.add(1);
+                continue; // `m` is freed here
+            }
+            if let Err(m) = self.burst.push(m) {
+                self.counters.probes_tx_dropped.add(1);
+                drop(m);
+            }
+        }
+        let sent = match self.tx.as_mut() {
+            Some(tx) => tx.tx_burst(&mut self.burst),
+            None => 0,
+        };
+        self.counters.probes_sent.add(sent as u64);
+        if !self.burst.is_empty() {
+            self.counters.probes_tx_dropped.add(self.burst.len() as u64);
+            self.burst.clear();
+        }
+    }
+
+    /// Reloads the configuration file (SIGHUP).
+    pub fn reload(&mut self, now: Timestamp) {
+        // `reload` logs the outcome either way.
+        let _ = self.plane.reload(now);
+    }
+}
