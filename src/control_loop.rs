@@ -7,7 +7,7 @@
 //! mbufs and sent in one burst per turn.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use control::health::Timestamp;
 use control::plane::{ControlPlane, ProbeToSend};
@@ -17,7 +17,14 @@ use dataplane::mempool::Mempool;
 use dataplane::pipeline::{encapsulate, write_probe, WorkerState, PROBE_PACKET_LEN};
 use dataplane::port::TxQueue;
 use dataplane::stats::Counter;
-use dataplane::worker::pipeline::ProbeQueue;
+use dataplane::worker::pipeline::{ControlTxQueue, ProbeQueue};
+
+/// The control loop's clock: monotonic nanoseconds since the first call.
+pub fn fresh_now() -> Timestamp {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    let start = *START.get_or_init(Instant::now);
+    Timestamp::from_duration(start.elapsed())
+}
 
 /// Counters of the control loop's own I/O.
 #[derive(Debug, Default)]
@@ -30,11 +37,19 @@ pub struct ControlCounters {
     pub replies: Counter,
 }
 
+/// How probes leave.
+pub enum ProbeTx {
+    /// A TX queue of the gateway port that only the control thread uses.
+    Owned(TxQueue),
+    /// Handed to a worker, which sends them on its gateway TX queue (see [`ControlTxQueue`]).
+    ViaWorker(Arc<ControlTxQueue>),
+}
+
 pub struct ControlLoop {
     pub plane: ControlPlane,
     queues: Vec<Arc<ProbeQueue>>,
     /// `None`: health checks are off (no probes are sent, every tunnel stays healthy).
-    tx: Option<TxQueue>,
+    tx: Option<ProbeTx>,
     pool: Arc<Mempool>,
     state: WorkerState,
     tsc_hz: u64,
@@ -47,7 +62,7 @@ impl ControlLoop {
     pub fn new(
         plane: ControlPlane,
         queues: Vec<Arc<ProbeQueue>>,
-        tx: Option<TxQueue>,
+        tx: Option<ProbeTx>,
         pool: Arc<Mempool>,
         state: WorkerState,
         tsc_hz: u64,
@@ -96,7 +111,8 @@ impl ControlLoop {
             Ok(None) => {}
             Err(e) => log::error!("{e}"),
         }
-        if let Some(d) = self.plane.track_swap(now) {
+        // A fresh reading: the turn's own work (probes, the table build) is not swap latency.
+        if let Some(d) = self.plane.track_swap(fresh_now()) {
             log::debug!("swap to effect: {} us", d.as_micros());
         }
     }
@@ -132,11 +148,24 @@ impl ControlLoop {
                 drop(m);
             }
         }
-        let sent = match self.tx.as_mut() {
-            Some(tx) => tx.tx_burst(&mut self.burst),
-            None => 0,
-        };
-        self.counters.probes_sent.add(sent as u64);
+        match self.tx.as_mut() {
+            Some(ProbeTx::Owned(tx)) => {
+                let sent = tx.tx_burst(&mut self.burst);
+                self.counters.probes_sent.add(sent as u64);
+            }
+            Some(ProbeTx::ViaWorker(q)) => {
+                for m in self.burst.drain() {
+                    match q.push(m) {
+                        Ok(()) => self.counters.probes_sent.add(1),
+                        Err(m) => {
+                            self.counters.probes_tx_dropped.add(1);
+                            drop(m);
+                        }
+                    }
+                }
+            }
+            None => {}
+        }
         if !self.burst.is_empty() {
             self.counters.probes_tx_dropped.add(self.burst.len() as u64);
             self.burst.clear();

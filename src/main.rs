@@ -23,9 +23,8 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 
 use control::config::{Config, ForwardMode};
-use control::health::Timestamp;
 use control::plane::ControlPlane;
-use control_loop::ControlLoop;
+use control_loop::{ControlLoop, ProbeTx};
 use dataplane::eal::Eal;
 use dataplane::lcore::{self, LcoreId};
 use dataplane::mempool::{Mempool, DEFAULT_DATA_ROOM};
@@ -34,7 +33,9 @@ use dataplane::pipeline::{DropReason, Reassembler, ReassemblerConfig, TokenBucke
 use dataplane::port::{self, Port, PortConfig, PortStats};
 use dataplane::port::{RxQueue, TxQueue};
 use dataplane::stats::CoreSnapshot;
-use dataplane::worker::pipeline::{ContextSlot, PipelineCounters, PipelineWorker, ProbeQueue};
+use dataplane::worker::pipeline::{
+    ContextSlot, ControlTxQueue, PipelineCounters, PipelineWorker, ProbeQueue,
+};
 use dataplane::worker::{self, IoPath};
 
 #[derive(Parser, Debug)]
@@ -149,6 +150,17 @@ struct ActivePort {
     port: Port,
 }
 
+/// How health probes leave the control thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ProbePath {
+    /// No health checks (io mode, replay, or no tunnel has them).
+    Off,
+    /// Through a TX queue of the gateway port that only the control thread uses.
+    OwnedQueue,
+    /// Through a lock-free queue to the first worker, which sends them on its gateway queue.
+    ViaWorker,
+}
+
 /// Tunnel ids the workers' per-tunnel counters cover: room for reloads that add tunnels.
 const TUNNEL_COUNTER_CAPACITY: usize = 1024;
 /// Probe replies a worker can queue for the control thread between two control-loop turns.
@@ -198,6 +210,7 @@ fn run_dataplane(
         && exit_when_idle.is_none()
         && cfg.tunnels.iter().any(|t| t.health_check.enabled);
     let gw_index = cfg.gateway_port().map(|(i, _)| i);
+    let mut probe_path = ProbePath::Off;
     let mut ports = Vec::new();
     for (i, (pc, &id)) in dp.ports.iter().zip(&ids).enumerate() {
         // The control thread owns one more TX queue on the gateway port, for the probes.
@@ -213,16 +226,32 @@ fn run_dataplane(
             // unicast to its own MAC.
             promiscuous: dp.mode == ForwardMode::Io,
         };
-        let mut port = Port::configure(id, &pc.device, &conf, &pool).with_context(|| {
-            if control_txq {
-                format!(
-                    "configuring port {} (the gateway port: one TX queue per worker plus one for health-check probes; disable health checks to run with fewer)",
-                    pc.device
-                )
-            } else {
-                format!("configuring port {}", pc.device)
+        let mut port = match Port::configure(id, &pc.device, &conf, &pool) {
+            Ok(port) => {
+                if control_txq {
+                    probe_path = ProbePath::OwnedQueue;
+                }
+                port
             }
-        })?;
+            Err(e) if control_txq => {
+                // net_tap and net_af_packet need as many RX as TX queues, and an extra RX queue
+                // nobody polls would lose packets: hand the probes to worker 0 instead.
+                log::info!(
+                    "{}: no TX queue for the control thread ({e}); probes go out through the first worker's queue",
+                    pc.device
+                );
+                probe_path = ProbePath::ViaWorker;
+                let conf = PortConfig {
+                    tx_queues: nq,
+                    ..conf
+                };
+                Port::configure(id, &pc.device, &conf, &pool)
+                    .with_context(|| format!("configuring port {}", pc.device))?
+            }
+            Err(e) => {
+                return Err(e).with_context(|| format!("configuring port {}", pc.device));
+            }
+        };
         port.start()
             .with_context(|| format!("starting port {}", pc.device))?;
         let link = port.link()?;
@@ -261,7 +290,7 @@ fn run_dataplane(
         ),
         ForwardMode::Pipeline => {
             let (h, c) = launch_pipeline(
-                eal, path, cfg, probing, &workers, &mut ports, &pool, &stop, &counters,
+                eal, path, cfg, probe_path, &workers, &mut ports, &pool, &stop, &counters,
             )?;
             (h, Some(c))
         }
@@ -286,7 +315,7 @@ fn run_dataplane(
         }
         let now = Instant::now();
         if let Some(c) = control.as_mut() {
-            let t = Timestamp::from_duration(now.duration_since(started));
+            let t = control_loop::fresh_now();
             if hangup.swap(false, Ordering::Relaxed) {
                 log::info!("SIGHUP: reloading {}", path.display());
                 c.reload(t);
@@ -443,7 +472,7 @@ fn launch_pipeline(
     eal: &Eal,
     path: &std::path::Path,
     cfg: &Config,
-    probing: bool,
+    probe_path: ProbePath,
     workers: &[LcoreId],
     ports: &mut [ActivePort],
     pool: &Arc<Mempool>,
@@ -509,7 +538,7 @@ fn launch_pipeline(
         gateway_mac,
         workers.len(),
         TUNNEL_COUNTER_CAPACITY.max(cfg.tunnels.len()),
-        Timestamp::ZERO,
+        control_loop::fresh_now(),
     )?;
     let stats = plane.context().table().stats();
     log::info!(
@@ -525,6 +554,8 @@ fn launch_pipeline(
     let tsc_hz = eal.tsc_hz();
     // A reassembled outer datagram must fit one mbuf with its Ethernet header.
     let max_datagram = DEFAULT_DATA_ROOM as usize - 14 - 60;
+    let worker_probe_tx = (probe_path == ProbePath::ViaWorker)
+        .then(|| Arc::new(ControlTxQueue::new(PROBE_QUEUE_CAPACITY)));
     let mut handles = Vec::new();
     let mut probe_queues = Vec::new();
     let mut readers = readers.into_iter();
@@ -558,6 +589,11 @@ fn launch_pipeline(
         let probes = Arc::new(ProbeQueue::new(PROBE_QUEUE_CAPACITY));
         probe_queues.push(Arc::clone(&probes));
         let mut w = w.with_probe_queue(probes);
+        if q == 0 {
+            if let Some(tx) = &worker_probe_tx {
+                w = w.with_control_tx(Arc::clone(tx), gw_index as u16);
+            }
+        }
         let stop = Arc::clone(stop);
         let counters = Arc::clone(counters);
         log::info!("{lcore_id:?}: pipeline over {} ports", ports.len());
@@ -566,18 +602,20 @@ fn launch_pipeline(
                 .with_context(|| format!("launching the worker on {lcore_id:?}"))?,
         );
     }
-    let control_tx = if probing {
-        Some(
+    let control_tx = match probe_path {
+        ProbePath::OwnedQueue => Some(ProbeTx::Owned(
             ports[gw_index]
                 .port
                 .take_tx_queue(workers.len() as u16)
                 .context("the control thread's TX queue")?,
-        )
-    } else {
-        log::info!(
-            "health checks off (replay, or no tunnel has them): every tunnel counts as healthy"
-        );
-        None
+        )),
+        ProbePath::ViaWorker => worker_probe_tx.map(ProbeTx::ViaWorker),
+        ProbePath::Off => {
+            log::info!(
+                "health checks off (replay, or no tunnel has them): every tunnel counts as healthy"
+            );
+            None
+        }
     };
     let control_state = WorkerState::new(
         TokenBucket::new(0, 0, tsc_hz, dataplane::eal::rdtsc()),

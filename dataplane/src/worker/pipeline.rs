@@ -85,6 +85,11 @@ impl PipelineCounters {
 /// (crossbeam's `ArrayQueue`: a push is a few atomic operations, never blocks, never allocates).
 pub type ProbeQueue = crossbeam::queue::ArrayQueue<ProbeReply>;
 
+/// Frames the control thread asks a worker to transmit for it (health probes), for devices on
+/// which the control thread cannot have a TX queue of its own (net_tap and net_af_packet need
+/// as many RX as TX queues, and an RX queue nobody polls would lose packets).
+pub type ControlTxQueue = crossbeam::queue::ArrayQueue<Mbuf>;
+
 /// Where a worker finds the current forwarding context.
 pub enum ContextSlot {
     /// A context that never changes (benchmarks, tests, replay without a control plane).
@@ -163,6 +168,8 @@ struct WorkerIo {
     reassembly_seen: ReassemblyStats,
     pool: Arc<Mempool>,
     probes: Option<Arc<ProbeQueue>>,
+    /// Frames to transmit for the control thread, and on which port.
+    control_tx: Option<(Arc<ControlTxQueue>, u16)>,
 }
 
 impl std::fmt::Debug for PipelineWorker {
@@ -202,6 +209,7 @@ impl PipelineWorker {
                 reassembly_seen: ReassemblyStats::default(),
                 pool,
                 probes: None,
+                control_tx: None,
             },
             burst_size: burst_size.clamp(1, MAX_BURST),
             expire_every: (tsc_hz / 100).max(1),
@@ -212,6 +220,13 @@ impl PipelineWorker {
     /// in `to_control_dropped`).
     pub fn with_probe_queue(mut self, queue: Arc<ProbeQueue>) -> Self {
         self.io.probes = Some(queue);
+        self
+    }
+
+    /// Transmits the frames the control thread queues in `queue` on `port` (checked once per
+    /// loop turn: one atomic load when it is empty).
+    pub fn with_control_tx(mut self, queue: Arc<ControlTxQueue>, port: u16) -> Self {
+        self.io.control_tx = Some((queue, port));
         self
     }
 
@@ -239,6 +254,7 @@ impl PipelineWorker {
                 self.io.flush(c);
             }
             self.slot.quiescent();
+            self.io.control_tx(c);
             c.core.polls.add(self.rx.len() as u64);
             let t_end = rdtsc();
             if rx_total > 0 {
@@ -254,10 +270,26 @@ impl PipelineWorker {
         }
         self.io.flush(c);
         self.slot.offline();
+        // Frames still queued for transmission are freed with the queue.
     }
 }
 
 impl WorkerIo {
+    #[inline]
+    fn control_tx(&mut self, c: &PipelineCounters) {
+        let Some((q, port)) = &self.control_tx else {
+            return;
+        };
+        if q.is_empty() {
+            return;
+        }
+        let (q, port) = (Arc::clone(q), *port);
+        while let Some(m) = q.pop() {
+            self.send(port, None, m, c);
+        }
+        self.flush(c);
+    }
+
     fn expire(&mut self, now: u64, c: &PipelineCounters) {
         self.reassembler.expire(now);
         // Sets time out or are evicted both here and while fragments arrive; the
