@@ -6,6 +6,7 @@
 //! derived from tunnel ids, so a reload that keeps the tunnels' order keeps every flow where it
 //! was.
 
+use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
@@ -54,10 +55,16 @@ pub fn forwarding_table(
         let state = health.get(i).copied().unwrap_or(HealthState::Healthy);
         (TunnelId(i as u32), route_health(state))
     });
+    let ids: HashMap<&str, usize> = config
+        .tunnels
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.name.as_str(), i))
+        .collect();
     let mut routes = Vec::with_capacity(config.routes.len());
     for r in &config.routes {
-        let (idx, _) = config
-            .tunnel(&r.tunnel)
+        let idx = *ids
+            .get(r.tunnel.as_str())
             .ok_or_else(|| TablesError::Other(format!("route to unknown tunnel {}", r.tunnel)))?;
         let mut route = Route::new(
             u32::from(r.prefix.addr()),

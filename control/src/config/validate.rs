@@ -239,6 +239,7 @@ fn check_tunnels(cfg: &Config, c: &Checker) -> Check {
     let mut names: HashMap<&str, usize> = HashMap::new();
     let mut gre_ids: HashMap<(Ipv4Addr, Ipv4Addr, Option<u32>), usize> = HashMap::new();
     let mut spis: HashMap<u32, usize> = HashMap::new();
+    let mut subnets: HashMap<u32, Vec<usize>> = HashMap::new();
     for (i, t) in cfg.tunnels.iter().enumerate() {
         let f = |s: &str| format!("tunnels[{i}].{s}");
         if !valid_tunnel_name(&t.name) {
@@ -315,10 +316,16 @@ fn check_tunnels(cfg: &Config, c: &Checker) -> Check {
                 ),
             ));
         }
-        if let Some(other) = cfg.tunnels[..i]
+        // Interface subnets are /30s or /31s, so two overlap only inside the same /30 block:
+        // a hash lookup per tunnel instead of a scan of every earlier one.
+        let block = a.addr().to_bits() & !3;
+        let earlier = subnets.entry(block).or_default();
+        let overlapping = earlier
             .iter()
-            .find(|o| o.interface_address.overlaps(&a))
-        {
+            .map(|&j| &cfg.tunnels[j])
+            .find(|o| o.interface_address.overlaps(&a));
+        earlier.push(i);
+        if let Some(other) = overlapping {
             return Err(c.err(
                 field,
                 format!(
@@ -478,6 +485,7 @@ fn check_ecmp(cfg: &Config, c: &Checker) -> Check {
 fn check_routes(cfg: &Config, c: &Checker) -> Check {
     let mut seen: HashSet<(super::Ipv4Cidr, &str)> = HashSet::new();
     let mut per_prefix: HashMap<super::Ipv4Cidr, u32> = HashMap::new();
+    let names: HashSet<&str> = cfg.tunnels.iter().map(|t| t.name.as_str()).collect();
     let bucket_mode = cfg.ecmp.mode != EcmpMode::Modulo;
     for (i, r) in cfg.routes.iter().enumerate() {
         let f = |s: &str| format!("routes[{i}].{s}");
@@ -492,7 +500,7 @@ fn check_routes(cfg: &Config, c: &Checker) -> Check {
                 ),
             ));
         }
-        if cfg.tunnel(&r.tunnel).is_none() {
+        if !names.contains(r.tunnel.as_str()) {
             return Err(c.err(f("tunnel"), format!("unknown tunnel {:?}", r.tunnel)));
         }
         if let Some(w) = r.weight {
