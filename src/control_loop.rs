@@ -9,6 +9,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use control::config::Config;
 use control::health::Timestamp;
 use control::plane::{ControlPlane, ProbeToSend};
 use dataplane::eal::rdtsc;
@@ -56,6 +57,11 @@ pub struct ControlLoop {
     probes: Vec<ProbeToSend>,
     burst: Burst,
     pub counters: ControlCounters,
+    /// A reload being read on its helper thread.
+    reloading: Option<std::sync::mpsc::Receiver<Result<Config, String>>>,
+    reload_again: bool,
+    /// `now` of the previous turn.
+    last_turn: Timestamp,
 }
 
 impl ControlLoop {
@@ -77,6 +83,9 @@ impl ControlLoop {
             probes: Vec::new(),
             burst: Burst::new(),
             counters: ControlCounters::default(),
+            reloading: None,
+            reload_again: false,
+            last_turn: Timestamp::ZERO,
         }
     }
 
@@ -86,19 +95,24 @@ impl ControlLoop {
         for q in &self.queues {
             while let Some(reply) = q.pop() {
                 self.counters.replies.add(1);
+                // Dated when the worker received it, not when this turn drains it: a turn that
+                // comes late (a busy core, a reload being applied) does not make replies late.
+                let age = self.ticks_to_duration(tsc_now.saturating_sub(reply.rx_tsc));
+                let at = Timestamp::from_nanos(
+                    now.as_nanos()
+                        .saturating_sub(u64::try_from(age.as_nanos()).unwrap_or(u64::MAX)),
+                );
                 // The probe carries our send TSC: a precise RTT when it is plausible.
                 let ticks = reply.rx_tsc.wrapping_sub(reply.sent_tsc);
                 let rtt = (reply.sent_tsc != 0
                     && reply.rx_tsc >= reply.sent_tsc
                     && reply.sent_tsc <= tsc_now)
-                    .then(|| {
-                        Duration::from_nanos(
-                            (ticks as u128 * 1_000_000_000 / self.tsc_hz.max(1) as u128) as u64,
-                        )
-                    });
-                self.plane.on_reply(&reply, now, rtt);
+                    .then(|| self.ticks_to_duration(ticks));
+                self.plane.on_reply(&reply, at, rtt);
             }
         }
+        self.last_turn = now;
+        self.finish_reload(now);
         if self.tx.is_some() {
             self.probes.clear();
             self.plane.poll_probes(now, &mut self.probes);
@@ -115,6 +129,13 @@ impl ControlLoop {
         if let Some(d) = self.plane.track_swap(fresh_now()) {
             log::debug!("swap to effect: {} us", d.as_micros());
         }
+    }
+
+    fn ticks_to_duration(&self, ticks: u64) -> Duration {
+        Duration::from_nanos(
+            u64::try_from(u128::from(ticks) * 1_000_000_000 / u128::from(self.tsc_hz.max(1)))
+                .unwrap_or(u64::MAX),
+        )
     }
 
     fn send_probes(&mut self) {
@@ -172,9 +193,44 @@ impl ControlLoop {
         }
     }
 
-    /// Reloads the configuration file (SIGHUP).
-    pub fn reload(&mut self, now: Timestamp) {
-        // `reload` logs the outcome either way.
-        let _ = self.plane.reload(now);
+    /// Starts reloading the configuration file (SIGHUP): it is read and parsed on a helper
+    /// thread, so that a large file does not stall probing; [`turn`](Self::turn) applies it when
+    /// it is ready. A SIGHUP while a reload is being read is followed by one more read once the
+    /// current one finishes, so the last signal always sees the file's latest content.
+    pub fn request_reload(&mut self) {
+        if self.reloading.is_some() {
+            self.reload_again = true;
+            return;
+        }
+        let path = self.plane.path().to_path_buf();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let spawned = std::thread::Builder::new()
+            .name("conduit-reload".into())
+            .spawn(move || {
+                let _ = tx.send(Config::load(&path).map_err(|e| e.to_string()));
+            });
+        match spawned {
+            Ok(_) => self.reloading = Some(rx),
+            Err(e) => log::error!("reload: cannot start the reader thread: {e}"),
+        }
+    }
+
+    fn finish_reload(&mut self, now: Timestamp) {
+        let Some(rx) = &self.reloading else {
+            return;
+        };
+        let loaded = match rx.try_recv() {
+            Ok(loaded) => loaded,
+            Err(std::sync::mpsc::TryRecvError::Empty) => return,
+            Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                Err("the reload reader thread died".to_string())
+            }
+        };
+        self.reloading = None;
+        // `reload_loaded` logs the outcome either way.
+        let _ = self.plane.reload_loaded(loaded, now);
+        if std::mem::take(&mut self.reload_again) {
+            self.request_reload();
+        }
     }
 }

@@ -318,7 +318,7 @@ fn run_dataplane(
             let t = control_loop::fresh_now();
             if hangup.swap(false, Ordering::Relaxed) {
                 log::info!("SIGHUP: reloading {}", path.display());
-                c.reload(t);
+                c.request_reload();
             }
             c.turn(t);
         } else if hangup.swap(false, Ordering::Relaxed) {
@@ -738,6 +738,7 @@ fn print_final(
     let extra = [
         ("replies", total(&|c| c.replies.get())),
         ("to-control", total(&|c| c.to_control.get())),
+        ("to-control-dropped", total(&|c| c.to_control_dropped.get())),
         ("fragments-out", total(&|c| c.fragments_out.get())),
         ("reassembled", total(&|c| c.reassembled.get())),
         ("alloc-failed", total(&|c| c.alloc_failed.get())),

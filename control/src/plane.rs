@@ -420,8 +420,24 @@ impl ControlPlane {
     /// Re-reads the config file and applies it (see the module docs for what may change). On
     /// any error the running configuration and table stay, and the error says why.
     pub fn reload(&mut self, now: Timestamp) -> Result<u64, PlaneError> {
-        let result = Config::load(&self.path)
-            .map_err(|e| PlaneError::Config(e.to_string()))
+        let loaded = Config::load(&self.path).map_err(|e| e.to_string());
+        self.reload_loaded(loaded, now)
+    }
+
+    /// The file [`reload`](Self::reload) reads.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// [`reload`](Self::reload) with the file already read and parsed (or the error doing so),
+    /// e.g. on another thread so that parsing a large file does not stall probing.
+    pub fn reload_loaded(
+        &mut self,
+        loaded: Result<Config, String>,
+        now: Timestamp,
+    ) -> Result<u64, PlaneError> {
+        let result = loaded
+            .map_err(PlaneError::Config)
             .and_then(|cfg| self.apply(cfg, now));
         match &result {
             Ok(g) => {
