@@ -55,6 +55,8 @@ SPORT_BASE = 49152
 
 ETH_P_ALL = 0x0003
 PACKET_OUTGOING = 4
+SOL_PACKET = 263
+PACKET_STATISTICS = 6
 
 
 @dataclass(frozen=True)
@@ -466,6 +468,7 @@ def main(argv=None):
     traffic = TrafficSource(send, flows, args.my_mac, args.appliance_mac, args.rate)
     stop = threading.Event()
     rx_errors = {"handler": 0, "last": ""}
+    socket_drops = {"total": 0}
 
     def rx_loop():
         while not stop.is_set():
@@ -519,6 +522,10 @@ def main(argv=None):
                 s["sent"] = list(traffic.sent)
                 s["send_errors"] = traffic.errors
                 s["rx_errors"] = dict(rx_errors)
+                # Frames the kernel dropped because this socket fell behind (cleared on read).
+                got, dropped = struct.unpack("II", sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8))
+                socket_drops["total"] += dropped
+                s["socket_drops"] = socket_drops["total"]
                 reply(s)
             elif cmd == "quit":
                 break

@@ -1,0 +1,237 @@
+"""A live lab for the interop tests: conduit on a net_tap port inside a fresh network namespace,
+and peer.py (the gateway and the customer routers, plus the traffic source) on the other side of
+the tap, in the same namespace.
+
+The appliance runs under `ip netns exec`, so net_tap creates its interface directly inside the
+namespace: nothing appears in the host's namespace, and net_tap's own ioctls and netlink calls
+(by interface name, in the caller's namespace) keep working, which they would not if the
+interface were moved into the namespace after the port started. The peer starts first (scapy's
+import takes a second or two), waits for the interface and answers the appliance's start-up ARP
+for the gateway.
+
+Needs root (network namespaces, AF_PACKET). Tests skip with the reason otherwise.
+"""
+
+import json
+import os
+import pathlib
+import queue
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from conftest import CONDUIT, ROOT
+
+HERE = pathlib.Path(__file__).resolve().parent
+PEER = HERE / "peer.py"
+APP_MAC = "02:00:00:00:c0:01"  # the appliance's port (net_tap0, mac=...)
+PEER_MAC = "02:00:00:00:00:01"  # the gateway's, i.e. the peer's
+
+
+def skip_reason():
+    if os.geteuid() != 0:
+        return "needs root: network namespaces and AF_PACKET sockets"
+    if shutil.which("ip") is None:
+        return "needs iproute2 (`ip netns`)"
+    probe = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        return f"`ip netns` is not usable here: {probe.stderr.strip()}"
+    if not os.path.exists(CONDUIT):
+        return f"no conduit binary at {CONDUIT} (build it, or set CONDUIT_BIN)"
+    return None
+
+
+needs_netns = pytest.mark.skipif(skip_reason() is not None, reason=str(skip_reason()))
+
+
+def eal_mem_args():
+    out = subprocess.run(["bash", str(ROOT / "scripts" / "eal-mem.sh")], capture_output=True,
+                         text=True, check=True).stdout
+    return out.split()
+
+
+class TapLab:
+    _counter = 0
+
+    def __init__(self, tmp: pathlib.Path):
+        TapLab._counter += 1
+        n = TapLab._counter
+        self.tmp = tmp
+        self.ns = f"cnd-{os.getpid()}-{n}"
+        self.iface = f"ctap{os.getpid() % 100000}{n}"[:15]
+        self.prefix = f"lab-{os.getpid()}-{n}"
+        self.config = tmp / "conduit.yaml"
+        self.log_path = tmp / "conduit.log"
+        self.peer_err = tmp / "peer.stderr"
+        self.app = None
+        self.peer = None
+        self.lines = queue.Queue()
+        self.ns_made = False
+        self.info = {}
+
+    # -- set-up ------------------------------------------------------------------------------
+    def _ip(self, *args):
+        subprocess.run(["ip", *args], check=True, capture_output=True, text=True)
+
+    def start(self, config_text: str, flows="172.16", per_prefix=32, rate=400.0,
+              ready_timeout=60.0):
+        self.config.write_text(config_text)
+        self._ip("netns", "add", self.ns)
+        self.ns_made = True
+        self._ip("-n", self.ns, "link", "set", "lo", "up")
+        for key in ("default", "all"):
+            subprocess.run(["ip", "netns", "exec", self.ns, "sysctl", "-qw",
+                            f"net.ipv6.conf.{key}.disable_ipv6=1"], check=True)
+        self.peer = subprocess.Popen(
+            ["ip", "netns", "exec", self.ns, sys.executable, str(PEER), "--iface", self.iface,
+             "--config", str(self.config), "--appliance-mac", APP_MAC, "--my-mac", PEER_MAC,
+             "--flows", flows, "--flows-per-prefix", str(per_prefix), "--rate", str(rate)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=open(self.peer_err, "w"),
+            text=True, bufsize=1)
+        threading.Thread(target=self._read_peer, daemon=True).start()
+        env = dict(os.environ, RUST_LOG=os.environ.get("RUST_LOG", "info"))
+        self.app = subprocess.Popen(
+            ["ip", "netns", "exec", self.ns, CONDUIT, "-l", "0,1", *eal_mem_args(),
+             "--file-prefix", self.prefix, "--no-pci", "--log-level", "lib.eal:warning",
+             "--vdev", f"net_tap0,iface={self.iface},mac={APP_MAC}",
+             "--", "--config", str(self.config)],
+            stdout=open(self.log_path, "w"), stderr=subprocess.STDOUT, env=env)
+        self.info = self.reply(timeout=ready_timeout)
+        assert self.info.get("ready"), f"peer did not start: {self.info}\n{self.peer_stderr()}"
+        self.wait_log("forwarding table:", ready_timeout)
+        return self
+
+    def _read_peer(self):
+        for line in self.peer.stdout:
+            self.lines.put(line)
+        self.lines.put(None)
+
+    # -- running -----------------------------------------------------------------------------
+    def reply(self, timeout=30.0) -> dict:
+        try:
+            line = self.lines.get(timeout=timeout)
+        except queue.Empty:
+            raise AssertionError(f"peer silent for {timeout} s\n{self.peer_stderr()}")
+        if line is None:
+            raise AssertionError(f"peer exited\n{self.peer_stderr()}")
+        return json.loads(line)
+
+    def cmd(self, line: str, timeout=30.0) -> dict:
+        self.peer.stdin.write(line + "\n")
+        self.peer.stdin.flush()
+        out = self.reply(timeout)
+        assert "error" not in out, out
+        return out
+
+    def stats(self) -> dict:
+        return self.cmd("stats", timeout=60.0)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def peer_stderr(self) -> str:
+        try:
+            return self.peer_err.read_text(errors="replace")[-4000:]
+        except OSError:
+            return ""
+
+    def wait_log(self, text: str, timeout: float):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if text in self.log():
+                return
+            if self.app.poll() is not None:
+                raise AssertionError(f"conduit exited ({self.app.returncode}) before "
+                                     f"{text!r}:\n{self.log()}")
+            time.sleep(0.05)
+        raise AssertionError(f"no {text!r} in conduit's log after {timeout} s:\n{self.log()}")
+
+    def alive(self) -> bool:
+        return self.app is not None and self.app.poll() is None
+
+    def rss_kib(self) -> int:
+        with open(f"/proc/{self.app.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        raise AssertionError("no VmRSS")
+
+    def stop_appliance(self, timeout=60.0):
+        """SIGINT (graceful stop with final stats); returns (exit status, log)."""
+        if self.app.poll() is None:
+            self.app.send_signal(signal.SIGINT)
+            try:
+                self.app.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.app.kill()
+                self.app.wait()
+                raise AssertionError(f"conduit did not stop within {timeout} s:\n{self.log()}")
+        return self.app.returncode, self.log()
+
+    def close(self):
+        if self.peer is not None and self.peer.poll() is None:
+            try:
+                self.peer.stdin.write("quit\n")
+                self.peer.stdin.flush()
+                self.peer.wait(10)
+            except (OSError, subprocess.TimeoutExpired):
+                self.peer.kill()
+                self.peer.wait()
+        if self.app is not None and self.app.poll() is None:
+            self.app.kill()
+            self.app.wait()
+        if self.ns_made:
+            subprocess.run(["ip", "netns", "del", self.ns], capture_output=True)
+            self.ns_made = False
+
+
+@pytest.fixture
+def taplab(tmp_path):
+    lab = TapLab(tmp_path)
+    try:
+        yield lab
+    finally:
+        lab.close()
+
+
+# -- reading the peer's flow report ----------------------------------------------------------
+
+def runs(stats, flow):
+    return stats["flows"].get(str(flow), {"runs": []})["runs"]
+
+
+def tunnel_at(stats, flow, t):
+    """The tunnel of the last packet of `flow` received at or before time t (None if none)."""
+    last = None
+    for r in runs(stats, flow):
+        if r["t_first"] <= t:
+            last = r["tunnel"]
+    return last
+
+
+def first_on(stats, flows, tunnels, after):
+    """Earliest time after `after` at which a packet of one of `flows` arrived on one of
+    `tunnels` (None if never). Runs are maximal, so a run that starts after `after` is the
+    arrival of that flow on that tunnel; a run spanning `after` means it was there already."""
+    best = None
+    for f in flows:
+        for r in runs(stats, f):
+            if r["tunnel"] in tunnels and r["t_first"] > after:
+                if best is None or r["t_first"] < best:
+                    best = r["t_first"]
+                break
+    return best
+
+
+def tunnels_between(stats, flow, t0, t1):
+    """Tunnels that carried packets of `flow` between t0 and t1."""
+    return {r["tunnel"] for r in runs(stats, flow) if r["t_last"] >= t0 and r["t_first"] <= t1}
+
+
+def final_mbufs_ok(log: str) -> bool:
+    return "mbufs in use after shutdown: 0 of" in log

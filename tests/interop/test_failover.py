@@ -1,0 +1,174 @@
+"""End-to-end failover over a real EAL: conduit on a net_tap port in a network namespace, where
+peer.py plays the gateway and the customer routers of three GRE tunnels (failover.yaml: prim-a
+and prim-b at priority 100, backup at 200) and sends UDP flows to 172.16.0.0/16.
+
+The peer bounces reply-style probes and answers request-style ones (SPEC §4); on command it stops
+answering the probes of one tunnel ("silence"), which is how a tunnel dies here. Data is never
+dropped by the peer: it records, per flow, which tunnel carried each sequence number and when,
+so a flow's move and any loss are both visible.
+
+Timing bounds come from failover.yaml: interval 250 ms, timeout 150 ms, 2 retries, down after 3
+failures, hold-down 3 s. Failover: a silenced tunnel is down within one interval plus three
+timeouts (< 3 intervals), and no sooner than two timeouts. Recovery: 3 successes make a down
+tunnel degraded, and the hold-down runs from that entry into degraded (control/src/health: the
+hold-down restarts at down -> degraded), so flows return between hold-down + 2 intervals and
+hold-down + 4 intervals (+ SWAP_MARGIN) after the restore. SWAP_MARGIN covers what is not the appliance's decision time: one table
+swap, the gap until the next packet of a moved flow (all flows together run at RATE pps, so
+moved flows send every few ms), and the peer's own latency (a Python process on a shared 2-core
+machine). It can be raised with CONDUIT_FAILOVER_MARGIN (seconds) on a slow machine.
+"""
+
+import os
+import pathlib
+import time
+
+import yaml
+
+from taplab import (final_mbufs_ok, first_on, needs_netns, runs, taplab,  # noqa: F401
+                    tunnel_at, tunnels_between)
+
+HERE = pathlib.Path(__file__).resolve().parent
+CONFIG = (HERE / "failover.yaml").read_text()
+HC = yaml.safe_load(CONFIG)["tunnels"][0]["health_check"]
+INTERVAL = HC["interval_ms"] / 1000
+TIMEOUT = HC["timeout_ms"] / 1000
+HOLD_DOWN = HC["hold_down_ms"] / 1000
+S2D = HC["successes_to_degraded"]
+SWAP_MARGIN = float(os.environ.get("CONDUIT_FAILOVER_MARGIN", "0.35"))
+FAILOVER_BOUND = 3 * INTERVAL + SWAP_MARGIN
+RATE = 400.0
+FLOWS = 48
+PRIMARIES = {"prim-a", "prim-b"}
+
+
+def no_health_checks(text: str) -> str:
+    """The same topology with health checks off (tunnels count as healthy, no probes)."""
+    cfg = yaml.safe_load(text)
+    for t in cfg["tunnels"]:
+        t["health_check"] = {"enabled": False}
+    return yaml.safe_dump(cfg, sort_keys=False)
+
+
+def assert_no_loss(stats, flows, what):
+    bad = {f: stats["flows"][str(f)]["missing"][:10] for f in flows
+           if stats["flows"].get(str(f), {}).get("missing")}
+    assert not bad, (f"{what}: packets lost (flow: first missing sequence numbers) {bad}; "
+                     f"peer socket drops {stats.get('socket_drops')}")
+
+
+def stop_and_check(lab):
+    rc, log = lab.stop_appliance()
+    assert rc == 0, log
+    assert final_mbufs_ok(log), log
+    return log
+
+
+@needs_netns
+def test_tap_lab_data_path_and_flow_accounting(taplab):
+    """What the failover test stands on, without health checks: ARP for the gateway answered,
+    traffic from the peer encapsulated by the appliance over the tap into both primaries (ECMP),
+    each flow on one tunnel, every sequence number accounted for, no mbuf leaked."""
+    lab = taplab.start(no_health_checks(CONFIG), per_prefix=FLOWS, rate=RATE)
+    lab.cmd("traffic start")
+    time.sleep(3.0)
+    sent = lab.cmd("traffic stop")["sent"]
+    time.sleep(0.5)
+    s = lab.stats()
+    assert s["counters"]["arp_answered"] >= 1
+    assert sum(sent) >= RATE * 2, sent
+    per_tunnel = {n: v["data"] for n, v in s["tunnels"].items()}
+    assert per_tunnel["backup"] == 0 and per_tunnel["prim-a"] > 0 and per_tunnel["prim-b"] > 0, per_tunnel
+    for f in range(FLOWS):
+        r = runs(s, f)
+        assert len(r) == 1 and r[0]["tunnel"] in PRIMARIES, (f, r)
+        summary = s["flows"][str(f)]
+        assert summary["received"] == sent[f] and summary["max_seq"] == sent[f] - 1, (f, summary, sent[f])
+    assert_no_loss(s, range(FLOWS), "healthy ECMP")
+    assert sum(v["probes_seen"] for v in s["tunnels"].values()) == 0, "health checks are off"
+    stop_and_check(lab)
+
+
+@needs_netns
+def test_failover_by_priority_and_recovery_after_hold_down(taplab):
+    lab = taplab.start(CONFIG, per_prefix=FLOWS, rate=RATE)
+    lab.cmd("traffic start")
+    time.sleep(2.0)
+
+    # Phase 0: every tunnel is probed and answered; the flows use both primaries.
+    s = lab.stats()
+    for name, v in s["tunnels"].items():
+        assert v["probes_seen"] > 0, (
+            f"no health probe arrived through {name} in 2 s (probe interval {INTERVAL} s): "
+            f"the appliance sends no probes yet? tunnels: {s['tunnels']}")
+        assert v["probes_answered"] >= v["probes_seen"] - 1, (name, v)
+        assert v["probe_index_mismatch"] == 0, (name, v)
+    start_tunnel = {f: tunnel_at(s, f, s["t"]) for f in range(FLOWS)}
+    assert set(start_tunnel.values()) == PRIMARIES, start_tunnel
+    on_a = [f for f, t in start_tunnel.items() if t == "prim-a"]
+    on_b = [f for f, t in start_tunnel.items() if t == "prim-b"]
+
+    # Phase 1: prim-a stops answering; its flows move to prim-b (same priority), and only them.
+    t1 = lab.cmd("silence prim-a")["t"]
+    time.sleep(FAILOVER_BOUND + 1.5)
+    s = lab.stats()
+    moved = first_on(s, on_a, {"prim-b"}, t1)
+    assert moved is not None, f"prim-a's flows never reached prim-b: {[runs(s, f) for f in on_a[:3]]}"
+    delay = moved - t1
+    assert delay <= FAILOVER_BOUND, (
+        f"prim-a's flows reached prim-b {delay:.3f} s after the silence; bound 3 x {INTERVAL} s "
+        f"+ {SWAP_MARGIN} s")
+    assert delay >= 2 * TIMEOUT, f"moved {delay:.3f} s after the silence: faster than 2 probe timeouts"
+    print(f"prim-a silenced: its flows on prim-b after {delay:.3f} s (bound {FAILOVER_BOUND:.3f} s)")
+    late = s["t"]
+    for f in on_a:
+        assert tunnel_at(s, f, late) == "prim-b", (f, runs(s, f))
+    for f in on_b:
+        assert tunnels_between(s, f, 0, late) == {"prim-b"}, (f, runs(s, f))
+
+    # Phase 2: prim-b stops answering too; everything goes to the backup.
+    t2 = lab.cmd("silence prim-b")["t"]
+    time.sleep(FAILOVER_BOUND + 1.5)
+    s = lab.stats()
+    moved = first_on(s, range(FLOWS), {"backup"}, t2)
+    assert moved is not None and moved - t2 <= FAILOVER_BOUND, (
+        f"flows reached the backup at {None if moved is None else round(moved - t2, 3)} s "
+        f"after the second silence; bound {FAILOVER_BOUND:.2f} s")
+    print(f"prim-b silenced too: flows on the backup after {moved - t2:.3f} s")
+    late = s["t"]
+    for f in range(FLOWS):
+        assert tunnel_at(s, f, late) == "backup", (f, runs(s, f))
+
+    # Phase 3: both primaries answer again. Nothing returns before the hold-down; then every
+    # flow goes back to the primary it started on (the same ECMP set as at the start).
+    t3 = lab.cmd("restore prim-a")["t"]
+    lab.cmd("restore prim-b")
+    time.sleep(HOLD_DOWN + (S2D + 1) * INTERVAL + SWAP_MARGIN + 1.5)
+    s = lab.stats()
+    back = first_on(s, range(FLOWS), PRIMARIES, t3)
+    assert back is not None, "no flow went back to a primary after the restore"
+    earliest = HOLD_DOWN + (S2D - 1) * INTERVAL - 0.05
+    latest = HOLD_DOWN + (S2D + 1) * INTERVAL + SWAP_MARGIN
+    assert back - t3 >= earliest, (
+        f"flows went back to a primary {back - t3:.3f} s after the restore, before the "
+        f"hold-down ({HOLD_DOWN} s after the {S2D} successes that make the tunnel degraded)")
+    assert back - t3 <= latest, (
+        f"flows went back only {back - t3:.3f} s after the restore (bound {latest:.2f} s)")
+    print(f"primaries restored: flows back after {back - t3:.3f} s (hold-down {HOLD_DOWN} s)")
+    late = s["t"]
+    for f in range(FLOWS):
+        assert tunnel_at(s, f, late) == start_tunnel[f], (f, start_tunnel[f], runs(s, f))
+
+    sent = lab.cmd("traffic stop")["sent"]
+    time.sleep(0.5)
+    s = lab.stats()
+    # Flows of the tunnel that stayed healthy through phase 1 lost nothing, and (SPEC §5: no
+    # packet is lost across a swap) neither did the flows that moved: the peer never drops data.
+    assert_no_loss(s, on_b, "flows on the healthy primary")
+    assert_no_loss(s, on_a, "flows that failed over")
+    for f in range(FLOWS):
+        assert s["flows"][str(f)]["received"] == sent[f], (f, s["flows"][str(f)], sent[f])
+    print("probes:", {n: (v["probes_seen"], v["probes_answered"], v["probes_dropped"])
+                      for n, v in s["tunnels"].items()})
+    log = stop_and_check(lab)
+    for name in ("prim-a", "prim-b"):
+        assert name in log
