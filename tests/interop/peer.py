@@ -56,6 +56,8 @@ SPORT_BASE = 49152
 ETH_P_ALL = 0x0003
 PACKET_OUTGOING = 4
 SOL_PACKET = 263
+SO_TIMESTAMPNS = 35  # SCM_TIMESTAMPNS: kernel receive time, CLOCK_REALTIME
+LATE_ANSWER_MS = 50.0
 PACKET_STATISTICS = 6
 
 
@@ -155,6 +157,11 @@ class CustomerRouter:
             "gre_rx", "data", "probes_seen", "probes_answered", "probes_dropped",
             "probe_index_mismatch", "requests_answered", "forwarded", "tx_into")}
             for t in self.tunnels}
+        # How long answered probes waited in this process (kernel receive to hand-back), so a
+        # test can tell a slow peer from a slow appliance: max per tunnel, and the late ones.
+        self.answer_ms_max = {t.name: 0.0 for t in self.tunnels}
+        self.late_answers = {t.name: [] for t in self.tunnels}
+        self._answered_probe = None
         self.plain_probes = {"answered": 0, "forwarded": 0}
 
     # -- control -----------------------------------------------------------------------------
@@ -176,18 +183,31 @@ class CustomerRouter:
                 "counters": dict(self.counters),
                 "tunnels": {k: dict(v) for k, v in self.per_tunnel.items()},
                 "plain_probes": dict(self.plain_probes),
+                "answer_ms_max": {k: round(v, 1) for k, v in self.answer_ms_max.items()},
+                "late_answers": {k: list(v) for k, v in self.late_answers.items()},
                 "silenced": sorted(self.silenced),
                 "flows": {str(f): self.flows.summary(f) for f in sorted(self.flows.seen)},
             }
 
     # -- packet path -------------------------------------------------------------------------
-    def handle(self, frame: bytes, now: Optional[float] = None) -> list:
+    def handle(self, frame: bytes, now: Optional[float] = None, waited: float = 0.0) -> list:
+        """`now`: monotonic time of the frame's arrival; `waited`: seconds it spent queued before
+        this call (from the kernel's receive timestamp), counted into the answer latency."""
         now = time.monotonic() if now is None else now
+        start = time.monotonic()
         with self.lock:
             self.counters["rx_frames"] += 1
             if self._fast_data(frame, now):
                 return []
-            return self._slow(frame, now)
+            self._answered_probe = None
+            out = self._slow(frame, now)
+            if self._answered_probe is not None and out:
+                name = self._answered_probe
+                ms = (waited + time.monotonic() - start) * 1000
+                self.answer_ms_max[name] = max(self.answer_ms_max[name], ms)
+                if ms >= LATE_ANSWER_MS and len(self.late_answers[name]) < 100:
+                    self.late_answers[name].append((round(now, 4), round(ms, 1)))
+            return out
 
     def _fast_data(self, frame: bytes, now: float) -> bool:
         """Data packets of the traffic source, decoded without scapy (they are most of the load).
@@ -319,6 +339,7 @@ class CustomerRouter:
                 pt["requests_answered"] += 1
                 if is_probe:
                     pt["probes_answered"] += 1
+                    self._answered_probe = t.name
             elif is_probe:
                 self.plain_probes["answered"] += 1
             return self._route_out(reply)
@@ -335,6 +356,7 @@ class CustomerRouter:
             pt["forwarded"] += 1
             if is_probe:
                 pt["probes_answered"] += 1
+                self._answered_probe = t.name
         elif is_probe:
             self.plain_probes["forwarded"] += 1
         return self._route_out(IP(bytes(fwd)))
@@ -457,6 +479,7 @@ def main(argv=None):
     sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
     sock.bind((args.iface, 0))
+    sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
     sock.settimeout(0.1)
     send_lock = threading.Lock()
 
@@ -473,7 +496,7 @@ def main(argv=None):
     def rx_loop():
         while not stop.is_set():
             try:
-                frame, addr = sock.recvfrom(65535)
+                frame, anc, _, addr = sock.recvmsg(65535, 64)
             except socket.timeout:
                 continue
             except OSError as e:
@@ -483,7 +506,13 @@ def main(argv=None):
             if addr[2] == PACKET_OUTGOING:
                 continue
             try:
-                for out in router.handle(frame):
+                now, waited = time.monotonic(), 0.0
+                for level, kind, data in anc:
+                    if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= 16:
+                        sec, nsec = struct.unpack("qq", data[:16])
+                        waited = max(0.0, time.time() - (sec + nsec / 1e9))
+                        now -= waited
+                for out in router.handle(frame, now, waited):
                     send(out)
             except Exception as e:  # keep running; the stats report it
                 rx_errors["handler"] += 1

@@ -9,7 +9,10 @@ so a flow's move and any loss are both visible.
 
 Timing bounds come from failover.yaml: interval 250 ms, timeout 150 ms, 2 retries, down after 3
 failures, hold-down 3 s. Failover: a silenced tunnel is down within one interval plus three
-timeouts (< 3 intervals), and no sooner than two timeouts. Recovery: 3 successes make a down
+timeouts (< 3 intervals); no flow may move before the silence. (No lower bound: a probe the
+peer answered too late just before the silence already counts as a failure, so the tunnel can go
+down well within three timeouts of the silence; the peer reports its late answers, which failure
+messages include.) Recovery: 3 successes make a down
 tunnel degraded, and the hold-down runs from that entry into degraded (control/src/health: the
 hold-down restarts at down -> degraded), so flows return between hold-down + 2 intervals and
 hold-down + 4 intervals (+ SWAP_MARGIN) after the restore. SWAP_MARGIN covers what is not the appliance's decision time: one table
@@ -20,6 +23,7 @@ machine). It can be raised with CONDUIT_FAILOVER_MARGIN (seconds) on a slow mach
 
 import os
 import pathlib
+import random
 import time
 
 import yaml
@@ -31,7 +35,6 @@ HERE = pathlib.Path(__file__).resolve().parent
 CONFIG = (HERE / "failover.yaml").read_text()
 HC = yaml.safe_load(CONFIG)["tunnels"][0]["health_check"]
 INTERVAL = HC["interval_ms"] / 1000
-TIMEOUT = HC["timeout_ms"] / 1000
 HOLD_DOWN = HC["hold_down_ms"] / 1000
 S2D = HC["successes_to_degraded"]
 SWAP_MARGIN = float(os.environ.get("CONDUIT_FAILOVER_MARGIN", "0.35"))
@@ -47,6 +50,14 @@ def no_health_checks(text: str) -> str:
     for t in cfg["tunnels"]:
         t["health_check"] = {"enabled": False}
     return yaml.safe_dump(cfg, sort_keys=False)
+
+
+def slow_peer(stats):
+    """Failure-message context: probes this peer answered late (a loaded machine can delay the
+    Python peer past the 150 ms probe timeout, which is then a failure the appliance saw)."""
+    late = {k: v[-5:] for k, v in stats.get("late_answers", {}).items() if v}
+    return (f"\n  peer answer latency max (ms) {stats.get('answer_ms_max')}; late answers "
+            f"(time, ms) {late}" if late else "")
 
 
 def assert_no_loss(stats, flows, what):
@@ -103,11 +114,13 @@ def test_failover_by_priority_and_recovery_after_hold_down(taplab):
         assert v["probes_answered"] >= v["probes_seen"] - 1, (name, v)
         assert v["probe_index_mismatch"] == 0, (name, v)
     start_tunnel = {f: tunnel_at(s, f, s["t"]) for f in range(FLOWS)}
-    assert set(start_tunnel.values()) == PRIMARIES, start_tunnel
+    assert set(start_tunnel.values()) == PRIMARIES, (start_tunnel, slow_peer(s))
     on_a = [f for f, t in start_tunnel.items() if t == "prim-a"]
     on_b = [f for f, t in start_tunnel.items() if t == "prim-b"]
 
     # Phase 1: prim-a stops answering; its flows move to prim-b (same priority), and only them.
+    # A random pause first, so that over runs the silence falls anywhere in the probe interval.
+    time.sleep(random.uniform(0, INTERVAL))
     t1 = lab.cmd("silence prim-a")["t"]
     time.sleep(FAILOVER_BOUND + 1.5)
     s = lab.stats()
@@ -116,23 +129,26 @@ def test_failover_by_priority_and_recovery_after_hold_down(taplab):
     delay = moved - t1
     assert delay <= FAILOVER_BOUND, (
         f"prim-a's flows reached prim-b {delay:.3f} s after the silence; bound 3 x {INTERVAL} s "
-        f"+ {SWAP_MARGIN} s")
-    assert delay >= 2 * TIMEOUT, f"moved {delay:.3f} s after the silence: faster than 2 probe timeouts"
+        f"+ {SWAP_MARGIN} s{slow_peer(s)}")
+    for f in on_a:
+        assert tunnel_at(s, f, t1) == "prim-a", (f"flow {f} left prim-a before the silence"
+                                                 f"{slow_peer(s)}", runs(s, f))
     print(f"prim-a silenced: its flows on prim-b after {delay:.3f} s (bound {FAILOVER_BOUND:.3f} s)")
     late = s["t"]
     for f in on_a:
-        assert tunnel_at(s, f, late) == "prim-b", (f, runs(s, f))
+        assert tunnel_at(s, f, late) == "prim-b", (f, runs(s, f), slow_peer(s))
     for f in on_b:
-        assert tunnels_between(s, f, 0, late) == {"prim-b"}, (f, runs(s, f))
+        assert tunnels_between(s, f, 0, late) == {"prim-b"}, (f, runs(s, f), slow_peer(s))
 
     # Phase 2: prim-b stops answering too; everything goes to the backup.
+    time.sleep(random.uniform(0, INTERVAL))
     t2 = lab.cmd("silence prim-b")["t"]
     time.sleep(FAILOVER_BOUND + 1.5)
     s = lab.stats()
     moved = first_on(s, range(FLOWS), {"backup"}, t2)
     assert moved is not None and moved - t2 <= FAILOVER_BOUND, (
         f"flows reached the backup at {None if moved is None else round(moved - t2, 3)} s "
-        f"after the second silence; bound {FAILOVER_BOUND:.2f} s")
+        f"after the second silence; bound {FAILOVER_BOUND:.2f} s{slow_peer(s)}")
     print(f"prim-b silenced too: flows on the backup after {moved - t2:.3f} s")
     late = s["t"]
     for f in range(FLOWS):
@@ -150,13 +166,15 @@ def test_failover_by_priority_and_recovery_after_hold_down(taplab):
     latest = HOLD_DOWN + (S2D + 1) * INTERVAL + SWAP_MARGIN
     assert back - t3 >= earliest, (
         f"flows went back to a primary {back - t3:.3f} s after the restore, before the "
-        f"hold-down ({HOLD_DOWN} s after the {S2D} successes that make the tunnel degraded)")
+        f"hold-down ({HOLD_DOWN} s after the {S2D} successes that make the tunnel degraded)"
+        f"{slow_peer(s)}")
     assert back - t3 <= latest, (
-        f"flows went back only {back - t3:.3f} s after the restore (bound {latest:.2f} s)")
+        f"flows went back only {back - t3:.3f} s after the restore (bound {latest:.2f} s)"
+        f"{slow_peer(s)}")
     print(f"primaries restored: flows back after {back - t3:.3f} s (hold-down {HOLD_DOWN} s)")
     late = s["t"]
     for f in range(FLOWS):
-        assert tunnel_at(s, f, late) == start_tunnel[f], (f, start_tunnel[f], runs(s, f))
+        assert tunnel_at(s, f, late) == start_tunnel[f], (f, start_tunnel[f], runs(s, f), slow_peer(s))
 
     sent = lab.cmd("traffic stop")["sent"]
     time.sleep(0.5)
@@ -167,8 +185,9 @@ def test_failover_by_priority_and_recovery_after_hold_down(taplab):
     assert_no_loss(s, on_a, "flows that failed over")
     for f in range(FLOWS):
         assert s["flows"][str(f)]["received"] == sent[f], (f, s["flows"][str(f)], sent[f])
-    print("probes:", {n: (v["probes_seen"], v["probes_answered"], v["probes_dropped"])
-                      for n, v in s["tunnels"].items()})
+    print("probes (seen, answered, dropped):",
+          {n: (v["probes_seen"], v["probes_answered"], v["probes_dropped"]) for n, v in s["tunnels"].items()},
+          "peer answer latency max (ms):", s["answer_ms_max"])
     log = stop_and_check(lab)
     for name in ("prim-a", "prim-b"):
         assert name in log

@@ -139,6 +139,19 @@ def test_silence_drops_probes_of_one_tunnel_only_and_restore(router):
         router.silence("nope")
 
 
+def test_answer_latency_is_recorded(router):
+    a = TUNNELS["prim-a"]
+    probe = from_appliance(a, IP(src=a.customer, dst=a.local) / ICMP(type=0, id=0xC0DE, seq=1) / probe_payload(0))
+    router.handle(probe, now=5.0, waited=0.001)
+    router.handle(probe, now=6.0, waited=0.2)
+    s = router.stats()
+    assert s["answer_ms_max"]["prim-a"] >= 200 and s["answer_ms_max"]["prim-b"] == 0
+    assert [t for t, _ in s["late_answers"]["prim-a"]] == [6.0]
+    router.silence("prim-a")
+    router.handle(probe, now=7.0, waited=0.5)  # dropped, not answered: not an answer latency
+    assert len(router.stats()["late_answers"]["prim-a"]) == 1
+
+
 def test_probe_index_mismatch_is_counted(router):
     a = TUNNELS["prim-a"]
     router.handle(from_appliance(a, IP(src=a.customer, dst=a.local) / ICMP(type=0, id=0xC0DE, seq=1) / probe_payload(2)))
