@@ -52,6 +52,10 @@ needs_netns = pytest.mark.skipif(skip_reason() is not None, reason=str(skip_reas
 
 
 def eal_mem_args():
+    """scripts/eal-mem.sh's choice (hugepages if there are enough, else --no-huge), unless
+    CONDUIT_EAL_MEM gives the arguments."""
+    if os.environ.get("CONDUIT_EAL_MEM"):
+        return os.environ["CONDUIT_EAL_MEM"].split()
     out = subprocess.run(["bash", str(ROOT / "scripts" / "eal-mem.sh")], capture_output=True,
                          text=True, check=True).stdout
     return out.split()
@@ -161,12 +165,16 @@ class TapLab:
     def alive(self) -> bool:
         return self.app is not None and self.app.poll() is None
 
-    def rss_kib(self) -> int:
+    def vm_kib(self, field="VmRSS") -> int:
+        """A memory figure of the appliance from /proc/PID/status, in KiB."""
         with open(f"/proc/{self.app.pid}/status") as f:
             for line in f:
-                if line.startswith("VmRSS:"):
+                if line.startswith(field + ":"):
                     return int(line.split()[1])
-        raise AssertionError("no VmRSS")
+        raise AssertionError(f"no {field}")
+
+    def rss_kib(self) -> int:
+        return self.vm_kib("VmRSS")
 
     def stop_appliance(self, timeout=60.0):
         """SIGINT (graceful stop with final stats); returns (exit status, log)."""

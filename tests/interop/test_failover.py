@@ -24,6 +24,7 @@ machine). It can be raised with CONDUIT_FAILOVER_MARGIN (seconds) on a slow mach
 import os
 import pathlib
 import random
+import re
 import time
 
 import yaml
@@ -189,5 +190,12 @@ def test_failover_by_priority_and_recovery_after_hold_down(taplab):
           {n: (v["probes_seen"], v["probes_answered"], v["probes_dropped"]) for n, v in s["tunnels"].items()},
           "peer answer latency max (ms):", s["answer_ms_max"])
     log = stop_and_check(lab)
+    # The appliance's own account agrees: each primary went healthy -> down -> degraded ->
+    # healthy (logged, counted), the backup never changed.
     for name in ("prim-a", "prim-b"):
-        assert name in log
+        for step in ("healthy -> down", "down -> degraded", "degraded -> healthy"):
+            assert f"tunnel {name}: {step}" in log, (name, step, log[-4000:])
+        m = re.search(rf"^health\s+{name}\s+(\w+)\s+changes (\d+)", log, re.M)
+        assert m and m.group(1) == "healthy" and m.group(2) == "3", (name, log[-2500:])
+    m = re.search(r"^health\s+backup\s+(\w+)\s+changes (\d+)", log, re.M)
+    assert m and m.group(1) == "healthy" and m.group(2) == "0", log[-2500:]
