@@ -8,17 +8,20 @@ dropped by the peer: it records, per flow, which tunnel carried each sequence nu
 so a flow's move and any loss are both visible.
 
 Timing bounds come from failover.yaml: interval 250 ms, timeout 150 ms, 2 retries, down after 3
-failures, hold-down 3 s. Failover: a silenced tunnel is down within one interval plus three
-timeouts (< 3 intervals); no flow may move before the silence. (No lower bound: a probe the
-peer answered too late just before the silence already counts as a failure, so the tunnel can go
-down well within three timeouts of the silence; the peer reports its late answers, which failure
-messages include.) Recovery: 3 successes make a down
-tunnel degraded, and the hold-down runs from that entry into degraded (control/src/health: the
-hold-down restarts at down -> degraded), so flows return between hold-down + 2 intervals and
-hold-down + 4 intervals (+ SWAP_MARGIN) after the restore. SWAP_MARGIN covers what is not the appliance's decision time: one table
-swap, the gap until the next packet of a moved flow (all flows together run at RATE pps, so
-moved flows send every few ms), and the peer's own latency (a Python process on a shared 2-core
-machine). It can be raised with CONDUIT_FAILOVER_MARGIN (seconds) on a slow machine.
+failures, hold-down 3 s.
+
+- Failover: a silenced tunnel is down within one interval plus three timeouts (< 3 intervals),
+  and no flow may move before the silence. There is no lower bound: a probe the peer answered too
+  late just before the silence already counts as a failure, so the tunnel can go down well within
+  three timeouts of the silence (the peer reports its late answers; failure messages show them).
+- Recovery: 3 successes make a down tunnel degraded, and the hold-down runs from that entry into
+  degraded (control/src/health: the hold-down restarts at down -> degraded), so flows return
+  between hold-down + 2 intervals and hold-down + 4 intervals (+ SWAP_MARGIN) after the restore.
+
+SWAP_MARGIN covers what is not the appliance's decision time: one table swap, the gap until the
+next packet of a moved flow (all flows together run at RATE pps, so moved flows send every few
+ms), and the peer's own latency (a Python process on a shared 2-core machine). It can be raised
+with CONDUIT_FAILOVER_MARGIN (seconds) on a slow machine.
 """
 
 import os
@@ -43,6 +46,8 @@ FAILOVER_BOUND = 3 * INTERVAL + SWAP_MARGIN
 RATE = 400.0
 FLOWS = 48
 PRIMARIES = {"prim-a", "prim-b"}
+# Every flow sends once per FLOWS / RATE seconds (round robin); slack for the peer's scheduling.
+PER_FLOW_GAP = FLOWS / RATE + 0.1
 
 
 def no_health_checks(text: str) -> str:
@@ -135,6 +140,9 @@ def test_failover_by_priority_and_recovery_after_hold_down(taplab):
         assert tunnel_at(s, f, t1) == "prim-a", (f"flow {f} left prim-a before the silence"
                                                  f"{slow_peer(s)}", runs(s, f))
     print(f"prim-a silenced: its flows on prim-b after {delay:.3f} s (bound {FAILOVER_BOUND:.3f} s)")
+    for f in on_a:  # one swap moves them all: each is there by its next packet
+        t = first_on(s, [f], {"prim-b"}, t1)
+        assert t is not None and t - moved <= PER_FLOW_GAP, (f, t, moved, runs(s, f))
     late = s["t"]
     for f in on_a:
         assert tunnel_at(s, f, late) == "prim-b", (f, runs(s, f), slow_peer(s))
@@ -151,6 +159,12 @@ def test_failover_by_priority_and_recovery_after_hold_down(taplab):
         f"flows reached the backup at {None if moved is None else round(moved - t2, 3)} s "
         f"after the second silence; bound {FAILOVER_BOUND:.2f} s{slow_peer(s)}")
     print(f"prim-b silenced too: flows on the backup after {moved - t2:.3f} s")
+    for f in on_b:
+        t = first_on(s, [f], {"backup"}, t2)
+        assert t is not None and t - moved <= PER_FLOW_GAP, (f, t, moved, runs(s, f))
+    for f in on_a:  # prim-a's flows were on prim-b: they move with the same swap
+        t = first_on(s, [f], {"backup"}, t2)
+        assert t is not None and t - moved <= PER_FLOW_GAP, (f, t, moved, runs(s, f))
     late = s["t"]
     for f in range(FLOWS):
         assert tunnel_at(s, f, late) == "backup", (f, runs(s, f))
