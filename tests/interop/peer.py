@@ -58,6 +58,7 @@ PACKET_OUTGOING = 4
 SOL_PACKET = 263
 SO_TIMESTAMPNS = 35  # SCM_TIMESTAMPNS: kernel receive time, CLOCK_REALTIME
 LATE_ANSWER_MS = 50.0
+PROBE_GAP_S = 0.6
 PACKET_STATISTICS = 6
 
 
@@ -162,6 +163,11 @@ class CustomerRouter:
         self.answer_ms_max = {t.name: 0.0 for t in self.tunnels}
         self.late_answers = {t.name: [] for t in self.tunnels}
         self._answered_probe = None
+        # Gaps longer than PROBE_GAP_S between two probes of a tunnel: the appliance (or the
+        # machine) stalled; failure messages show them.
+        self.probe_gaps = {t.name: [] for t in self.tunnels}
+        self._last_probe = {}
+        self._now = 0.0
         self.plain_probes = {"answered": 0, "forwarded": 0}
 
     # -- control -----------------------------------------------------------------------------
@@ -185,6 +191,7 @@ class CustomerRouter:
                 "plain_probes": dict(self.plain_probes),
                 "answer_ms_max": {k: round(v, 1) for k, v in self.answer_ms_max.items()},
                 "late_answers": {k: list(v) for k, v in self.late_answers.items()},
+                "probe_gaps": {k: list(v) for k, v in self.probe_gaps.items()},
                 "silenced": sorted(self.silenced),
                 "flows": {str(f): self.flows.summary(f) for f in sorted(self.flows.seen)},
             }
@@ -196,6 +203,7 @@ class CustomerRouter:
         now = time.monotonic() if now is None else now
         start = time.monotonic()
         with self.lock:
+            self._now = now
             self.counters["rx_frames"] += 1
             if self._fast_data(frame, now):
                 return []
@@ -326,6 +334,10 @@ class CustomerRouter:
         if pt is not None:
             if is_probe:
                 pt["probes_seen"] += 1
+                last = self._last_probe.get(t.name)
+                if last is not None and self._now - last > PROBE_GAP_S and len(self.probe_gaps[t.name]) < 50:
+                    self.probe_gaps[t.name].append((round(self._now, 3), round(self._now - last, 3)))
+                self._last_probe[t.name] = self._now
                 if len(payload) >= 8 and struct.unpack("!I", payload[4:8])[0] != t.index:
                     pt["probe_index_mismatch"] += 1
             if t.name in self.silenced:
@@ -520,6 +532,17 @@ def main(argv=None):
 
     rx = threading.Thread(target=rx_loop, daemon=True)
     rx.start()
+    stalls = []  # (time, seconds) this process was not scheduled for more than 50 ms
+
+    def stall_monitor():
+        while not stop.is_set():
+            t0 = time.monotonic()
+            time.sleep(0.01)
+            over = time.monotonic() - t0 - 0.01
+            if over > 0.05 and len(stalls) < 100:
+                stalls.append((round(t0, 3), round(over, 3)))
+
+    threading.Thread(target=stall_monitor, daemon=True).start()
 
     def reply(obj):
         obj.setdefault("t", time.monotonic())
@@ -551,6 +574,7 @@ def main(argv=None):
                 s["sent"] = list(traffic.sent)
                 s["send_errors"] = traffic.errors
                 s["rx_errors"] = dict(rx_errors)
+                s["peer_stalls"] = list(stalls)
                 # Frames the kernel dropped because this socket fell behind (cleared on read).
                 got, dropped = struct.unpack("II", sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8))
                 socket_drops["total"] += dropped

@@ -115,6 +115,11 @@ class TapLab:
         self.info = self.reply(timeout=ready_timeout)
         assert self.info.get("ready"), f"peer did not start: {self.info}\n{self.peer_stderr()}"
         self.wait_log("forwarding table:", ready_timeout)
+        # The tap's queue towards the appliance is the NIC ring of this lab. The kernel's default
+        # (500 packets for tun) overflows when a busy shared machine does not schedule the
+        # worker for ~1 s at the test's rate; 10000 rides that out. Its drops are still
+        # reported (tap_counters) in every loss message.
+        self._ip("-n", self.ns, "link", "set", self.iface, "txqueuelen", "10000")
         return self
 
     def _read_peer(self):
@@ -162,6 +167,24 @@ class TapLab:
             time.sleep(0.05)
         raise AssertionError(f"no {text!r} in conduit's log after {timeout} s:\n{self.log()}")
 
+    def tap_counters(self) -> dict:
+        """The kernel's counters of the tap interface (tx = towards the appliance)."""
+        out = subprocess.run(["ip", "-n", self.ns, "-s", "-j", "link", "show", self.iface],
+                             capture_output=True, text=True)
+        if out.returncode != 0:
+            return {"error": out.stderr.strip()}
+        st = json.loads(out.stdout)[0].get("stats64", {})
+        return {d: {k: st.get(d, {}).get(k) for k in ("packets", "dropped", "errors")}
+                for d in ("rx", "tx")}
+
+    def diagnostics(self, stats: dict) -> str:
+        """What a failure message needs to tell a slow machine from a wrong appliance."""
+        keep = lambda d: {k: v[-5:] for k, v in (d or {}).items() if v}  # noqa: E731
+        return (f"\n  peer answer latency max (ms) {stats.get('answer_ms_max')}; late answers "
+                f"{keep(stats.get('late_answers'))}; gaps between probes (time, s) "
+                f"{keep(stats.get('probe_gaps'))}; peer stalls {stats.get('peer_stalls', [])[-5:]};"
+                f" peer socket drops {stats.get('socket_drops')}; tap {self.tap_counters()}")
+
     def alive(self) -> bool:
         return self.app is not None and self.app.poll() is None
 
@@ -189,6 +212,17 @@ class TapLab:
         return self.app.returncode, self.log()
 
     def close(self):
+        if self.app is not None and self.app.poll() is None:
+            # The test ended early (failed): stop the appliance gracefully so that its final
+            # statistics, health transitions and drops are in the captured output.
+            try:
+                _, log = self.stop_appliance(timeout=30)
+            except AssertionError as e:
+                log = str(e)
+            keep = [l for l in log.splitlines()
+                    if " WARN " in l or " ERROR " in l or "->" in l or not l.startswith("[")]
+            print("conduit's log (warnings, transitions, final statistics):")
+            print("\n".join(keep[-120:]))
         if self.peer is not None and self.peer.poll() is None:
             try:
                 self.peer.stdin.write("quit\n")
@@ -212,6 +246,18 @@ def taplab(tmp_path):
         yield lab
     finally:
         lab.close()
+
+
+def drain(lab, sent, timeout=5.0):
+    """Stats once every packet sent has arrived (or `timeout` passed: then some are lost or
+    still queued in a stalled appliance, which the caller's checks report)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        time.sleep(0.3)
+        s = lab.stats()
+        if all(s["flows"].get(str(f), {}).get("received", 0) >= n for f, n in enumerate(sent)) \
+                or time.monotonic() > deadline:
+            return s
 
 
 # -- reading the peer's flow report ----------------------------------------------------------

@@ -152,6 +152,14 @@ def test_answer_latency_is_recorded(router):
     assert len(router.stats()["late_answers"]["prim-a"]) == 1
 
 
+def test_long_gaps_between_probes_are_recorded(router):
+    a = TUNNELS["prim-a"]
+    probe = from_appliance(a, IP(src=a.customer, dst=a.local) / ICMP(type=0, id=0xC0DE, seq=1) / probe_payload(0))
+    for t in (1.0, 1.25, 1.5, 3.0, 3.25):
+        router.handle(probe, now=t)
+    assert router.stats()["probe_gaps"] == {"prim-a": [(3.0, 1.5)], "prim-b": [], "backup": []}
+
+
 def test_probe_index_mismatch_is_counted(router):
     a = TUNNELS["prim-a"]
     router.handle(from_appliance(a, IP(src=a.customer, dst=a.local) / ICMP(type=0, id=0xC0DE, seq=1) / probe_payload(2)))

@@ -22,7 +22,7 @@ import re
 import signal
 import time
 
-from taplab import final_mbufs_ok, needs_netns, runs, taplab, tunnel_at  # noqa: F401
+from taplab import drain, final_mbufs_ok, needs_netns, runs, taplab, tunnel_at  # noqa: F401
 
 HERE = pathlib.Path(__file__).resolve().parent
 CONFIG_A = (HERE / "reload-a.yaml").read_text()
@@ -111,8 +111,7 @@ def test_hundreds_of_reloads_under_traffic(taplab):
     time.sleep(1.0)
     rss.append((RELOADS, quiet_rss(lab)))
     sent = lab.cmd("traffic stop")["sent"]
-    time.sleep(0.5)
-    s = lab.stats()
+    s = drain(lab, sent)
     end = s["t"]
 
     # The last config is in force.
@@ -121,11 +120,11 @@ def test_hundreds_of_reloads_under_traffic(taplab):
     # Flows whose routes never changed: never moved, nothing lost.
     for f in STABLE:
         r = runs(s, f)
-        assert len(r) == 1 and r[0]["tunnel"] in ("prim-a", "prim-b"), (f, r)
+        assert len(r) == 1 and r[0]["tunnel"] in ("prim-a", "prim-b"), (f, r, lab.diagnostics(s))
         summary = s["flows"][str(f)]
         assert summary["missing"] == [] and summary["received"] == sent[f], (
             f"flow {f} (172.16, route unchanged) lost packets: {summary['missing'][:10]}, received "
-            f"{summary['received']} of {sent[f]}; peer socket drops {s.get('socket_drops')}")
+            f"{summary['received']} of {sent[f]}{lab.diagnostics(s)}")
     # Flows whose route changed at every reload: only ever on the two tunnels of their routes,
     # and they did follow the reloads.
     moves = 0
