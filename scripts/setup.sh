@@ -13,7 +13,9 @@ for p in libdpdk-dev dpdk dpdk-dev pkg-config clang libclang-dev; do
     dpkg -s "$p" >/dev/null 2>&1 || need_apt+=("$p")
 done
 if [ "$want_test" = 1 ]; then
-    dpkg -s tshark >/dev/null 2>&1 || need_apt+=(tshark)
+    for p in tshark iproute2; do
+        dpkg -s "$p" >/dev/null 2>&1 || need_apt+=("$p")
+    done
 fi
 if ((${#need_apt[@]})); then
     if [ "$(id -u)" != 0 ]; then
@@ -26,11 +28,11 @@ if ((${#need_apt[@]})); then
     apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
 
-if [ "$want_test" = 1 ] && ! python3 -c "import scapy, cryptography, pytest" 2>/dev/null; then
-    echo "setup: installing scapy, cryptography and pytest from PyPI" >&2
-    python3 -m pip install --quiet --disable-pip-version-check scapy cryptography pytest 2>/dev/null ||
+if [ "$want_test" = 1 ] && ! python3 -c "import scapy, cryptography, pytest, yaml" 2>/dev/null; then
+    echo "setup: installing scapy, cryptography, pytest and PyYAML from PyPI" >&2
+    python3 -m pip install --quiet --disable-pip-version-check scapy cryptography pytest pyyaml 2>/dev/null ||
         python3 -m pip install --quiet --disable-pip-version-check --break-system-packages \
-            scapy cryptography pytest
+            scapy cryptography pytest pyyaml
 fi
 
 if ! command -v cargo >/dev/null; then
