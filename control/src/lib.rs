@@ -4,4 +4,6 @@
 pub mod config;
 pub mod health;
 pub mod metrics;
+pub mod prometheus;
 pub mod tables;
+pub mod telemetry;

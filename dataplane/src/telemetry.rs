@@ -138,6 +138,18 @@ impl Dict {
     }
 }
 
+impl From<Array> for Value {
+    fn from(a: Array) -> Self {
+        Value::Array(a)
+    }
+}
+
+impl From<Dict> for Value {
+    fn from(d: Dict) -> Self {
+        Value::Dict(d)
+    }
+}
+
 impl Array {
     fn len(&self) -> usize {
         match self {
