@@ -14,6 +14,8 @@ for p in libdpdk-dev dpdk dpdk-dev pkg-config clang libclang-dev; do
 done
 if [ "$want_test" = 1 ]; then
     dpkg -s tshark >/dev/null 2>&1 || need_apt+=(tshark)
+    # The metrics endpoint's interop test parses it with the official Python client's parser.
+    dpkg -s python3-prometheus-client >/dev/null 2>&1 || need_apt+=(python3-prometheus-client)
 fi
 if ((${#need_apt[@]})); then
     if [ "$(id -u)" != 0 ]; then

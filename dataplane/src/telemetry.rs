@@ -352,7 +352,7 @@ fn registry() -> &'static Mutex<HashMap<String, Handler>> {
 /// Registers (or replaces) the telemetry command `cmd` with `help` text.
 ///
 /// `cmd` must satisfy [`valid_command`] (conventionally `/conduit/...`) and `help` be at most
-/// 127 bytes. Works before or after EAL initialisation (DPDK keeps the command list either
+/// 127 bytes. On a replacement only the closure changes: DPDK keeps the first help text. Works before or after EAL initialisation (DPDK keeps the command list either
 /// way); DPDK 22.11 accepts at most 64 commands in all, its own included.
 pub fn register_command<F>(cmd: &str, help: &str, handler: F) -> Result<()>
 where
