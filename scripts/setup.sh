@@ -14,8 +14,6 @@ for p in libdpdk-dev dpdk dpdk-dev pkg-config clang libclang-dev; do
 done
 if [ "$want_test" = 1 ]; then
     dpkg -s tshark >/dev/null 2>&1 || need_apt+=(tshark)
-    # The metrics endpoint's interop test parses it with the official Python client's parser.
-    dpkg -s python3-prometheus-client >/dev/null 2>&1 || need_apt+=(python3-prometheus-client)
 fi
 if ((${#need_apt[@]})); then
     if [ "$(id -u)" != 0 ]; then
@@ -28,11 +26,12 @@ if ((${#need_apt[@]})); then
     apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
 
-if [ "$want_test" = 1 ] && ! python3 -c "import scapy, cryptography, pytest" 2>/dev/null; then
-    echo "setup: installing scapy, cryptography and pytest from PyPI" >&2
-    python3 -m pip install --quiet --disable-pip-version-check scapy cryptography pytest 2>/dev/null ||
+# prometheus_client: the metrics endpoint's interop test parses it with the official parser.
+if [ "$want_test" = 1 ] && ! python3 -c "import scapy, cryptography, pytest, prometheus_client" 2>/dev/null; then
+    echo "setup: installing scapy, cryptography, pytest and prometheus_client from PyPI" >&2
+    python3 -m pip install --quiet --disable-pip-version-check scapy cryptography pytest prometheus-client 2>/dev/null ||
         python3 -m pip install --quiet --disable-pip-version-check --break-system-packages \
-            scapy cryptography pytest
+            scapy cryptography pytest prometheus-client
 fi
 
 if ! command -v cargo >/dev/null; then
