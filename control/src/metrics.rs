@@ -8,6 +8,24 @@
 //! thread, DPDK's telemetry thread) take an `Arc` of the latest snapshot under a short lock and
 //! format it without holding the lock.
 //!
+//! # Wiring (control thread)
+//!
+//! ```text
+//! let hub = Arc::new(MetricsHub::new());
+//! control::telemetry::register(hub.clone())?;                  // after Eal::init
+//! let server = match cfg.stats.prometheus_listen {             // keep until shutdown
+//!     Some(addr) => Some(control::prometheus::serve(addr, hub.clone())?),
+//!     None => None,
+//! };
+//! // every stats interval:
+//! let mut t = TunnelMetrics::new(&tc.name, tc.kind, TunnelStatus::from_health(h.state(), enabled));
+//! t.penalty = table_penalty_of(h.state());
+//! t.set_health_counters(h.counters());
+//! t.rtt = rtt_window.summary();          // RttWindow::record(rtt) on each ReplyStatus::Accepted
+//! hub.publish(Snapshot { appliance, tunnels, ports, cores, drops });
+//! // shutdown: server.stop() (or drop it)
+//! ```
+//!
 //! # Prometheus exposition (text format 0.0.4)
 //!
 //! Every family has `# HELP` and `# TYPE` lines before its samples, all samples of a family are
