@@ -731,7 +731,7 @@ mod tests {
     }
 
     #[test]
-    fn registry_replaces_and_calls_without_dpdk() {
+    fn bad_names_are_refused_before_dpdk() {
         // Registering a bad name fails before DPDK is involved.
         assert!(register_command("no-slash", "h", |_| Ok(Reply::String("x".into()))).is_err());
         assert!(call_command("/test/missing", None).is_none());
