@@ -165,6 +165,20 @@ fn main() {
         "rte_ring_count",
         "rte_ring_mp_enqueue_burst",
         "rte_ring_sc_dequeue_burst",
+        "rte_telemetry_register_cmd",
+        "rte_tel_data_start_array",
+        "rte_tel_data_start_dict",
+        "rte_tel_data_string",
+        "rte_tel_data_add_array_string",
+        "rte_tel_data_add_array_int",
+        "rte_tel_data_add_array_u64",
+        "rte_tel_data_add_array_container",
+        "rte_tel_data_add_dict_string",
+        "rte_tel_data_add_dict_int",
+        "rte_tel_data_add_dict_u64",
+        "rte_tel_data_add_dict_container",
+        "rte_tel_data_alloc",
+        "rte_tel_data_free",
         "conduit_rte_errno",
         "conduit_flag_value",
     ] {
@@ -176,6 +190,9 @@ fn main() {
         .allowlist_type("rte_eth_.*")
         .allowlist_type("rte_ether_addr")
         .allowlist_type("conduit_flags")
+        .allowlist_type("rte_tel_data")
+        .allowlist_type("rte_tel_value_type")
+        .allowlist_type("telemetry_cb")
         .allowlist_var("RTE_MAX_LCORE")
         .allowlist_var("RTE_MAX_ETHPORTS")
         .allowlist_var("RTE_PKTMBUF_HEADROOM")
@@ -185,7 +202,8 @@ fn main() {
         .allowlist_var("RTE_ETH_LINK_.*")
         .allowlist_var("RTE_ETHER_.*")
         .allowlist_var("SOCKET_ID_ANY")
-        .allowlist_var("RTE_RING_F_.*");
+        .allowlist_var("RTE_RING_F_.*")
+        .allowlist_var("RTE_TEL_MAX_.*");
 
     // bindgen panics (rather than returning an error) when it cannot load libclang; turn that
     // into the same one-line message as every other missing prerequisite.

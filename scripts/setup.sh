@@ -28,11 +28,13 @@ if ((${#need_apt[@]})); then
     apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
 
-if [ "$want_test" = 1 ] && ! python3 -c "import scapy, cryptography, pytest, yaml" 2>/dev/null; then
-    echo "setup: installing scapy, cryptography, pytest and PyYAML from PyPI" >&2
-    python3 -m pip install --quiet --disable-pip-version-check scapy cryptography pytest pyyaml 2>/dev/null ||
+# PyYAML: the live failover tests read their configs; prometheus_client: the metrics endpoint's
+# interop test parses it with the official parser.
+if [ "$want_test" = 1 ] && ! python3 -c "import scapy, cryptography, pytest, yaml, prometheus_client" 2>/dev/null; then
+    echo "setup: installing scapy, cryptography, pytest, PyYAML and prometheus_client from PyPI" >&2
+    python3 -m pip install --quiet --disable-pip-version-check scapy cryptography pytest pyyaml prometheus-client 2>/dev/null ||
         python3 -m pip install --quiet --disable-pip-version-check --break-system-packages \
-            scapy cryptography pytest pyyaml
+            scapy cryptography pytest pyyaml prometheus-client
 fi
 
 if ! command -v cargo >/dev/null; then

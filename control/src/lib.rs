@@ -3,5 +3,8 @@
 
 pub mod config;
 pub mod health;
+pub mod metrics;
 pub mod plane;
+pub mod prometheus;
 pub mod tables;
+pub mod telemetry;

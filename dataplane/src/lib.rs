@@ -13,5 +13,6 @@ pub mod port;
 pub mod publish;
 pub mod route;
 pub mod stats;
+pub mod telemetry;
 pub mod wire;
 pub mod worker;

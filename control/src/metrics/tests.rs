@@ -1,0 +1,549 @@
+use super::*;
+use std::collections::{BTreeMap, HashSet};
+
+/// A snapshot with awkward names: quotes, backslashes and newlines in labels.
+pub(crate) fn sample_snapshot() -> Snapshot {
+    let mut a = TunnelMetrics::new("gre-a", TunnelKind::Gre, TunnelStatus::Healthy);
+    a.probes_sent = 100;
+    a.probe_replies = 97;
+    a.probes_lost = 3;
+    a.probe_late_replies = 1;
+    a.state_changes = 2;
+    a.rx_packets = 11;
+    a.rx_bytes = 1100;
+    a.tx_packets = 22;
+    a.tx_bytes = 2200;
+    a.rtt = Some(RttSummary {
+        samples: 97,
+        p50_us: 1500,
+        p90_us: 2500,
+        p99_us: 9000,
+        max_us: 12_345,
+    });
+    let mut b = TunnelMetrics::new("ipsec.b", TunnelKind::Ipsec, TunnelStatus::Down);
+    b.penalty = 1_000_000;
+    b.probes_sent = 7;
+    b.probes_lost = 7;
+    let c = TunnelMetrics::new("we\"ird\\na\nme", TunnelKind::Gre, TunnelStatus::Disabled);
+    Snapshot {
+        appliance: ApplianceMetrics {
+            version: "0.1.0".into(),
+            dpdk_version: "DPDK 22.11.11".into(),
+            config_path: "/etc/conduit/conduit.yaml".into(),
+            uptime: Duration::from_millis(12_500),
+            table_generation: 4,
+            reloads_ok: 3,
+            reloads_failed: 1,
+        },
+        tunnels: vec![a, b, c],
+        ports: vec![
+            PortMetrics {
+                name: "net_null0".into(),
+                rx_packets: 5,
+                rx_bytes: 500,
+                tx_packets: 6,
+                tx_bytes: 600,
+                rx_missed: 7,
+                rx_errors: 8,
+                tx_dropped: 9,
+            },
+            PortMetrics {
+                name: "0000:01:00.0".into(),
+                rx_packets: 50,
+                ..Default::default()
+            },
+        ],
+        cores: vec![
+            CoreMetrics {
+                core: 1,
+                rx_packets: 31,
+                tx_packets: 32,
+                busy_cycles: 33,
+                polls: 34,
+            },
+            CoreMetrics {
+                core: 3,
+                polls: 1,
+                ..Default::default()
+            },
+        ],
+        drops: vec![
+            DropCount {
+                reason: "no_route".into(),
+                count: 42,
+            },
+            DropCount {
+                reason: "gre_key_mismatch".into(),
+                count: 0,
+            },
+        ],
+    }
+}
+
+/// One parsed sample line.
+#[derive(Debug, Clone, PartialEq)]
+struct Sample {
+    name: String,
+    labels: BTreeMap<String, String>,
+    value: f64,
+}
+
+fn is_metric_name(s: &str) -> bool {
+    let mut b = s.bytes();
+    matches!(b.next(), Some(c) if c.is_ascii_alphabetic() || c == b'_' || c == b':')
+        && b.all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b':')
+}
+
+fn is_label_name(s: &str) -> bool {
+    let mut b = s.bytes();
+    matches!(b.next(), Some(c) if c.is_ascii_alphabetic() || c == b'_')
+        && b.all(|c| c.is_ascii_alphanumeric() || c == b'_')
+}
+
+/// Parses a sample line strictly by the 0.0.4 grammar (no timestamps: we never emit one).
+fn parse_sample(line: &str) -> Result<Sample, String> {
+    let name_end = line
+        .find(['{', ' '])
+        .ok_or_else(|| format!("no value: {line:?}"))?;
+    let name = &line[..name_end];
+    if !is_metric_name(name) {
+        return Err(format!("bad metric name {name:?}"));
+    }
+    let mut rest = &line[name_end..];
+    let mut labels = BTreeMap::new();
+    if let Some(r) = rest.strip_prefix('{') {
+        let mut chars = r.char_indices().peekable();
+        loop {
+            // label name
+            let start = chars.peek().map(|&(i, _)| i).ok_or("unterminated labels")?;
+            if r[start..].starts_with('}') {
+                chars.next();
+                break;
+            }
+            let eq = r[start..].find('=').ok_or("label without =")? + start;
+            let lname = &r[start..eq];
+            if !is_label_name(lname) {
+                return Err(format!("bad label name {lname:?}"));
+            }
+            while chars.peek().is_some_and(|&(i, _)| i <= eq) {
+                chars.next();
+            }
+            if chars.next().map(|(_, c)| c) != Some('"') {
+                return Err("label value not quoted".into());
+            }
+            let mut val = String::new();
+            loop {
+                match chars.next().ok_or("unterminated label value")?.1 {
+                    '"' => break,
+                    '\\' => match chars.next().ok_or("dangling escape")?.1 {
+                        '\\' => val.push('\\'),
+                        '"' => val.push('"'),
+                        'n' => val.push('\n'),
+                        c => return Err(format!("bad escape \\{c}")),
+                    },
+                    '\n' => return Err("raw newline in label value".into()),
+                    c => val.push(c),
+                }
+            }
+            if labels.insert(lname.to_string(), val).is_some() {
+                return Err(format!("duplicate label {lname}"));
+            }
+            match chars.next().map(|(_, c)| c) {
+                Some(',') => continue,
+                Some('}') => break,
+                other => return Err(format!("expected , or }} after label, got {other:?}")),
+            }
+        }
+        let consumed = chars.peek().map_or(r.len(), |&(i, _)| i);
+        rest = &r[consumed..];
+    }
+    let value = rest
+        .strip_prefix(' ')
+        .ok_or_else(|| format!("no space before value: {line:?}"))?;
+    if value.contains(' ') {
+        return Err(format!("trailing fields: {line:?}"));
+    }
+    let value: f64 = match value {
+        "+Inf" => f64::INFINITY,
+        "-Inf" => f64::NEG_INFINITY,
+        "NaN" => f64::NAN,
+        v => v.parse().map_err(|_| format!("bad value {v:?}"))?,
+    };
+    Ok(Sample {
+        name: name.to_string(),
+        labels,
+        value,
+    })
+}
+
+/// Checks the whole exposition and returns its samples, with each family's type.
+fn parse_exposition(text: &str) -> Result<(Vec<Sample>, BTreeMap<String, String>), String> {
+    if !text.ends_with('\n') {
+        return Err("exposition must end with a newline".into());
+    }
+    let mut types = BTreeMap::new();
+    let mut helped = HashSet::new();
+    let mut finished = HashSet::new();
+    let mut current: Option<String> = None;
+    let mut samples = Vec::new();
+    let mut series = HashSet::new();
+    for line in text.lines() {
+        if let Some(r) = line.strip_prefix("# HELP ") {
+            let name = r.split(' ').next().unwrap_or("");
+            if !is_metric_name(name) || !helped.insert(name.to_string()) {
+                return Err(format!("bad or repeated HELP: {line:?}"));
+            }
+            if types.contains_key(name) {
+                return Err(format!("HELP after TYPE for {name}"));
+            }
+            if let Some(prev) = current.replace(name.to_string()) {
+                finished.insert(prev);
+            }
+        } else if let Some(r) = line.strip_prefix("# TYPE ") {
+            let mut it = r.split(' ');
+            let (name, ty) = (it.next().unwrap_or(""), it.next().unwrap_or(""));
+            if it.next().is_some()
+                || !matches!(
+                    ty,
+                    "counter" | "gauge" | "summary" | "histogram" | "untyped"
+                )
+            {
+                return Err(format!("bad TYPE line {line:?}"));
+            }
+            if current.as_deref() != Some(name) || types.insert(name.into(), ty.into()).is_some() {
+                return Err(format!("TYPE not right after its HELP: {line:?}"));
+            }
+        } else if line.starts_with('#') || line.is_empty() {
+            return Err(format!("unexpected line {line:?}"));
+        } else {
+            let s = parse_sample(line)?;
+            let family = current.as_deref().ok_or("sample before any HELP")?;
+            if s.name != family || finished.contains(&s.name) || !types.contains_key(&s.name) {
+                return Err(format!(
+                    "sample {} outside its family block (in {family})",
+                    s.name
+                ));
+            }
+            if types[&s.name] == "counter" && !s.name.ends_with("_total") {
+                return Err(format!("counter {} without _total", s.name));
+            }
+            if !s.name.starts_with("conduit_") {
+                return Err(format!("{} lacks the conduit_ prefix", s.name));
+            }
+            if !series.insert((s.name.clone(), format!("{:?}", s.labels))) {
+                return Err(format!("duplicate series {line:?}"));
+            }
+            samples.push(s);
+        }
+    }
+    Ok((samples, types))
+}
+
+fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let want: BTreeMap<String, String> = labels
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let found: Vec<_> = samples
+        .iter()
+        .filter(|s| s.name == name && s.labels == want)
+        .collect();
+    assert!(found.len() <= 1, "{name} {labels:?} twice");
+    found.first().map(|s| s.value)
+}
+
+#[test]
+fn exposition_is_well_formed() {
+    let text = render_prometheus(&sample_snapshot());
+    let (samples, types) = parse_exposition(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    assert!(samples.len() > 50);
+    assert_eq!(types["conduit_drops_total"], "counter");
+    assert_eq!(types["conduit_tunnel_state"], "gauge");
+    // An empty snapshot is also valid, and still documents the families.
+    let empty = render_prometheus(&Snapshot::default());
+    let (_, empty_types) = parse_exposition(&empty).unwrap_or_else(|e| panic!("{e}\n{empty}"));
+    assert_eq!(empty_types, types);
+}
+
+#[test]
+fn the_checker_rejects_broken_expositions() {
+    // The checker itself must be able to fail, or the test above proves nothing.
+    let bad = [
+        "conduit_x 1\n",                                                   // no HELP/TYPE
+        "# HELP conduit_x h\n# TYPE conduit_x gauge\nconduit_x{a=\"b} 1\n", // unterminated
+        "# HELP conduit_x h\n# TYPE conduit_x gauge\nconduit_x{a=\"\\q\"} 1\n", // bad escape
+        "# HELP conduit_x h\n# TYPE conduit_x counter\nconduit_x 1\n",     // counter w/o _total
+        "# HELP conduit_x h\n# TYPE conduit_x gauge\nconduit_x one\n",     // value
+        "# HELP conduit_x h\n# TYPE conduit_x gauge\nconduit_y 1\n",       // wrong family
+        "# HELP conduit_x h\n# TYPE conduit_x gauge\nconduit_x 1\nconduit_x 2\n", // duplicate
+        "# HELP conduit_x h\n# TYPE conduit_x gauge\n# HELP conduit_y h\n# TYPE conduit_y gauge\nconduit_x 1\n",
+        "# HELP conduit_x h\n# TYPE conduit_x gauge\nconduit_x 1", // no final newline
+    ];
+    for b in bad {
+        assert!(parse_exposition(b).is_err(), "accepted {b:?}");
+    }
+}
+
+#[test]
+fn values_land_in_their_series() {
+    let snap = sample_snapshot();
+    let text = render_prometheus(&snap);
+    let (s, _) = parse_exposition(&text).unwrap();
+    let v = |n: &str, l: &[(&str, &str)]| value(&s, n, l);
+
+    assert_eq!(v("conduit_uptime_seconds", &[]), Some(12.5));
+    assert_eq!(v("conduit_table_generation", &[]), Some(4.0));
+    assert_eq!(v("conduit_reloads_total", &[("result", "ok")]), Some(3.0));
+    assert_eq!(
+        v("conduit_reloads_total", &[("result", "failed")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        v(
+            "conduit_build_info",
+            &[
+                ("version", "0.1.0"),
+                ("dpdk_version", "DPDK 22.11.11"),
+                ("config_path", "/etc/conduit/conduit.yaml")
+            ]
+        ),
+        Some(1.0)
+    );
+
+    let gre = [("tunnel", "gre-a")];
+    assert_eq!(v("conduit_tunnel_probes_sent_total", &gre), Some(100.0));
+    assert_eq!(v("conduit_tunnel_probe_replies_total", &gre), Some(97.0));
+    assert_eq!(v("conduit_tunnel_probes_lost_total", &gre), Some(3.0));
+    assert_eq!(
+        v("conduit_tunnel_probe_late_replies_total", &gre),
+        Some(1.0)
+    );
+    assert_eq!(v("conduit_tunnel_state_changes_total", &gre), Some(2.0));
+    assert_eq!(v("conduit_tunnel_rx_packets_total", &gre), Some(11.0));
+    assert_eq!(v("conduit_tunnel_rx_bytes_total", &gre), Some(1100.0));
+    assert_eq!(v("conduit_tunnel_tx_packets_total", &gre), Some(22.0));
+    assert_eq!(v("conduit_tunnel_tx_bytes_total", &gre), Some(2200.0));
+    assert_eq!(v("conduit_tunnel_penalty", &gre), Some(0.0));
+    assert_eq!(
+        v("conduit_tunnel_penalty", &[("tunnel", "ipsec.b")]),
+        Some(1e6)
+    );
+    assert_eq!(v("conduit_tunnel_rtt_samples", &gre), Some(97.0));
+    for (q, secs) in [
+        ("0.5", 0.0015),
+        ("0.9", 0.0025),
+        ("0.99", 0.009),
+        ("1", 0.012345),
+    ] {
+        let got = v(
+            "conduit_tunnel_rtt_seconds",
+            &[("tunnel", "gre-a"), ("quantile", q)],
+        )
+        .unwrap();
+        assert!((got - secs).abs() < 1e-12, "{q}: {got}");
+    }
+    // No RTT series for a tunnel without samples.
+    assert!(!s.iter().any(|x| x.name.starts_with("conduit_tunnel_rtt")
+        && x.labels.get("tunnel").map(String::as_str) == Some("ipsec.b")));
+
+    // One-hot state: exactly one 1 per tunnel, on the right state.
+    for t in &snap.tunnels {
+        for st in TunnelStatus::ALL {
+            let got = v(
+                "conduit_tunnel_state",
+                &[("tunnel", &t.name), ("state", st.as_str())],
+            );
+            assert_eq!(
+                got,
+                Some(if st == t.status { 1.0 } else { 0.0 }),
+                "{}",
+                t.name
+            );
+        }
+    }
+    assert_eq!(
+        v(
+            "conduit_tunnel_info",
+            &[("tunnel", "ipsec.b"), ("kind", "ipsec")]
+        ),
+        Some(1.0)
+    );
+
+    let p0 = [("port", "net_null0")];
+    for (n, want) in [
+        ("conduit_port_rx_packets_total", 5.0),
+        ("conduit_port_rx_bytes_total", 500.0),
+        ("conduit_port_tx_packets_total", 6.0),
+        ("conduit_port_tx_bytes_total", 600.0),
+        ("conduit_port_rx_missed_total", 7.0),
+        ("conduit_port_rx_errors_total", 8.0),
+        ("conduit_port_tx_dropped_total", 9.0),
+    ] {
+        assert_eq!(v(n, &p0), Some(want), "{n}");
+    }
+    assert_eq!(
+        v("conduit_port_rx_packets_total", &[("port", "0000:01:00.0")]),
+        Some(50.0)
+    );
+
+    let c1 = [("core", "1")];
+    assert_eq!(v("conduit_core_rx_packets_total", &c1), Some(31.0));
+    assert_eq!(v("conduit_core_tx_packets_total", &c1), Some(32.0));
+    assert_eq!(v("conduit_core_busy_cycles_total", &c1), Some(33.0));
+    assert_eq!(v("conduit_core_polls_total", &c1), Some(34.0));
+    assert_eq!(v("conduit_core_polls_total", &[("core", "3")]), Some(1.0));
+
+    assert_eq!(
+        v("conduit_drops_total", &[("reason", "no_route")]),
+        Some(42.0)
+    );
+    assert_eq!(
+        v("conduit_drops_total", &[("reason", "gre_key_mismatch")]),
+        Some(0.0)
+    );
+}
+
+#[test]
+fn label_values_are_escaped() {
+    let text = render_prometheus(&sample_snapshot());
+    // The raw form on the wire...
+    assert!(
+        text.contains(r#"conduit_tunnel_penalty{tunnel="we\"ird\\na\nme"} 0"#),
+        "{text}"
+    );
+    // ...and the parsed form gives the original name back.
+    let (s, _) = parse_exposition(&text).unwrap();
+    assert_eq!(
+        value(
+            &s,
+            "conduit_tunnel_state",
+            &[("tunnel", "we\"ird\\na\nme"), ("state", "disabled")]
+        ),
+        Some(1.0)
+    );
+}
+
+#[test]
+fn every_drop_reason_name_is_a_plain_label_value() {
+    // Names come from the dataplane; they must need no escaping and be unique.
+    let names: Vec<&str> = dataplane::pipeline::DropReason::all()
+        .map(|r| r.as_str())
+        .collect();
+    let unique: HashSet<_> = names.iter().collect();
+    assert_eq!(unique.len(), names.len());
+    for n in names {
+        assert!(is_label_name(n), "{n}");
+    }
+}
+
+#[test]
+fn status_from_health() {
+    use crate::health::HealthState as H;
+    assert_eq!(TunnelStatus::from_health(H::Down, true), TunnelStatus::Down);
+    assert_eq!(
+        TunnelStatus::from_health(H::Degraded, true),
+        TunnelStatus::Degraded
+    );
+    assert_eq!(
+        TunnelStatus::from_health(H::Healthy, false),
+        TunnelStatus::Disabled
+    );
+}
+
+#[test]
+fn hub_hands_out_the_latest_snapshot() {
+    let hub = MetricsHub::new();
+    assert_eq!(*hub.current(), Snapshot::default());
+    let old = hub.current();
+    hub.publish(sample_snapshot());
+    assert_eq!(*hub.current(), sample_snapshot());
+    // A reader's Arc stays valid and unchanged across a publish.
+    assert_eq!(*old, Snapshot::default());
+    let reader = std::sync::Arc::new(hub);
+    let r2 = reader.clone();
+    std::thread::spawn(move || {
+        let mut s = sample_snapshot();
+        s.appliance.table_generation = 99;
+        r2.publish(s);
+    })
+    .join()
+    .unwrap();
+    assert_eq!(reader.current().appliance.table_generation, 99);
+}
+
+#[test]
+fn rtt_window_percentiles_are_nearest_rank() {
+    let mut w = RttWindow::new(1000);
+    assert_eq!(w.summary(), None);
+    // 1..=1000 µs in a scrambled order.
+    for i in 0..1000u64 {
+        w.record(Duration::from_micros((i * 337) % 1000 + 1));
+    }
+    assert_eq!(
+        w.summary(),
+        Some(RttSummary {
+            samples: 1000,
+            p50_us: 500,
+            p90_us: 900,
+            p99_us: 990,
+            max_us: 1000,
+        })
+    );
+    // One sample is every percentile.
+    let mut one = RttWindow::new(8);
+    one.record(Duration::from_millis(3));
+    let s = one.summary().unwrap();
+    assert_eq!(
+        (s.samples, s.p50_us, s.p99_us, s.max_us),
+        (1, 3000, 3000, 3000)
+    );
+    // Three samples: p50 is the 2nd, p90 and p99 the 3rd.
+    let mut three = RttWindow::new(8);
+    for us in [30, 10, 20] {
+        three.record(Duration::from_micros(us));
+    }
+    let s = three.summary().unwrap();
+    assert_eq!((s.p50_us, s.p90_us, s.p99_us), (20, 30, 30));
+}
+
+#[test]
+fn rtt_window_keeps_only_the_latest_samples() {
+    let mut w = RttWindow::new(4);
+    for us in [1000, 1000, 1000, 1000, 1, 2, 3] {
+        w.record(Duration::from_micros(us));
+    }
+    let s = w.summary().unwrap();
+    assert_eq!(s.samples, 4);
+    assert_eq!(s.max_us, 1000, "one old sample is still in the window");
+    w.record(Duration::from_micros(4));
+    let s = w.summary().unwrap();
+    assert_eq!((s.p50_us, s.max_us), (2, 4));
+    w.clear();
+    assert!(w.is_empty());
+    assert_eq!(w.summary(), None);
+}
+
+#[test]
+fn health_counters_map_to_their_fields() {
+    let c = crate::health::HealthCounters {
+        probes_sent: 10,
+        retries_sent: 2,
+        replies: 6,
+        timeouts: 3,
+        late_replies: 1,
+        transitions: 4,
+        ..Default::default()
+    };
+    let mut t = TunnelMetrics::new("t", TunnelKind::Gre, TunnelStatus::Healthy);
+    t.set_health_counters(&c);
+    assert_eq!(
+        (
+            t.probes_sent,
+            t.probe_replies,
+            t.probes_lost,
+            t.probe_late_replies,
+            t.state_changes
+        ),
+        (10, 6, 3, 1, 4)
+    );
+}

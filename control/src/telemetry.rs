@@ -1,0 +1,361 @@
+//! Conduit's DPDK telemetry commands, answered from the [`MetricsHub`]'s latest snapshot.
+//!
+//! Read them with `dpdk-telemetry.py -f <file-prefix>` (or any client of the
+//! `dpdk_telemetry.v2` socket):
+//!
+//! | command | answer |
+//! |---|---|
+//! | `/conduit/info` | version, DPDK version, config path, uptime, table generation, reloads, counts |
+//! | `/conduit/tunnels[,OFFSET]` | `total`, `offset`, and parallel arrays `names`, `kinds`, `states`, `penalties` for up to [`TUNNELS_PAGE`] tunnels from OFFSET |
+//! | `/conduit/tunnel,NAME` | every field of one tunnel; `rtt_*_us` only once a reply was measured |
+//! | `/conduit/ports` | one dict per port, keyed by the port's index (`"0"`, `"1"`, ...) |
+//! | `/conduit/cores` | one dict per worker, keyed by the lcore id |
+//! | `/conduit/drops` | drop reason → packets |
+//!
+//! A missing or unknown tunnel name, or a bad offset, is answered `null` (DPDK's convention).
+//!
+//! # Why this shape
+//!
+//! DPDK 22.11 accepts only `[A-Za-z0-9_/]` in dict keys and supports no array of dicts (see
+//! [`dataplane::telemetry`]). Tunnel names may contain `-` and `.`, and port names `:` and `.`,
+//! so names are values, never keys: the tunnel list is column-wise (arrays of the same length,
+//! index *i* is one tunnel), and ports and cores are keyed by their numbers. The list is paged
+//! because the whole answer must fit DPDK's 16 KiB buffer: 128 tunnels of the longest name
+//! (64 bytes) take under 13 KiB. Strings longer than DPDK's 127-byte limit (a long config
+//! path) are shortened at a character boundary and end in `...`.
+
+use std::sync::Arc;
+
+use dataplane::error::DpdkError;
+use dataplane::telemetry::{self, Array, CommandError, Dict, Reply, Value, MAX_STRING_LEN};
+
+use crate::metrics::{kind_str, MetricsHub, Snapshot, TunnelMetrics};
+
+/// Tunnels per `/conduit/tunnels` answer.
+pub const TUNNELS_PAGE: usize = 128;
+
+/// Every command: (name, help, answer function).
+type Answer = fn(&Snapshot, Option<&str>) -> Result<Reply, CommandError>;
+pub const COMMANDS: &[(&str, &str, Answer)] = &[
+    (
+        "/conduit/info",
+        "Conduit appliance: versions, config, uptime, table generation, reloads.",
+        info,
+    ),
+    (
+        "/conduit/tunnels",
+        "Tunnel names, kinds, states and penalties (column-wise). Param: offset (pages of 128).",
+        tunnels,
+    ),
+    (
+        "/conduit/tunnel",
+        "One tunnel's state, penalty, probes, RTT percentiles (us) and counters. Param: name.",
+        tunnel,
+    ),
+    (
+        "/conduit/ports",
+        "Per-port packets, bytes, missed, errors and TX drops, keyed by port index.",
+        ports,
+    ),
+    (
+        "/conduit/cores",
+        "Per-worker packets, busy cycles and polls, keyed by lcore id.",
+        cores,
+    ),
+    ("/conduit/drops", "Packets dropped, by reason.", drops),
+];
+
+/// Registers every command of [`COMMANDS`], each reading `hub`'s snapshot at request time.
+/// Calling it again (after a reload, with a new hub) replaces the previous handlers.
+pub fn register(hub: Arc<MetricsHub>) -> Result<(), DpdkError> {
+    for &(name, help, answer) in COMMANDS {
+        let hub = hub.clone();
+        telemetry::register_command(name, help, move |params| answer(&hub.current(), params))?;
+    }
+    Ok(())
+}
+
+/// `s` cut to DPDK's string limit at a character boundary.
+fn short(s: &str) -> String {
+    if s.len() <= MAX_STRING_LEN {
+        return s.to_string();
+    }
+    let mut end = MAX_STRING_LEN - 3;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &s[..end])
+}
+
+fn no_params(params: Option<&str>) -> Result<(), CommandError> {
+    match params {
+        None | Some("") => Ok(()),
+        Some(p) => Err(CommandError::new(format!("takes no parameter (got {p:?})"))),
+    }
+}
+
+pub fn info(s: &Snapshot, params: Option<&str>) -> Result<Reply, CommandError> {
+    no_params(params)?;
+    let a = &s.appliance;
+    let mut d = Dict::new();
+    d.string("version", short(&a.version))
+        .string("dpdk_version", short(&a.dpdk_version))
+        .string("config_path", short(&a.config_path))
+        .uint(
+            "uptime_ms",
+            a.uptime.as_millis().try_into().unwrap_or(u64::MAX),
+        )
+        .uint("table_generation", a.table_generation)
+        .uint("reloads_ok", a.reloads_ok)
+        .uint("reloads_failed", a.reloads_failed)
+        .uint("tunnels", s.tunnels.len() as u64)
+        .uint("ports", s.ports.len() as u64)
+        .uint("workers", s.cores.len() as u64);
+    Ok(Reply::Dict(d))
+}
+
+pub fn tunnels(s: &Snapshot, params: Option<&str>) -> Result<Reply, CommandError> {
+    let offset = match params.map(str::trim) {
+        None | Some("") => 0,
+        Some(p) => p
+            .parse::<usize>()
+            .map_err(|_| CommandError::new(format!("offset {p:?} is not a number")))?,
+    };
+    if offset > s.tunnels.len() {
+        return Err(CommandError::new(format!(
+            "offset {offset} beyond {} tunnels",
+            s.tunnels.len()
+        )));
+    }
+    let page = &s.tunnels[offset..(offset + TUNNELS_PAGE).min(s.tunnels.len())];
+    let col = |f: fn(&TunnelMetrics) -> String| Array::String(page.iter().map(f).collect());
+    let mut d = Dict::new();
+    d.uint("total", s.tunnels.len() as u64)
+        .uint("offset", offset as u64)
+        .insert("names", col(|t| short(&t.name)).into())
+        .insert("kinds", col(|t| kind_str(t.kind).to_string()).into())
+        .insert("states", col(|t| t.status.as_str().to_string()).into())
+        .insert(
+            "penalties",
+            Value::Array(Array::UInt(
+                page.iter().map(|t| u64::from(t.penalty)).collect(),
+            )),
+        );
+    Ok(Reply::Dict(d))
+}
+
+pub fn tunnel(s: &Snapshot, params: Option<&str>) -> Result<Reply, CommandError> {
+    let name = params
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .ok_or_else(|| CommandError::new("needs a tunnel name: /conduit/tunnel,NAME"))?;
+    let t = s
+        .tunnels
+        .iter()
+        .find(|t| t.name == name)
+        .ok_or_else(|| CommandError::new(format!("no tunnel {name:?}")))?;
+    let mut d = Dict::new();
+    d.string("name", short(&t.name))
+        .string("kind", kind_str(t.kind))
+        .string("state", t.status.as_str())
+        .uint("penalty", u64::from(t.penalty))
+        .uint("state_changes", t.state_changes)
+        .uint("probes_sent", t.probes_sent)
+        .uint("probe_replies", t.probe_replies)
+        .uint("probes_lost", t.probes_lost)
+        .uint("probe_late_replies", t.probe_late_replies);
+    if let Some(r) = &t.rtt {
+        d.uint("rtt_samples", r.samples)
+            .uint("rtt_p50_us", r.p50_us)
+            .uint("rtt_p90_us", r.p90_us)
+            .uint("rtt_p99_us", r.p99_us)
+            .uint("rtt_max_us", r.max_us);
+    }
+    d.uint("rx_packets", t.rx_packets)
+        .uint("rx_bytes", t.rx_bytes)
+        .uint("tx_packets", t.tx_packets)
+        .uint("tx_bytes", t.tx_bytes);
+    Ok(Reply::Dict(d))
+}
+
+pub fn ports(s: &Snapshot, params: Option<&str>) -> Result<Reply, CommandError> {
+    no_params(params)?;
+    let mut d = Dict::new();
+    for (i, p) in s.ports.iter().enumerate() {
+        let mut e = Dict::new();
+        e.string("name", short(&p.name))
+            .uint("rx_packets", p.rx_packets)
+            .uint("rx_bytes", p.rx_bytes)
+            .uint("tx_packets", p.tx_packets)
+            .uint("tx_bytes", p.tx_bytes)
+            .uint("rx_missed", p.rx_missed)
+            .uint("rx_errors", p.rx_errors)
+            .uint("tx_dropped", p.tx_dropped);
+        d.insert(i.to_string(), Value::Dict(e));
+    }
+    Ok(Reply::Dict(d))
+}
+
+pub fn cores(s: &Snapshot, params: Option<&str>) -> Result<Reply, CommandError> {
+    no_params(params)?;
+    let mut d = Dict::new();
+    for c in &s.cores {
+        let mut e = Dict::new();
+        e.uint("rx_packets", c.rx_packets)
+            .uint("tx_packets", c.tx_packets)
+            .uint("busy_cycles", c.busy_cycles)
+            .uint("polls", c.polls);
+        d.insert(c.core.to_string(), Value::Dict(e));
+    }
+    Ok(Reply::Dict(d))
+}
+
+pub fn drops(s: &Snapshot, params: Option<&str>) -> Result<Reply, CommandError> {
+    no_params(params)?;
+    let mut d = Dict::new();
+    for x in &s.drops {
+        d.uint(x.reason.clone(), x.count);
+    }
+    Ok(Reply::Dict(d))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::TunnelKind;
+    use crate::metrics::{DropCount, PortMetrics, RttSummary, TunnelStatus};
+
+    fn snap(n_tunnels: usize) -> Snapshot {
+        let mut s = Snapshot::default();
+        for i in 0..n_tunnels {
+            let mut t = TunnelMetrics::new(
+                format!("{}-{i:04}", "t".repeat(58)),
+                if i % 2 == 0 {
+                    TunnelKind::Gre
+                } else {
+                    TunnelKind::Ipsec
+                },
+                TunnelStatus::Down,
+            );
+            t.penalty = 1_000_000;
+            t.probes_sent = i as u64;
+            s.tunnels.push(t);
+        }
+        s
+    }
+
+    fn strings(v: Option<&Value>) -> Vec<String> {
+        match v {
+            Some(Value::Array(Array::String(x))) => x.clone(),
+            other => panic!("not a string array: {other:?}"),
+        }
+    }
+
+    fn uint(d: &Dict, k: &str) -> u64 {
+        match d.get(k) {
+            Some(Value::UInt(x)) => *x,
+            other => panic!("{k}: {other:?}"),
+        }
+    }
+
+    fn dict(r: Reply) -> Dict {
+        match r {
+            Reply::Dict(d) => d,
+            other => panic!("not a dict: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_answer_fits_dpdk_even_at_scale() {
+        // Many tunnels with the longest names, many drop reasons, 32 ports, a long path.
+        let mut s = snap(1000);
+        s.appliance.config_path = "/x".repeat(200);
+        for i in 0..32 {
+            s.ports.push(PortMetrics {
+                name: format!("0000:{i:02x}:00.0"),
+                rx_packets: u64::MAX,
+                ..Default::default()
+            });
+        }
+        for r in dataplane::pipeline::DropReason::all() {
+            s.drops.push(DropCount {
+                reason: r.as_str().to_string(),
+                count: u64::MAX,
+            });
+        }
+        s.tunnels[0].rtt = Some(RttSummary::default());
+        for &(name, _, answer) in COMMANDS {
+            let params = match name {
+                "/conduit/tunnel" => Some(s.tunnels[999].name.as_str()),
+                "/conduit/tunnels" => Some("872"),
+                _ => None,
+            };
+            let reply = answer(&s, params).unwrap_or_else(|e| panic!("{name}: {e}"));
+            reply
+                .validate(name)
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+        for &(name, help, _) in COMMANDS {
+            assert!(telemetry::valid_command(name), "{name}");
+            assert!(help.len() <= MAX_STRING_LEN, "{name}: help too long");
+        }
+    }
+
+    #[test]
+    fn tunnels_are_paged_column_wise() {
+        let s = snap(300);
+        let d = dict(tunnels(&s, None).unwrap());
+        assert_eq!(uint(&d, "total"), 300);
+        assert_eq!(uint(&d, "offset"), 0);
+        let names = strings(d.get("names"));
+        assert_eq!(names.len(), TUNNELS_PAGE);
+        assert_eq!(names[5], s.tunnels[5].name);
+        assert_eq!(strings(d.get("kinds"))[5], "ipsec");
+        assert_eq!(strings(d.get("states"))[0], "down");
+
+        let d = dict(tunnels(&s, Some("256")).unwrap());
+        let names = strings(d.get("names"));
+        assert_eq!(names.len(), 44);
+        assert_eq!(names[0], s.tunnels[256].name);
+        match d.get("penalties") {
+            Some(Value::Array(Array::UInt(p))) => assert_eq!(p.len(), 44),
+            other => panic!("{other:?}"),
+        }
+        // The end is a valid (empty) page; beyond it and garbage are errors.
+        assert!(strings(dict(tunnels(&s, Some("300")).unwrap()).get("names")).is_empty());
+        assert!(tunnels(&s, Some("301")).is_err());
+        assert!(tunnels(&s, Some("x")).is_err());
+    }
+
+    #[test]
+    fn one_tunnel_in_detail() {
+        let mut s = snap(3);
+        let name = s.tunnels[1].name.clone();
+        let d = dict(tunnel(&s, Some(&name)).unwrap());
+        assert_eq!(uint(&d, "probes_sent"), 1);
+        assert_eq!(d.get("kind"), Some(&Value::String("ipsec".into())));
+        assert!(d.get("rtt_p50_us").is_none(), "no RTT without samples");
+
+        s.tunnels[1].rtt = Some(RttSummary {
+            samples: 4,
+            p50_us: 10,
+            p90_us: 20,
+            p99_us: 30,
+            max_us: 40,
+        });
+        let d = dict(tunnel(&s, Some(&name)).unwrap());
+        assert_eq!(uint(&d, "rtt_p90_us"), 20);
+        assert_eq!(uint(&d, "rtt_max_us"), 40);
+        assert!(tunnel(&s, Some("nope")).is_err());
+        assert!(tunnel(&s, None).is_err());
+    }
+
+    #[test]
+    fn long_strings_are_shortened_on_a_char_boundary() {
+        let long = "é".repeat(100); // 200 bytes
+        let s = short(&long);
+        assert!(s.len() <= MAX_STRING_LEN);
+        assert!(s.ends_with("..."));
+        assert_eq!(short("abc"), "abc");
+    }
+}

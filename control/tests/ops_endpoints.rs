@@ -1,0 +1,328 @@
+//! The operator endpoints end to end, read by clients Conduit did not write:
+//! - the `/conduit/...` telemetry commands over a real EAL, through DPDK's `dpdk-telemetry.py`;
+//! - the Prometheus endpoint over TCP, fetched with Python's `urllib` and parsed by the official
+//!   Python client's parser (`prometheus_client`, Debian package `python3-prometheus-client`).
+//!
+//! EAL initialises once per process; cargo-nextest runs each test in its own process.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use control::config::TunnelKind;
+use control::metrics::{
+    ApplianceMetrics, CoreMetrics, DropCount, MetricsHub, PortMetrics, RttSummary, Snapshot,
+    TunnelMetrics, TunnelStatus,
+};
+use serde_json::{json, Value as Json};
+
+fn snapshot() -> Snapshot {
+    let mut a = TunnelMetrics::new("gre-a", TunnelKind::Gre, TunnelStatus::Degraded);
+    a.penalty = 500_000;
+    a.probes_sent = 40;
+    a.probe_replies = 37;
+    a.probes_lost = 3;
+    a.probe_late_replies = 2;
+    a.state_changes = 1;
+    a.rx_packets = 1000;
+    a.rx_bytes = 64_000;
+    a.tx_packets = 2000;
+    a.tx_bytes = 128_000;
+    a.rtt = Some(RttSummary {
+        samples: 37,
+        p50_us: 800,
+        p90_us: 1200,
+        p99_us: 4000,
+        max_us: 5000,
+    });
+    let b = TunnelMetrics::new("ipsec.b", TunnelKind::Ipsec, TunnelStatus::Disabled);
+    let drops = dataplane::pipeline::DropReason::all()
+        .enumerate()
+        .map(|(i, r)| DropCount {
+            reason: r.as_str().to_string(),
+            count: i as u64 * 3,
+        })
+        .collect();
+    Snapshot {
+        appliance: ApplianceMetrics {
+            version: "0.1.0".into(),
+            dpdk_version: "DPDK 22.11.11".into(),
+            config_path: "/etc/conduit/a \"quoted\" path.yaml".into(),
+            uptime: Duration::from_secs(90),
+            table_generation: 12,
+            reloads_ok: 2,
+            reloads_failed: 1,
+        },
+        tunnels: vec![a, b],
+        ports: vec![
+            PortMetrics {
+                name: "net_null0".into(),
+                rx_packets: 10,
+                rx_bytes: 640,
+                tx_packets: 20,
+                tx_bytes: 1280,
+                rx_missed: 1,
+                rx_errors: 2,
+                tx_dropped: 3,
+            },
+            PortMetrics {
+                name: "0000:01:00.0".into(),
+                tx_dropped: 5,
+                ..Default::default()
+            },
+        ],
+        cores: vec![CoreMetrics {
+            core: 1,
+            rx_packets: 10,
+            tx_packets: 20,
+            busy_cycles: 12_345,
+            polls: 99,
+        }],
+        drops,
+    }
+}
+
+fn query(prefix: &str, commands: &[&str]) -> Vec<Json> {
+    let mut child = Command::new("dpdk-telemetry.py")
+        .args(["-f", prefix])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("dpdk-telemetry.py (Debian package dpdk) runs");
+    {
+        let mut stdin = child.stdin.take().unwrap();
+        for c in commands {
+            writeln!(stdin, "{c}").unwrap();
+        }
+    }
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Vec<Json> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?}")))
+        .collect();
+    assert_eq!(v.len(), commands.len(), "{stdout}");
+    v
+}
+
+#[test]
+fn telemetry_commands_over_a_real_eal() {
+    let prefix = format!("conduit-ctl-test-{}", std::process::id());
+    let _eal = dataplane::eal::Eal::init([
+        "conduit-test",
+        "--no-huge",
+        "-m",
+        "256",
+        "--no-shconf",
+        "--no-pci",
+        "-l",
+        "0",
+        "--log-level",
+        "lib.eal:warning",
+        "--file-prefix",
+        &prefix,
+    ])
+    .expect("EAL init");
+    let hub = Arc::new(MetricsHub::new());
+    hub.publish(snapshot());
+    control::telemetry::register(hub.clone()).unwrap();
+
+    let a = query(
+        &prefix,
+        &[
+            "/conduit/info",
+            "/conduit/tunnels",
+            "/conduit/tunnel,gre-a",
+            "/conduit/tunnel,ipsec.b",
+            "/conduit/tunnel,nope",
+            "/conduit/ports",
+            "/conduit/cores",
+            "/conduit/drops",
+        ],
+    );
+    assert_eq!(
+        a[0],
+        json!({"/conduit/info": {
+            "version": "0.1.0", "dpdk_version": "DPDK 22.11.11",
+            "config_path": "/etc/conduit/a \"quoted\" path.yaml",
+            "uptime_ms": 90_000, "table_generation": 12, "reloads_ok": 2, "reloads_failed": 1,
+            "tunnels": 2, "ports": 2, "workers": 1,
+        }})
+    );
+    assert_eq!(
+        a[1],
+        json!({"/conduit/tunnels": {
+            "total": 2, "offset": 0,
+            "names": ["gre-a", "ipsec.b"], "kinds": ["gre", "ipsec"],
+            "states": ["degraded", "disabled"], "penalties": [500_000, 0],
+        }})
+    );
+    assert_eq!(
+        a[2],
+        json!({"/conduit/tunnel": {
+            "name": "gre-a", "kind": "gre", "state": "degraded", "penalty": 500_000,
+            "state_changes": 1, "probes_sent": 40, "probe_replies": 37, "probes_lost": 3,
+            "probe_late_replies": 2, "rtt_samples": 37, "rtt_p50_us": 800, "rtt_p90_us": 1200,
+            "rtt_p99_us": 4000, "rtt_max_us": 5000, "rx_packets": 1000, "rx_bytes": 64_000,
+            "tx_packets": 2000, "tx_bytes": 128_000,
+        }})
+    );
+    assert_eq!(a[3]["/conduit/tunnel"]["state"], "disabled");
+    assert!(a[3]["/conduit/tunnel"].get("rtt_p50_us").is_none());
+    assert_eq!(a[4], json!({"/conduit/tunnel": null}));
+    assert_eq!(
+        a[5],
+        json!({"/conduit/ports": {
+            "0": {"name": "net_null0", "rx_packets": 10, "rx_bytes": 640, "tx_packets": 20,
+                  "tx_bytes": 1280, "rx_missed": 1, "rx_errors": 2, "tx_dropped": 3},
+            "1": {"name": "0000:01:00.0", "rx_packets": 0, "rx_bytes": 0, "tx_packets": 0,
+                  "tx_bytes": 0, "rx_missed": 0, "rx_errors": 0, "tx_dropped": 5},
+        }})
+    );
+    assert_eq!(
+        a[6],
+        json!({"/conduit/cores": {"1": {"rx_packets": 10, "tx_packets": 20,
+                                        "busy_cycles": 12_345, "polls": 99}}})
+    );
+    let drops = a[7]["/conduit/drops"].as_object().unwrap();
+    assert_eq!(drops.len(), dataplane::pipeline::DropReason::COUNT);
+    for (i, r) in dataplane::pipeline::DropReason::all().enumerate() {
+        assert_eq!(drops[r.as_str()], json!(i as u64 * 3), "{}", r.as_str());
+    }
+
+    // Answers follow the hub: publish a change and read it back.
+    let mut s = snapshot();
+    s.tunnels[0].status = TunnelStatus::Down;
+    s.appliance.table_generation = 13;
+    hub.publish(s);
+    let a = query(&prefix, &["/conduit/tunnels", "/conduit/info"]);
+    assert_eq!(
+        a[0]["/conduit/tunnels"]["states"],
+        json!(["down", "disabled"])
+    );
+    assert_eq!(a[1]["/conduit/info"]["table_generation"], json!(13));
+}
+
+/// Python program: fetch the URL, parse with prometheus_client, print the samples as JSON.
+const PARSE_PY: &str = r#"
+import json, sys, urllib.request
+from prometheus_client.parser import text_string_to_metric_families
+with urllib.request.urlopen(sys.argv[1], timeout=10) as r:
+    ctype = r.headers.get("Content-Type")
+    text = r.read().decode()
+families = []
+for f in text_string_to_metric_families(text):
+    families.append({"name": f.name, "type": f.type, "help": f.documentation,
+                     "samples": [[s.name, s.labels, s.value] for s in f.samples]})
+print(json.dumps({"content_type": ctype, "families": families}))
+"#;
+
+#[test]
+fn prometheus_endpoint_parsed_by_prometheus_client() {
+    let hub = Arc::new(MetricsHub::new());
+    hub.publish(snapshot());
+    let srv = control::prometheus::serve("127.0.0.1:0".parse().unwrap(), hub).unwrap();
+    let url = format!("http://{}/metrics", srv.local_addr());
+    let out = Command::new("python3")
+        .args(["-c", PARSE_PY, &url])
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "python3 with prometheus_client (Debian: python3-prometheus-client) failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Json = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        v["content_type"],
+        json!(control::metrics::PROMETHEUS_CONTENT_TYPE)
+    );
+    let families = v["families"].as_array().unwrap();
+    let family = |name: &str| -> &Json {
+        families
+            .iter()
+            .find(|f| f["name"] == name)
+            .unwrap_or_else(|| panic!("no family {name}"))
+    };
+    // The parser strips `_total` from counter family names, keeping it on the samples.
+    assert_eq!(family("conduit_drops")["type"], "counter");
+    assert_eq!(family("conduit_tunnel_state")["type"], "gauge");
+    let sample = |name: &str, labels: Json| -> f64 {
+        let found: Vec<f64> = families
+            .iter()
+            .flat_map(|f| f["samples"].as_array().unwrap())
+            .filter(|s| s[0] == name && s[1] == labels)
+            .map(|s| s[2].as_f64().unwrap())
+            .collect();
+        assert_eq!(found.len(), 1, "{name} {labels}: {found:?}");
+        found[0]
+    };
+    assert_eq!(
+        sample(
+            "conduit_tunnel_state",
+            json!({"tunnel": "gre-a", "state": "degraded"})
+        ),
+        1.0
+    );
+    assert_eq!(
+        sample(
+            "conduit_tunnel_state",
+            json!({"tunnel": "gre-a", "state": "healthy"})
+        ),
+        0.0
+    );
+    assert_eq!(
+        sample(
+            "conduit_tunnel_probes_lost_total",
+            json!({"tunnel": "gre-a"})
+        ),
+        3.0
+    );
+    assert_eq!(
+        sample(
+            "conduit_tunnel_rtt_seconds",
+            json!({"tunnel": "gre-a", "quantile": "0.99"})
+        ),
+        0.004
+    );
+    assert_eq!(
+        sample(
+            "conduit_port_tx_dropped_total",
+            json!({"port": "0000:01:00.0"})
+        ),
+        5.0
+    );
+    assert_eq!(
+        sample("conduit_core_polls_total", json!({"core": "1"})),
+        99.0
+    );
+    assert_eq!(
+        sample("conduit_reloads_total", json!({"result": "failed"})),
+        1.0
+    );
+    assert_eq!(sample("conduit_uptime_seconds", json!({})), 90.0);
+    // The escaped quotes in the config path come back intact.
+    assert_eq!(
+        sample(
+            "conduit_build_info",
+            json!({"version": "0.1.0", "dpdk_version": "DPDK 22.11.11",
+                   "config_path": "/etc/conduit/a \"quoted\" path.yaml"})
+        ),
+        1.0
+    );
+    let reasons = dataplane::pipeline::DropReason::all();
+    for (i, r) in reasons.enumerate() {
+        assert_eq!(
+            sample("conduit_drops_total", json!({"reason": r.as_str()})),
+            i as f64 * 3.0
+        );
+    }
+    srv.stop();
+}
