@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 mod control_loop;
+mod ops;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
@@ -296,6 +297,7 @@ fn run_dataplane(
         }
     };
 
+    let mut ops = ops::Ops::start(cfg, path)?;
     let started = Instant::now();
     let mut last_print = Instant::now();
     let mut last_snap = sum(&counters);
@@ -323,6 +325,10 @@ fn run_dataplane(
             c.turn(t);
         } else if hangup.swap(false, Ordering::Relaxed) {
             log::warn!("SIGHUP ignored: io mode has no table to reload");
+        }
+        {
+            let port_refs: Vec<&Port> = ports.iter().map(|p| &p.port).collect();
+            ops.maybe_refresh(now, &port_refs, &counters, &workers, control.as_ref());
         }
         if let Some(ms) = exit_when_idle {
             let rx = sum(&counters).rx_packets;
@@ -371,6 +377,7 @@ fn run_dataplane(
     };
     let elapsed = started.elapsed();
     log::info!("stopping ({reason}) after {:.3} s", elapsed.as_secs_f64());
+    ops.stop();
     stop.store(true, Ordering::Relaxed);
     let mut failed = false;
     for h in handles {

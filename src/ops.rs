@@ -1,0 +1,181 @@
+//! Operations: what the appliance exposes while it runs. The control loop fills a
+//! [`Snapshot`] every [`REFRESH`] from the workers' counters, the ports and the control plane,
+//! and publishes it in the [`MetricsHub`] that the DPDK telemetry commands (`/conduit/...`, read
+//! with `dpdk-telemetry.py`) and the Prometheus endpoint (`stats.prometheus_listen`) serve.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result};
+use control::config::{Config, TunnelKind};
+use control::metrics::{
+    ApplianceMetrics, CoreMetrics, DropCount, MetricsHub, PortMetrics, RttSummary, Snapshot,
+    TunnelMetrics, TunnelStatus,
+};
+use control::prometheus::MetricsServer;
+use dataplane::eal::Eal;
+use dataplane::lcore::LcoreId;
+use dataplane::pipeline::DropReason;
+use dataplane::port::Port;
+use dataplane::worker::pipeline::PipelineCounters;
+
+use crate::control_loop::ControlLoop;
+
+/// How often the snapshot is refreshed.
+pub const REFRESH: Duration = Duration::from_millis(500);
+
+/// The hub, the HTTP endpoint (if configured) and when the snapshot was last refreshed.
+pub struct Ops {
+    pub hub: Arc<MetricsHub>,
+    server: Option<MetricsServer>,
+    last: Option<Instant>,
+    started: Instant,
+    config_path: String,
+}
+
+impl Ops {
+    /// Registers the telemetry commands (EAL is up) and starts the Prometheus endpoint when the
+    /// config asks for one.
+    pub fn start(cfg: &Config, path: &Path) -> Result<Ops> {
+        let hub = Arc::new(MetricsHub::new());
+        // Telemetry is a convenience: an EAL started with --no-telemetry still forwards.
+        if let Err(e) = control::telemetry::register(Arc::clone(&hub)) {
+            log::warn!("telemetry commands not registered: {e}");
+        }
+        let server = match cfg.stats.prometheus_listen {
+            Some(addr) => {
+                let s = control::prometheus::serve(addr, Arc::clone(&hub))
+                    .with_context(|| format!("serving Prometheus metrics on {addr}"))?;
+                log::info!("Prometheus metrics on http://{}/metrics", s.local_addr());
+                Some(s)
+            }
+            None => None,
+        };
+        Ok(Ops {
+            hub,
+            server,
+            last: None,
+            started: Instant::now(),
+            config_path: path.display().to_string(),
+        })
+    }
+
+    /// Refreshes the snapshot if [`REFRESH`] has passed.
+    pub fn maybe_refresh(
+        &mut self,
+        now: Instant,
+        ports: &[&Port],
+        counters: &[PipelineCounters],
+        workers: &[LcoreId],
+        control: Option<&ControlLoop>,
+    ) {
+        if self.last.is_some_and(|t| now.duration_since(t) < REFRESH) {
+            return;
+        }
+        self.last = Some(now);
+        let snapshot = self.snapshot(ports, counters, workers, control);
+        self.hub.publish(snapshot);
+    }
+
+    fn snapshot(
+        &self,
+        ports: &[&Port],
+        counters: &[PipelineCounters],
+        workers: &[LcoreId],
+        control: Option<&ControlLoop>,
+    ) -> Snapshot {
+        let total = |f: &dyn Fn(&PipelineCounters) -> u64| counters.iter().map(f).sum::<u64>();
+        let mut appliance = ApplianceMetrics {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            dpdk_version: Eal::version(),
+            config_path: self.config_path.clone(),
+            uptime: self.started.elapsed(),
+            ..ApplianceMetrics::default()
+        };
+        let mut tunnels = Vec::new();
+        if let Some(c) = control {
+            let plane = &c.plane;
+            appliance.table_generation = plane.generation();
+            appliance.reloads_ok = plane.counters().reloads_ok;
+            appliance.reloads_failed = plane.counters().reloads_failed;
+            for (i, (rt, tc)) in plane
+                .tunnels()
+                .iter()
+                .zip(&plane.config().tunnels)
+                .enumerate()
+            {
+                let kind: TunnelKind = tc.kind;
+                let status = TunnelStatus::from_health(rt.state(), rt.checked());
+                let mut t = TunnelMetrics::new(&rt.name, kind, status);
+                t.penalty = rt.state().penalty();
+                t.set_health_counters(&rt.counters());
+                t.state_changes = rt.state_changes;
+                if !rt.rtt.is_empty() {
+                    t.rtt = Some(RttSummary {
+                        samples: rt.rtt.len(),
+                        p50_us: rt.rtt.value_at_quantile(0.5),
+                        p90_us: rt.rtt.value_at_quantile(0.9),
+                        p99_us: rt.rtt.value_at_quantile(0.99),
+                        max_us: rt.rtt.max(),
+                    });
+                }
+                t.rx_packets = total(&|c| c.tunnel_rx_packets.get(i));
+                t.rx_bytes = total(&|c| c.tunnel_rx_bytes.get(i));
+                t.tx_packets = total(&|c| c.tunnel_tx_packets.get(i));
+                t.tx_bytes = total(&|c| c.tunnel_tx_bytes.get(i));
+                tunnels.push(t);
+            }
+        }
+        let ports = ports
+            .iter()
+            .map(|p| {
+                let s = p.stats().unwrap_or_default();
+                PortMetrics {
+                    name: p.name().to_string(),
+                    rx_packets: s.ipackets,
+                    rx_bytes: s.ibytes,
+                    tx_packets: s.opackets,
+                    tx_bytes: s.obytes,
+                    rx_missed: s.imissed,
+                    rx_errors: s.ierrors,
+                    tx_dropped: s.oerrors,
+                }
+            })
+            .collect();
+        let cores = counters
+            .iter()
+            .zip(workers)
+            .map(|(c, l)| {
+                let s = c.core.snapshot();
+                CoreMetrics {
+                    core: l.0,
+                    rx_packets: s.rx_packets,
+                    tx_packets: s.tx_packets,
+                    busy_cycles: s.busy_cycles,
+                    polls: s.polls,
+                }
+            })
+            .collect();
+        let drops = DropReason::all()
+            .map(|r| DropCount {
+                reason: r.as_str().to_string(),
+                count: total(&|c| c.drops.get(r.index())),
+            })
+            .collect();
+        Snapshot {
+            appliance,
+            tunnels,
+            ports,
+            cores,
+            drops,
+        }
+    }
+
+    /// Stops the HTTP endpoint.
+    pub fn stop(self) {
+        if let Some(s) = self.server {
+            s.stop();
+        }
+    }
+}
