@@ -27,6 +27,9 @@ pub fn fresh_now() -> Timestamp {
     Timestamp::from_duration(start.elapsed())
 }
 
+/// How long a turn waits on its own publication to take effect before leaving it to later turns.
+const SWAP_WATCH: Duration = Duration::from_millis(2);
+
 /// Counters of the control loop's own I/O.
 #[derive(Debug, Default)]
 pub struct ControlCounters {
@@ -125,9 +128,24 @@ impl ControlLoop {
             Ok(None) => {}
             Err(e) => log::error!("{e}"),
         }
-        // A fresh reading: the turn's own work (probes, the table build) is not swap latency.
-        if let Some(d) = self.plane.track_swap(fresh_now()) {
-            log::debug!("swap to effect: {} us", d.as_micros());
+        self.watch_swap();
+    }
+
+    /// After a publication, spins (on this thread, up to [`SWAP_WATCH`]) until every worker has
+    /// read the new table, so that swap-to-effect latency is measured at TSC resolution rather
+    /// than at the loop's tick; a longer one is finished by later turns.
+    fn watch_swap(&mut self) {
+        let start = Instant::now();
+        while self.plane.swap_pending() {
+            // A fresh reading: the turn's own work (probes, the table build) is not swap latency.
+            if let Some(d) = self.plane.track_swap(fresh_now()) {
+                log::debug!("swap to effect: {} us", d.as_micros());
+                return;
+            }
+            if start.elapsed() >= SWAP_WATCH {
+                return;
+            }
+            std::hint::spin_loop();
         }
     }
 

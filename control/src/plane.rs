@@ -399,6 +399,11 @@ impl ControlPlane {
         }
     }
 
+    /// Whether the last publication's swap-to-effect latency is still being measured.
+    pub fn swap_pending(&self) -> bool {
+        self.pending_swap.is_some()
+    }
+
     /// Measures the swap-to-effect latency of the last publication: call it often (each control
     /// loop turn); once every online worker has read the new generation it records `now −
     /// published`. Returns the latency when it completes at this call.

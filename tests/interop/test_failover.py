@@ -226,6 +226,12 @@ def test_failover_by_priority_and_recovery_after_hold_down(taplab):
     # The appliance's own account agrees: since the flows settled, each primary went exactly
     # healthy -> down -> degraded -> healthy, and the backup never changed; all end healthy.
     after = "\n".join(log.splitlines()[log_mark:])
+    # For the demonstration (scripts/failover-demo.sh runs this test with -s): the appliance's
+    # own log of the episode and its final health summary.
+    print("\nappliance log since the flows settled:")
+    for line in after.splitlines():
+        if re.search(r"tunnel \S+: \w+ -> \w+|^(control|probes|health) ", line):
+            print("  " + line)
     for name in ("prim-a", "prim-b", "backup"):
         steps = re.findall(rf"tunnel {name}: (\w+ -> \w+)", after)
         want = [] if name == "backup" else ["healthy -> down", "down -> degraded", "degraded -> healthy"]
