@@ -482,7 +482,9 @@ impl<B: PacketBuf> Job<'_, B> {
                     Ok(Verdict::Reassemble)
                 }
             }
-            PROTO_ESP if local == Local::Endpoint => self.classify_esp(ip),
+            PROTO_ESP if local == Local::Endpoint => {
+                self.classify_esp(ip.header_len, ip.total_len, ip.fragment)
+            }
             PROTO_ICMP => self.local_icmp(ETH_LEN, local, Source::Plain),
             _ => Err(DropReason::LocalUnsupported),
         }
@@ -491,16 +493,25 @@ impl<B: PacketBuf> Job<'_, B> {
     /// ESP to a local endpoint: the header is validated (length, SPI ≠ 0) and the SPI looked up.
     /// No SA is configured in the dataplane yet, so every well-formed ESP packet ends as
     /// `EspNoSa`; malformed ones count under their wire error.
+    ///
+    /// Takes the fields it needs rather than the `IpInfo`: an `IpInfo` passed by value to an
+    /// out-of-line function goes through memory, which kept the caller's `IpInfo` on the stack
+    /// on every packet.
     #[cold]
-    fn classify_esp(&mut self, ip: IpInfo) -> Result<Verdict> {
-        if ip.fragment {
+    fn classify_esp(
+        &mut self,
+        header_len: usize,
+        total_len: usize,
+        fragment: bool,
+    ) -> Result<Verdict> {
+        if fragment {
             return Err(DropReason::EspNoSa);
         }
-        let start = ETH_LEN + ip.header_len;
+        let start = ETH_LEN + header_len;
         let payload = self
             .pkt
             .data()
-            .get(start..ETH_LEN + ip.total_len)
+            .get(start..ETH_LEN + total_len)
             .unwrap_or(&[]);
         let esp = crate::wire::EspPacket::new_checked(payload)?;
         let _spi = esp.spi();
@@ -564,16 +575,17 @@ impl<B: PacketBuf> Job<'_, B> {
             return self.no_route(ip_off, ip, source);
         };
         let l4 = transport(self.pkt.data().get(ip_off..).unwrap_or(&[]), &ip)?;
-        let hash = FlowKey::new(
+        // The flow hash is only computed when the group has a choice to make. The closure owns
+        // a copy of the key: one that borrowed `ip` would keep `ip` in memory.
+        let key = FlowKey::new(
             ip.src,
             ip.dst,
             ip.protocol,
             ip.fragment,
             l4.src_port(),
             l4.dst_port(),
-        )
-        .hash();
-        let id = ctx.select(group, hash);
+        );
+        let id = ctx.select(group, move || key.hash());
         let entry = ctx.entry(id).ok_or(DropReason::UnknownTunnel)?;
         let t = &entry.tunnel;
         let forwarded = source != Source::Local;
