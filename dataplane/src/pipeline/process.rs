@@ -242,12 +242,19 @@ fn decrement_ttl(h: &mut [u8; ipv4::HEADER_LEN]) -> Result<()> {
     if h[8] == 0 {
         return Err(DropReason::TtlExceeded);
     }
-    let old = u16::from_be_bytes([h[8], h[9]]);
     h[8] -= 1;
-    let new = u16::from_be_bytes([h[8], h[9]]);
-    let ck = checksum::update_u16(u16::from_be_bytes([h[10], h[11]]), old, new);
+    let ck = ttl_decremented_checksum(u16::from_be_bytes([h[10], h[11]]));
     h[10..12].copy_from_slice(&ck.to_be_bytes());
     Ok(())
+}
+
+/// [`checksum::update_u16`] for the TTL/protocol word going from `m` to `m - 0x100` (TTL ≥ 1):
+/// `~m + m'` is the constant `0xFEFF` whatever the TTL and protocol, so the update is one
+/// one's-complement addition. Same result bit for bit (both sums are congruent modulo 0xFFFF
+/// and neither can be zero); an exhaustive test checks it.
+#[inline(always)]
+fn ttl_decremented_checksum(checksum: u16) -> u16 {
+    !checksum::add(!checksum, 0xFEFF)
 }
 
 /// The encapsulation header values of one packet.
@@ -930,6 +937,23 @@ mod tests {
             (PROTO_ESP, IpProtocol::Esp),
         ] {
             assert_eq!(IpProtocol::from(n), p);
+        }
+    }
+
+    #[test]
+    fn ttl_decrement_matches_the_general_update() {
+        for ck in 0..=u16::MAX {
+            for ttl in [1u8, 2, 63, 64, 65, 128, 254, 255] {
+                for proto in [0u8, 1, 6, 17, 47, 50, 255, ck as u8] {
+                    let old = u16::from_be_bytes([ttl, proto]);
+                    let new = u16::from_be_bytes([ttl - 1, proto]);
+                    assert_eq!(
+                        ttl_decremented_checksum(ck),
+                        checksum::update_u16(ck, old, new),
+                        "checksum {ck:#06x} ttl {ttl} protocol {proto}"
+                    );
+                }
+            }
         }
     }
 
