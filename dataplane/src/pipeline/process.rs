@@ -31,6 +31,9 @@ const PROTO_GRE: u8 = 47;
 const PROTO_ESP: u8 = 50;
 const FLAG_MF: u16 = 0x2000;
 const FRAG_OFFSET: u16 = 0x1fff;
+const ETHERTYPE_IPV4: u16 = 0x0800;
+const ETHERTYPE_ARP: u16 = 0x0806;
+const ETHERTYPE_VLAN: u16 = 0x8100;
 
 type Result<T> = core::result::Result<T, DropReason>;
 
@@ -436,15 +439,16 @@ impl<B: PacketBuf> Job<'_, B> {
             .port_mac(self.rx_port)
             .ok_or(DropReason::UnknownPort)?;
         // The Ethernet header read over a fixed 14-byte array, with `EthernetFrame::new_checked`'s
-        // errors for short frames.
+        // errors for short frames. The EtherType is matched as a number (the values of
+        // `EtherType`, which the tests pin): converting to the enum first cost a compare chain.
         let ethertype = {
             let data = self.pkt.data();
             let h: &[u8; ETH_LEN] = data
                 .get(..ETH_LEN)
                 .and_then(|h| h.try_into().ok())
                 .ok_or(crate::wire::Error::EthernetTruncated)?;
-            let ethertype = EtherType::from(u16::from_be_bytes([h[12], h[13]]));
-            if ethertype == EtherType::Vlan && data.len() < ethernet::VLAN_HEADER_LEN {
+            let ethertype = u16::from_be_bytes([h[12], h[13]]);
+            if ethertype == ETHERTYPE_VLAN && data.len() < ethernet::VLAN_HEADER_LEN {
                 return Err(crate::wire::Error::VlanTruncated.into());
             }
             let dst = [h[0], h[1], h[2], h[3], h[4], h[5]];
@@ -454,14 +458,14 @@ impl<B: PacketBuf> Job<'_, B> {
             if dst[0] & 1 != 0 && dst != EthernetAddress::BROADCAST.0 {
                 return Err(DropReason::EthernetNotForUs);
             }
-            if ethertype == EtherType::Vlan {
+            if ethertype == ETHERTYPE_VLAN {
                 return Err(DropReason::VlanTagged);
             }
             ethertype
         };
         match ethertype {
-            EtherType::Ipv4 => self.ipv4(),
-            EtherType::Arp => self.arp(port_mac),
+            ETHERTYPE_IPV4 => self.ipv4(),
+            ETHERTYPE_ARP => self.arp(port_mac),
             _ => Err(DropReason::UnsupportedEtherType),
         }
     }
@@ -937,6 +941,17 @@ mod tests {
             (PROTO_ESP, IpProtocol::Esp),
         ] {
             assert_eq!(IpProtocol::from(n), p);
+        }
+    }
+
+    #[test]
+    fn ethertype_numbers_match_the_wire_enum() {
+        for (n, e) in [
+            (ETHERTYPE_IPV4, EtherType::Ipv4),
+            (ETHERTYPE_ARP, EtherType::Arp),
+            (ETHERTYPE_VLAN, EtherType::Vlan),
+        ] {
+            assert_eq!(EtherType::from(n), e);
         }
     }
 
