@@ -367,8 +367,8 @@ pub struct Context {
     gre_entries: Box<[GreEntry]>,
     tunnels: Box<[Option<TunnelEntry>]>,
     table: Arc<ForwardingTable>,
-    /// `FASTMOD[n]` for `n` up to the largest group, in modulo ECMP mode; empty otherwise.
-    fastmod: Box<[u64]>,
+    /// In modulo ECMP mode, each group of `table` by id, ready for selection; empty otherwise.
+    modulo: ModuloGroups,
     probe_ident: u16,
     icmp_ttl: u8,
     icmp_ttl_exceeded: bool,
@@ -381,28 +381,54 @@ fn fastmod_multiplier(d: u64) -> u64 {
     (u64::MAX / d).wrapping_add(1)
 }
 
-/// Validates that every tunnel `table` can select is configured, and returns the fastmod
-/// multipliers for its groups' sizes (modulo mode only).
+/// The groups of a modulo-mode table, flattened for the packet path: one 16-byte record per
+/// group (its members' range and the fastmod multiplier of its size), so selection is one load,
+/// two multiplies and the member's load, with no call into the table.
+#[derive(Debug, Clone, Default)]
+struct ModuloGroups {
+    groups: Box<[ModuloGroup]>,
+    /// The members of every group by ascending id ([`ForwardingTable::group_tunnels`]),
+    /// concatenated.
+    members: Box<[TunnelId]>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct ModuloGroup {
+    first: u32,
+    len: u32,
+    /// `fastmod_multiplier(len)`.
+    multiplier: u64,
+}
+
+/// Validates that every tunnel `table` can select is configured, and prepares the groups for
+/// selection (modulo mode only).
 fn check_table(
     table: &ForwardingTable,
     tunnels: &[Option<TunnelEntry>],
-) -> Result<Box<[u64]>, ContextError> {
-    let mut largest = 0;
+) -> Result<ModuloGroups, ContextError> {
+    let mut groups = Vec::new();
+    let mut all = Vec::new();
     for g in 0..table.stats().groups {
         let members = table.group_tunnels(GroupId(g as u32));
-        largest = largest.max(members.len());
         for &t in members {
             if !matches!(tunnels.get(t.0 as usize), Some(Some(_))) {
                 return Err(ContextError::MissingTunnel(t));
             }
         }
+        groups.push(ModuloGroup {
+            first: all.len() as u32,
+            len: members.len() as u32,
+            multiplier: fastmod_multiplier(members.len().max(1) as u64),
+        });
+        all.extend_from_slice(members);
     }
     if table.mode() != EcmpMode::Modulo {
-        return Ok(Box::default());
+        return Ok(ModuloGroups::default());
     }
-    Ok((0..=largest as u64)
-        .map(|d| if d == 0 { 0 } else { fastmod_multiplier(d) })
-        .collect())
+    Ok(ModuloGroups {
+        groups: groups.into_boxed_slice(),
+        members: all.into_boxed_slice(),
+    })
 }
 
 impl fmt::Debug for Context {
@@ -543,7 +569,7 @@ impl Context {
         }
         let gre_pairs = FlatMap::build(&pairs).expect("pairs are distinct");
 
-        let fastmod = check_table(&table, &tunnels)?;
+        let modulo = check_table(&table, &tunnels)?;
 
         Ok(Context {
             port_macs: config.ports.iter().map(|p| p.mac).collect(),
@@ -555,7 +581,7 @@ impl Context {
             gre_entries: gre.into_iter().map(|(_, e)| e).collect(),
             tunnels: tunnels.into_boxed_slice(),
             table,
-            fastmod,
+            modulo,
             probe_ident: config.probe_ident,
             icmp_ttl: config.icmp_ttl,
             icmp_ttl_exceeded: config.icmp_ttl_exceeded,
@@ -591,10 +617,10 @@ impl Context {
 
     /// The same context over another forwarding table (e.g. after a health change).
     pub fn with_table(&self, table: Arc<ForwardingTable>) -> Result<Self, ContextError> {
-        let fastmod = check_table(&table, &self.tunnels)?;
+        let modulo = check_table(&table, &self.tunnels)?;
         Ok(Context {
             table,
-            fastmod,
+            modulo,
             ..self.clone()
         })
     }
@@ -623,24 +649,28 @@ impl Context {
         self.probe_ident
     }
 
-    /// [`ForwardingTable::select_in`], with the modulo of the default ECMP mode computed by a
-    /// multiplication (the table divides). Same result: in modulo mode the table picks
-    /// `members[hash % n]` of the group's members by ascending id, which
-    /// [`ForwardingTable::group_tunnels`] returns.
+    /// [`ForwardingTable::select_in`] for the flow hash that `hash` computes, with the modulo
+    /// of the default ECMP mode computed by a multiplication (the table divides). Same result:
+    /// in modulo mode the table picks `members[hash % n]` of the group's members by ascending
+    /// id, which [`ForwardingTable::group_tunnels`] returns. A group of one member needs no hash,
+    /// so `hash` is then not called.
     #[inline(always)]
-    pub(crate) fn select(&self, group: GroupId, hash: u32) -> TunnelId {
-        if !self.fastmod.is_empty() {
-            let members = self.table.group_tunnels(group);
-            let n = members.len();
-            if let Some(&m) = self.fastmod.get(n) {
-                let low = m.wrapping_mul(u64::from(hash));
-                let i = ((u128::from(low) * n as u128) >> 64) as usize;
-                if let Some(&t) = members.get(i) {
-                    return t;
+    pub(crate) fn select(&self, group: GroupId, hash: impl Fn() -> u32) -> TunnelId {
+        let m = &self.modulo;
+        if let Some(g) = m.groups.get(group.0 as usize) {
+            let i = match g.len {
+                1 => Some(0),
+                0 => None,
+                n => {
+                    let low = g.multiplier.wrapping_mul(u64::from(hash()));
+                    Some(((u128::from(low) * u128::from(n)) >> 64) as usize)
                 }
+            };
+            if let Some(&t) = i.and_then(|i| m.members.get(g.first as usize + i)) {
+                return t;
             }
         }
-        self.table.select_in(group, hash)
+        self.table.select_in(group, hash())
     }
 
     #[inline(always)]

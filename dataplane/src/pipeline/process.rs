@@ -31,6 +31,9 @@ const PROTO_GRE: u8 = 47;
 const PROTO_ESP: u8 = 50;
 const FLAG_MF: u16 = 0x2000;
 const FRAG_OFFSET: u16 = 0x1fff;
+const ETHERTYPE_IPV4: u16 = 0x0800;
+const ETHERTYPE_ARP: u16 = 0x0806;
+const ETHERTYPE_VLAN: u16 = 0x8100;
 
 type Result<T> = core::result::Result<T, DropReason>;
 
@@ -242,12 +245,19 @@ fn decrement_ttl(h: &mut [u8; ipv4::HEADER_LEN]) -> Result<()> {
     if h[8] == 0 {
         return Err(DropReason::TtlExceeded);
     }
-    let old = u16::from_be_bytes([h[8], h[9]]);
     h[8] -= 1;
-    let new = u16::from_be_bytes([h[8], h[9]]);
-    let ck = checksum::update_u16(u16::from_be_bytes([h[10], h[11]]), old, new);
+    let ck = ttl_decremented_checksum(u16::from_be_bytes([h[10], h[11]]));
     h[10..12].copy_from_slice(&ck.to_be_bytes());
     Ok(())
+}
+
+/// [`checksum::update_u16`] for the TTL/protocol word going from `m` to `m - 0x100` (TTL ≥ 1):
+/// `~m + m'` is the constant `0xFEFF` whatever the TTL and protocol, so the update is one
+/// one's-complement addition. Same result bit for bit (both sums are congruent modulo 0xFFFF
+/// and neither can be zero); an exhaustive test checks it.
+#[inline(always)]
+fn ttl_decremented_checksum(checksum: u16) -> u16 {
+    !checksum::add(!checksum, 0xFEFF)
 }
 
 /// The encapsulation header values of one packet.
@@ -429,15 +439,16 @@ impl<B: PacketBuf> Job<'_, B> {
             .port_mac(self.rx_port)
             .ok_or(DropReason::UnknownPort)?;
         // The Ethernet header read over a fixed 14-byte array, with `EthernetFrame::new_checked`'s
-        // errors for short frames.
+        // errors for short frames. The EtherType is matched as a number (the values of
+        // `EtherType`, which the tests pin): converting to the enum first cost a compare chain.
         let ethertype = {
             let data = self.pkt.data();
             let h: &[u8; ETH_LEN] = data
                 .get(..ETH_LEN)
                 .and_then(|h| h.try_into().ok())
                 .ok_or(crate::wire::Error::EthernetTruncated)?;
-            let ethertype = EtherType::from(u16::from_be_bytes([h[12], h[13]]));
-            if ethertype == EtherType::Vlan && data.len() < ethernet::VLAN_HEADER_LEN {
+            let ethertype = u16::from_be_bytes([h[12], h[13]]);
+            if ethertype == ETHERTYPE_VLAN && data.len() < ethernet::VLAN_HEADER_LEN {
                 return Err(crate::wire::Error::VlanTruncated.into());
             }
             let dst = [h[0], h[1], h[2], h[3], h[4], h[5]];
@@ -447,14 +458,14 @@ impl<B: PacketBuf> Job<'_, B> {
             if dst[0] & 1 != 0 && dst != EthernetAddress::BROADCAST.0 {
                 return Err(DropReason::EthernetNotForUs);
             }
-            if ethertype == EtherType::Vlan {
+            if ethertype == ETHERTYPE_VLAN {
                 return Err(DropReason::VlanTagged);
             }
             ethertype
         };
         match ethertype {
-            EtherType::Ipv4 => self.ipv4(),
-            EtherType::Arp => self.arp(port_mac),
+            ETHERTYPE_IPV4 => self.ipv4(),
+            ETHERTYPE_ARP => self.arp(port_mac),
             _ => Err(DropReason::UnsupportedEtherType),
         }
     }
@@ -482,7 +493,9 @@ impl<B: PacketBuf> Job<'_, B> {
                     Ok(Verdict::Reassemble)
                 }
             }
-            PROTO_ESP if local == Local::Endpoint => self.classify_esp(ip),
+            PROTO_ESP if local == Local::Endpoint => {
+                self.classify_esp(ip.header_len, ip.total_len, ip.fragment)
+            }
             PROTO_ICMP => self.local_icmp(ETH_LEN, local, Source::Plain),
             _ => Err(DropReason::LocalUnsupported),
         }
@@ -491,16 +504,25 @@ impl<B: PacketBuf> Job<'_, B> {
     /// ESP to a local endpoint: the header is validated (length, SPI ≠ 0) and the SPI looked up.
     /// No SA is configured in the dataplane yet, so every well-formed ESP packet ends as
     /// `EspNoSa`; malformed ones count under their wire error.
+    ///
+    /// Takes the fields it needs rather than the `IpInfo`: an `IpInfo` passed by value to an
+    /// out-of-line function goes through memory, which kept the caller's `IpInfo` on the stack
+    /// on every packet.
     #[cold]
-    fn classify_esp(&mut self, ip: IpInfo) -> Result<Verdict> {
-        if ip.fragment {
+    fn classify_esp(
+        &mut self,
+        header_len: usize,
+        total_len: usize,
+        fragment: bool,
+    ) -> Result<Verdict> {
+        if fragment {
             return Err(DropReason::EspNoSa);
         }
-        let start = ETH_LEN + ip.header_len;
+        let start = ETH_LEN + header_len;
         let payload = self
             .pkt
             .data()
-            .get(start..ETH_LEN + ip.total_len)
+            .get(start..ETH_LEN + total_len)
             .unwrap_or(&[]);
         let esp = crate::wire::EspPacket::new_checked(payload)?;
         let _spi = esp.spi();
@@ -564,16 +586,17 @@ impl<B: PacketBuf> Job<'_, B> {
             return self.no_route(ip_off, ip, source);
         };
         let l4 = transport(self.pkt.data().get(ip_off..).unwrap_or(&[]), &ip)?;
-        let hash = FlowKey::new(
+        // The flow hash is only computed when the group has a choice to make. The closure owns
+        // a copy of the key: one that borrowed `ip` would keep `ip` in memory.
+        let key = FlowKey::new(
             ip.src,
             ip.dst,
             ip.protocol,
             ip.fragment,
             l4.src_port(),
             l4.dst_port(),
-        )
-        .hash();
-        let id = ctx.select(group, hash);
+        );
+        let id = ctx.select(group, move || key.hash());
         let entry = ctx.entry(id).ok_or(DropReason::UnknownTunnel)?;
         let t = &entry.tunnel;
         let forwarded = source != Source::Local;
@@ -918,6 +941,34 @@ mod tests {
             (PROTO_ESP, IpProtocol::Esp),
         ] {
             assert_eq!(IpProtocol::from(n), p);
+        }
+    }
+
+    #[test]
+    fn ethertype_numbers_match_the_wire_enum() {
+        for (n, e) in [
+            (ETHERTYPE_IPV4, EtherType::Ipv4),
+            (ETHERTYPE_ARP, EtherType::Arp),
+            (ETHERTYPE_VLAN, EtherType::Vlan),
+        ] {
+            assert_eq!(EtherType::from(n), e);
+        }
+    }
+
+    #[test]
+    fn ttl_decrement_matches_the_general_update() {
+        for ck in 0..=u16::MAX {
+            for ttl in [1u8, 2, 63, 64, 65, 128, 254, 255] {
+                for proto in [0u8, 1, 6, 17, 47, 50, 255, ck as u8] {
+                    let old = u16::from_be_bytes([ttl, proto]);
+                    let new = u16::from_be_bytes([ttl - 1, proto]);
+                    assert_eq!(
+                        ttl_decremented_checksum(ck),
+                        checksum::update_u16(ck, old, new),
+                        "checksum {ck:#06x} ttl {ttl} protocol {proto}"
+                    );
+                }
+            }
         }
     }
 

@@ -2007,13 +2007,13 @@ fn context_select_equals_the_table_in_every_ecmp_mode() {
             for _ in 0..2000 {
                 h = h.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
                 assert_eq!(
-                    ctx.select(GroupId(g), h),
+                    ctx.select(GroupId(g), || h),
                     table.select_in(GroupId(g), h),
                     "{mode:?}"
                 );
             }
             assert_eq!(
-                ctx.select(GroupId(g), u32::MAX),
+                ctx.select(GroupId(g), || u32::MAX),
                 table.select_in(GroupId(g), u32::MAX)
             );
         }
