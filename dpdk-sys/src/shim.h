@@ -16,6 +16,7 @@
 #include <rte_mbuf.h>
 #include <rte_ethdev.h>
 #include <rte_ring.h>
+#include <rte_eth_ring.h>
 
 /* rte_errno is a thread-local macro; bindgen cannot bind it. */
 int conduit_rte_errno(void);
