@@ -47,7 +47,12 @@ impl Drop for RingInner {
             let (dst, spare) = b.spare_ptr();
             // SAFETY: the ring is valid; dst has room for `spare` pointers; we are its only user.
             let n = unsafe {
-                sys::rte_ring_dequeue_burst(self.ptr, dst.cast(), spare as u32, std::ptr::null_mut())
+                sys::rte_ring_dequeue_burst(
+                    self.ptr,
+                    dst.cast(),
+                    spare as u32,
+                    std::ptr::null_mut(),
+                )
             } as usize;
             if n == 0 {
                 break;

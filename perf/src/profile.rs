@@ -192,15 +192,18 @@ impl ProfileSpec {
         };
         y.push_str(&format!("ecmp: {{mode: {mode}}}\ntunnels:\n"));
         for i in 0..self.tunnels {
-            let key = self.gre_key.map(|k| format!(", key: {k}")).unwrap_or_default();
+            let key = self
+                .gre_key
+                .map(|k| format!(", key: {k}"))
+                .unwrap_or_default();
             y.push_str(&format!(
                 "  - {{name: t{i}, kind: gre, local: {ENDPOINT}, remote: {}, interface_address: {}/31{key}, health_check: {{enabled: false}}}}\n",
                 remote(i),
                 Ipv4Addr::from_bits(INTERFACE_BASE + 2 * i)
             ));
         }
-        let mut cfg =
-            Config::parse(&y, Path::new("<conduit-perf>")).map_err(|e| SpecError::Config(e.to_string()))?;
+        let mut cfg = Config::parse(&y, Path::new("<conduit-perf>"))
+            .map_err(|e| SpecError::Config(e.to_string()))?;
         // Up to a million routes: built directly rather than through YAML.
         cfg.routes.reserve((self.routes * self.paths) as usize);
         for p in 0..self.routes {
@@ -221,8 +224,9 @@ impl ProfileSpec {
     /// The kind of flow `f` (only `Mix` varies).
     pub fn flow_kind(&self, f: u32) -> ProfileKind {
         match self.kind {
-            ProfileKind::Mix => [ProfileKind::Encap, ProfileKind::Decap, ProfileKind::Transit]
-                [(f % 3) as usize],
+            ProfileKind::Mix => {
+                [ProfileKind::Encap, ProfileKind::Decap, ProfileKind::Transit][(f % 3) as usize]
+            }
             k => k,
         }
     }
@@ -267,14 +271,28 @@ impl ProfileSpec {
             ProfileKind::Decap => {
                 // From the prefix's first tunnel's customer, to the internet.
                 let tunnel = prefix % self.tunnels;
-                let inner = ip_packet(customer_host, internet_host, proto, sport, dport, size - ETH);
+                let inner = ip_packet(
+                    customer_host,
+                    internet_host,
+                    proto,
+                    sport,
+                    dport,
+                    size - ETH,
+                );
                 ethernet(port_mac, &gre_packet(remote(tunnel), self.gre_key, &inner))
             }
             ProfileKind::Transit => {
                 // Arrives over a tunnel that is not one of the destination prefix's paths
                 // (when there are enough tunnels), and leaves by the prefix's route.
                 let tunnel = (prefix + self.paths) % self.tunnels;
-                let inner = ip_packet(internet_host, customer_host, proto, sport, dport, size - ETH);
+                let inner = ip_packet(
+                    internet_host,
+                    customer_host,
+                    proto,
+                    sport,
+                    dport,
+                    size - ETH,
+                );
                 ethernet(port_mac, &gre_packet(remote(tunnel), self.gre_key, &inner))
             }
         }
@@ -393,7 +411,13 @@ fn gre_packet(src: Ipv4Addr, key: Option<u32>, inner: &[u8]) -> Vec<u8> {
     let gre_len = GRE + if key.is_some() { 4 } else { 0 };
     let total = IP + gre_len + inner.len();
     let mut p = Vec::with_capacity(total);
-    p.extend_from_slice(&ipv4_header(src.to_bits(), ENDPOINT.to_bits(), 47, total, 64));
+    p.extend_from_slice(&ipv4_header(
+        src.to_bits(),
+        ENDPOINT.to_bits(),
+        47,
+        total,
+        64,
+    ));
     p.extend_from_slice(&[if key.is_some() { 0x20 } else { 0 }, 0]);
     p.extend_from_slice(&0x0800u16.to_be_bytes());
     if let Some(k) = key {
@@ -462,7 +486,11 @@ pub fn check_output(spec: &ProfileSpec, frame: &[u8]) -> Result<(), CheckError> 
             return Err(CheckError::OuterAddresses);
         }
         let ihl = ((ip[0] & 0xf) as usize) * 4;
-        let gre_len = if ip.get(ihl).is_some_and(|b| b & 0x20 != 0) { 8 } else { 4 };
+        let gre_len = if ip.get(ihl).is_some_and(|b| b & 0x20 != 0) {
+            8
+        } else {
+            4
+        };
         match ip.get(ihl + gre_len..) {
             Some(inner) if inner.len() >= IP => (true, inner),
             _ => return Err(CheckError::Short),

@@ -255,7 +255,13 @@ fn compact_sizes(sizes: &[u16]) -> Vec<String> {
         }
     }
     out.into_iter()
-        .map(|(v, n)| if n == 1 { v.to_string() } else { format!("{v}x{n}") })
+        .map(|(v, n)| {
+            if n == 1 {
+                v.to_string()
+            } else {
+                format!("{v}x{n}")
+            }
+        })
         .collect()
 }
 
@@ -278,7 +284,15 @@ mod tests {
     #[test]
     fn worker_report_arithmetic() {
         // 2 s at 1 GHz, 20 M packets with 1e9 busy cycles: 10 Mpps, 50 cycles/pkt, 50% busy.
-        let w = WorkerReport::new(1, 20_000_000, 19_000_000, 1_000_000, 1_000_000_000, 2.0, 1_000_000_000);
+        let w = WorkerReport::new(
+            1,
+            20_000_000,
+            19_000_000,
+            1_000_000,
+            1_000_000_000,
+            2.0,
+            1_000_000_000,
+        );
         assert_eq!(w.mpps, 10.0);
         assert_eq!(w.cycles_per_packet, Some(50.0));
         assert_eq!(w.busy_fraction, 0.5);

@@ -198,5 +198,8 @@ fn check_output_rejects_wrong_shapes() {
     let mut g = d.frame(1, PORT_MAC);
     stamp(&mut g, 5);
     // Outer source is the remote, not the endpoint.
-    assert_eq!(check_output(&spec(ProfileKind::Transit), &g), Err(CheckError::OuterAddresses));
+    assert_eq!(
+        check_output(&spec(ProfileKind::Transit), &g),
+        Err(CheckError::OuterAddresses)
+    );
 }
