@@ -31,8 +31,12 @@ all_profiles=(
     "decap|--profile decap --size 64 --flows 10000 --routes 1000"
     "transit|--profile transit --size 64 --flows 10000 --routes 1000"
     "mix-imix|--profile mix --size imix --proto mix --flows 10000 --routes 1000"
+    # The same generator, ring port and sink with testpmd's forwarding on the worker instead of
+    # the pipeline: what the cross-core ring I/O alone costs in this harness.
+    "ring-io|--profile encap --size 64 --flows 10000 --worker io"
+    "ring-macswap|--profile encap --size 64 --flows 10000 --worker macswap"
 )
-want=${PROFILES:-encap encap-1M decap transit mix-imix}
+want=${PROFILES:-encap encap-1M decap transit mix-imix ring-io ring-macswap}
 
 median() { sort -g | awk '{a[NR]=$1} END {if (NR==0) {print "nan"} else if (NR%2) {print a[(NR+1)/2]} else {print (a[NR/2]+a[NR/2+1])/2}}'; }
 json() { python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2], {}, {"d": d}))' "$@"; }
@@ -73,15 +77,18 @@ done
 col() { awk -v i="$1" '{print $i}' "$2" | median; }
 tm=$(col 1 "$out/t.macswap"); ti=$(col 1 "$out/t.io")
 echo "# $(date -u +%Y-%m-%dT%H:%MZ), $rounds rounds x ${secs}s, EAL memory: $mem, $(nproc) CPUs: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
-printf "%-10s %10s %10s %10s %10s %10s %10s %12s\n" profile cyc/pkt Mpps vs_macswap vs_io p50_ns p99_ns p999_ns
+bm=nan; [ -f "$out/c.ring-macswap" ] && bm=$(col 1 "$out/c.ring-macswap")
+printf "%-12s %9s %8s %10s %8s %11s %10s %10s %12s\n" profile cyc/pkt Mpps vs_macswap vs_io vs_ring_msw p50_ns p99_ns p999_ns
 for p in "${all_profiles[@]}"; do
     name=${p%%|*}
     [ -f "$out/c.$name" ] || continue
     c=$(col 1 "$out/c.$name")
-    printf "%-10s %10.1f %10.2f %10.2f %10.2f %10.0f %10.0f %12.0f\n" "$name" "$c" "$(col 2 "$out/c.$name")" \
+    printf "%-12s %9.1f %8.2f %10.2f %8.2f %11.2f %10.0f %10.0f %12.0f\n" "$name" "$c" "$(col 2 "$out/c.$name")" \
         "$(echo "$c $tm" | awk '{print $1/$2}')" "$(echo "$c $ti" | awk '{print $1/$2}')" \
+        "$(echo "$c $bm" | awk '{print ($2 == "nan") ? "nan" : $1/$2}')" \
         "$(col 3 "$out/c.$name")" "$(col 4 "$out/c.$name")" "$(col 5 "$out/c.$name")"
 done
-printf "%-10s %10.1f %10.2f\n" testpmd-macswap "$tm" "$(col 2 "$out/t.macswap")"
-printf "%-10s %10.1f %10.2f\n" testpmd-io "$ti" "$(col 2 "$out/t.io")"
-echo "# vs_macswap / vs_io: Conduit's busy cycles per packet divided by testpmd's (lower is better for Conduit)"
+printf "%-12s %9.1f %8.2f\n" testpmd-msw "$tm" "$(col 2 "$out/t.macswap")"
+printf "%-12s %9.1f %8.2f\n" testpmd-io "$ti" "$(col 2 "$out/t.io")"
+echo "# vs_macswap / vs_io: busy cycles per packet divided by testpmd's on net_ring loopbacks (single core);"
+echo "# vs_ring_msw: divided by macswap on conduit-perf's own generator and ring port (same cross-core I/O)"

@@ -29,8 +29,9 @@ use dataplane::pipeline::{
 };
 use dataplane::port::{Port, PortConfig, PortStats, RxQueue, TxQueue};
 use dataplane::ring::{self, Ring, RingConsumer, RingProducer};
-use dataplane::stats::CoreSnapshot;
+use dataplane::stats::{CoreCounters, CoreSnapshot};
 use dataplane::worker::pipeline::{ContextSlot, PipelineCounters, PipelineWorker};
+use dataplane::worker::IoPath;
 
 use perf::profile::{self, Ecmp, ProfileKind, ProfileSpec, Proto, GATEWAY_MAC};
 use perf::report::{self, Latency, Report, TrafficReport, WorkerReport};
@@ -40,6 +41,13 @@ const PORT_NAME: &str = "perf_ring0";
 /// (both prime, so that neither locks onto the IMIX size pattern).
 const LATENCY_EVERY: u64 = 7;
 const CHECK_EVERY: u64 = 13;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum WorkerMode {
+    Pipeline,
+    Io,
+    Macswap,
+}
 
 #[derive(Parser, Debug)]
 #[command(
@@ -95,6 +103,11 @@ struct Cli {
     /// Periodic statistics interval in milliseconds (0: only the final summary).
     #[arg(long, default_value_t = 1000)]
     stats_interval: u64,
+    /// What the worker lcore runs: Conduit's pipeline, or testpmd-style io / macswap
+    /// forwarding over the same ring port and generator (the baseline that isolates the
+    /// pipeline's own cost from the cross-core I/O).
+    #[arg(long, value_enum, default_value_t = WorkerMode::Pipeline)]
+    worker: WorkerMode,
     /// Print the final report as JSON on stdout (periodic statistics go to stderr).
     #[arg(long)]
     json: bool,
@@ -261,12 +274,17 @@ fn run_with_eal(cli: &Cli, spec: &ProfileSpec, eal: &Eal) -> Result<ExitCode> {
     for (q, &lcore_id) in workers.iter().enumerate() {
         let rx = port.take_rx_queue(q as u16).context("RX queue")?;
         let tx = port.take_tx_queue(q as u16).context("TX queue")?;
-        let w = build_worker(&cfg, q, rx, tx, &ctx, &pool, tsc_hz);
-        handles.push(spawn_worker(lcore_id, q, w, &stop, &counters)?);
+        handles.push(match cli.worker {
+            WorkerMode::Pipeline => {
+                let w = build_worker(&cfg, q, rx, tx, &ctx, &pool, tsc_hz);
+                spawn_worker(lcore_id, q, w, &stop, &counters)?
+            }
+            mode => spawn_baseline(lcore_id, q, mode, rx, tx, cli.burst, &stop, &counters)?,
+        });
     }
 
     let mut gen = Generator::new(gen_rings, templates, cli.burst as usize, cli.rate, tsc_hz);
-    let mut sink = Sink::new(sink_rings, spec.clone());
+    let mut sink = Sink::new(sink_rings, spec.clone(), cli.worker == WorkerMode::Pipeline);
     let out = Output { json: cli.json };
 
     // Warm-up, then the measured interval.
@@ -281,14 +299,18 @@ fn run_with_eal(cli: &Cli, spec: &ProfileSpec, eal: &Eal) -> Result<ExitCode> {
     let warmup = Duration::from_secs_f64(cli.warmup.max(0.0));
     let duration = Duration::from_secs_f64(cli.duration.max(0.0));
     let pool_ref = Arc::clone(&pool);
-    let mut iter = 0u64;
+    // The clock is read once a millisecond (by TSC): clock_gettime is slow on some VMs and
+    // would otherwise eat into the generator's time.
+    let check_every = (tsc_hz / 1000).max(1);
+    let mut next_check = rdtsc();
     let measured = loop {
         gen.step(&pool_ref);
         sink.step();
-        iter += 1;
-        if iter % 256 != 0 {
+        let t = rdtsc();
+        if t < next_check {
             continue;
         }
+        next_check = t + check_every;
         let now = Instant::now();
         if warm && now.duration_since(start) >= warmup {
             warm = false;
@@ -330,7 +352,9 @@ fn run_with_eal(cli: &Cli, spec: &ProfileSpec, eal: &Eal) -> Result<ExitCode> {
     let mut quiet_since = Instant::now();
     let mut last_rx = sum(&counters).rx_packets;
     while Instant::now() < drain_until {
-        sink.step();
+        for _ in 0..1000 {
+            sink.step();
+        }
         let rx = sum(&counters).rx_packets;
         if rx != last_rx || gen.backlog() > 0 {
             last_rx = rx;
@@ -394,6 +418,7 @@ fn run_with_eal(cli: &Cli, spec: &ProfileSpec, eal: &Eal) -> Result<ExitCode> {
     }
     let rep = Report {
         profile: spec.clone(),
+        worker: format!("{:?}", cli.worker).to_lowercase(),
         dpdk: Eal::version(),
         hugepages: eal.has_hugepages(),
         tsc_hz,
@@ -490,6 +515,71 @@ fn spawn_worker(
     let counters = Arc::clone(counters);
     lcore::launch(lcore_id, move || w.run(&stop, &counters[q]))
         .with_context(|| format!("launching the worker on {lcore_id:?}"))
+}
+
+/// testpmd-style io or macswap forwarding on worker `q`'s queue pair.
+#[allow(clippy::too_many_arguments)]
+fn spawn_baseline(
+    lcore_id: LcoreId,
+    q: usize,
+    mode: WorkerMode,
+    rx: RxQueue,
+    tx: TxQueue,
+    burst: u16,
+    stop: &Arc<AtomicBool>,
+    counters: &Arc<Vec<PipelineCounters>>,
+) -> Result<lcore::JoinHandle<()>> {
+    let stop = Arc::clone(stop);
+    let counters = Arc::clone(counters);
+    let burst = burst as usize;
+    lcore::launch(lcore_id, move || {
+        let core = &counters[q].core;
+        match mode {
+            WorkerMode::Macswap => run_macswap(rx, tx, burst, &stop, core),
+            _ => dataplane::worker::run_io(&mut [IoPath { rx, tx }], burst, &stop, core),
+        }
+    })
+    .with_context(|| format!("launching the worker on {lcore_id:?}"))
+}
+
+/// testpmd's macswap: swap the Ethernet addresses and send back; the io loop's accounting.
+fn run_macswap(
+    mut rx: RxQueue,
+    mut tx: TxQueue,
+    burst_size: usize,
+    stop: &AtomicBool,
+    c: &CoreCounters,
+) {
+    let mut burst = Burst::new();
+    let mut t_start = rdtsc();
+    while !stop.load(Ordering::Relaxed) {
+        let n = rx.rx_burst(&mut burst, burst_size);
+        c.polls.add(1);
+        let t_end = if n > 0 {
+            for m in burst.as_mut_slice() {
+                if let Some(h) = m.data_mut().get_mut(..12) {
+                    let mut a = [0u8; 12];
+                    a[..6].copy_from_slice(&h[6..12]);
+                    a[6..].copy_from_slice(&h[..6]);
+                    h.copy_from_slice(&a);
+                }
+            }
+            let sent = tx.tx_burst(&mut burst);
+            c.tx_packets.add(sent as u64);
+            if !burst.is_empty() {
+                c.tx_dropped.add(burst.len() as u64);
+                burst.clear();
+            }
+            let t = rdtsc();
+            c.rx_packets.add(n as u64);
+            c.busy_polls.add(1);
+            c.busy_cycles.add(t.wrapping_sub(t_start));
+            t
+        } else {
+            rdtsc()
+        };
+        t_start = t_end;
+    }
 }
 
 /// Every flow's frame, grouped by the worker queue it goes to, in one byte arena.
@@ -600,6 +690,8 @@ impl Generator {
 struct Sink {
     rings: Vec<RingConsumer>,
     spec: ProfileSpec,
+    /// Check frames against the profile (pipeline); otherwise only their trailer.
+    check_profile: bool,
     burst: Burst,
     packets: u64,
     bytes: u64,
@@ -610,10 +702,11 @@ struct Sink {
 }
 
 impl Sink {
-    fn new(rings: Vec<RingConsumer>, spec: ProfileSpec) -> Self {
+    fn new(rings: Vec<RingConsumer>, spec: ProfileSpec, check_profile: bool) -> Self {
         Sink {
             rings,
             spec,
+            check_profile,
             burst: Burst::new(),
             packets: 0,
             bytes: 0,
@@ -660,7 +753,14 @@ impl Sink {
                 }
                 if self.packets % CHECK_EVERY == 0 {
                     self.checked += 1;
-                    if let Err(e) = profile::check_output(&self.spec, data) {
+                    let r = if self.check_profile {
+                        profile::check_output(&self.spec, data)
+                    } else {
+                        profile::read_stamp(data)
+                            .map(|_| ())
+                            .ok_or(profile::CheckError::Trailer)
+                    };
+                    if let Err(e) = r {
                         self.check_failed += 1;
                         self.first_failure.get_or_insert(e);
                     }

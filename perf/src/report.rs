@@ -135,6 +135,8 @@ pub struct TrafficReport {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Report {
     pub profile: ProfileSpec,
+    /// What the worker ran: `pipeline`, or the `io` / `macswap` baseline.
+    pub worker: String,
     pub dpdk: String,
     pub hugepages: bool,
     pub tsc_hz: u64,
@@ -171,8 +173,8 @@ impl Report {
         let p = &self.profile;
         let _ = writeln!(
             s,
-            "================ conduit-perf: {:?} profile, {:.2} s measured ================",
-            p.kind, self.seconds
+            "================ conduit-perf: {:?} profile, {} worker, {:.2} s measured ================",
+            p.kind, self.worker, self.seconds
         );
         let _ = writeln!(
             s,
@@ -338,6 +340,7 @@ mod tests {
                 ecmp: Ecmp::Modulo,
                 gre_key: None,
             },
+            worker: "pipeline".into(),
             dpdk: "DPDK 22.11".into(),
             hugepages: true,
             tsc_hz: 1_000_000,
@@ -357,6 +360,7 @@ mod tests {
     fn json_has_the_fields_users_script_against() {
         let v: serde_json::Value = serde_json::from_str(&sample().to_json()).unwrap();
         assert_eq!(v["profile"]["kind"], "encap");
+        assert_eq!(v["worker"], "pipeline");
         assert_eq!(v["profile"]["ecmp"], "modulo");
         assert_eq!(v["profile"]["sizes"][2], 594);
         assert_eq!(v["workers"][0]["lcore"], 1);
