@@ -399,6 +399,7 @@ fn run_with_eal(cli: &Cli, spec: &ProfileSpec, eal: &Eal) -> Result<ExitCode> {
                 w.tx_packets,
                 w.tx_dropped,
                 w.busy_cycles,
+                w.busy_polls,
                 secs,
                 tsc_hz,
             )
@@ -865,14 +866,15 @@ impl Output {
         ));
         for (w, l) in d.workers.iter().zip(lcores) {
             self.line(&format!(
-                "            lcore {l:<3}  rx-pps {:>11.0}  tx-pps {:>11.0}  tx-dropped {:<8}  cycles/pkt {}  busy {:5.1}%",
+                "            lcore {l:<3}  rx-pps {:>11.0}  tx-pps {:>11.0}  tx-dropped {:<8}  cycles/pkt {}  busy {:5.1}%  pkts/busy-poll {:.1}",
                 report::rate(w.rx_packets, dt),
                 report::rate(w.tx_packets, dt),
                 w.tx_dropped,
                 report::cycles_per_packet(w.busy_cycles, w.rx_packets)
                     .map(|c| format!("{c:6.1}"))
                     .unwrap_or_else(|| "     -".into()),
-                (w.busy_cycles as f64 / (dt * tsc_hz as f64) * 100.0).min(100.0)
+                (w.busy_cycles as f64 / (dt * tsc_hz as f64) * 100.0).min(100.0),
+                w.rx_packets as f64 / w.busy_polls.max(1) as f64
             ));
         }
         let drops: u64 = d.drops.iter().sum();

@@ -84,6 +84,8 @@ pub struct WorkerReport {
     pub cycles_per_packet: Option<f64>,
     /// Busy cycles / all TSC cycles of the interval.
     pub busy_fraction: f64,
+    /// Packets per poll that returned any: the burst size when the worker is saturated.
+    pub packets_per_busy_poll: Option<f64>,
 }
 
 impl WorkerReport {
@@ -94,6 +96,7 @@ impl WorkerReport {
         tx_packets: u64,
         tx_dropped: u64,
         busy_cycles: u64,
+        busy_polls: u64,
         seconds: f64,
         tsc_hz: u64,
     ) -> Self {
@@ -111,6 +114,7 @@ impl WorkerReport {
             } else {
                 0.0
             },
+            packets_per_busy_poll: (busy_polls > 0).then(|| rx_packets as f64 / busy_polls as f64),
         }
     }
 }
@@ -193,14 +197,15 @@ impl Report {
         for w in &self.workers {
             let _ = writeln!(
                 s,
-                "lcore {:<3} rx {:<12} tx {:<12} tx-dropped {:<8} {:>8.3} Mpps  cycles/pkt {}  busy {:.1}%",
+                "lcore {:<3} rx {:<12} tx {:<12} tx-dropped {:<8} {:>8.3} Mpps  cycles/pkt {}  busy {:.1}%  pkts/busy-poll {}",
                 w.lcore,
                 w.rx_packets,
                 w.tx_packets,
                 w.tx_dropped,
                 w.mpps,
                 fmt_opt(w.cycles_per_packet),
-                w.busy_fraction * 100.0
+                w.busy_fraction * 100.0,
+                fmt_opt(w.packets_per_busy_poll)
             );
         }
         let t = &self.traffic;
@@ -292,13 +297,16 @@ mod tests {
             19_000_000,
             1_000_000,
             1_000_000_000,
+            1_000_000,
             2.0,
             1_000_000_000,
         );
         assert_eq!(w.mpps, 10.0);
         assert_eq!(w.cycles_per_packet, Some(50.0));
         assert_eq!(w.busy_fraction, 0.5);
-        let w2 = WorkerReport::new(2, 10_000_000, 0, 0, 3_000_000_000, 2.0, 1_000_000_000);
+        assert_eq!(w.packets_per_busy_poll, Some(20.0));
+        let w2 = WorkerReport::new(2, 10_000_000, 0, 0, 3_000_000_000, 0, 2.0, 1_000_000_000);
+        assert_eq!(w2.packets_per_busy_poll, None);
         assert_eq!(w2.busy_fraction, 1.0, "clamped");
         // Totals weight cycles by packets, not by averaging per-worker figures.
         let (mpps, cpp) = Report::totals(&[w, w2]);
@@ -326,7 +334,7 @@ mod tests {
     }
 
     fn sample() -> Report {
-        let w = WorkerReport::new(1, 100, 90, 10, 10_000, 1.0, 1_000_000);
+        let w = WorkerReport::new(1, 100, 90, 10, 10_000, 4, 1.0, 1_000_000);
         let (total_mpps, cycles_per_packet) = Report::totals(std::slice::from_ref(&w));
         Report {
             profile: ProfileSpec {
@@ -376,6 +384,7 @@ mod tests {
     fn text_summary() {
         let t = sample().to_text();
         assert!(t.contains("cycles/pkt 100.0"), "{t}");
+        assert!(t.contains("pkts/busy-poll 25.0"), "{t}");
         assert!(t.contains("drop      no_route"), "{t}");
         assert!(t.contains("[\"64x2\", \"594\"]"), "{t}");
         assert_eq!(compact_sizes(&[]), Vec::<String>::new());
