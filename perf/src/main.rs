@@ -392,18 +392,7 @@ fn run_with_eal(cli: &Cli, spec: &ProfileSpec, eal: &Eal) -> Result<ExitCode> {
         .workers
         .iter()
         .zip(&worker_ids)
-        .map(|(w, &l)| {
-            WorkerReport::new(
-                l,
-                w.rx_packets,
-                w.tx_packets,
-                w.tx_dropped,
-                w.busy_cycles,
-                w.busy_polls,
-                secs,
-                tsc_hz,
-            )
-        })
+        .map(|(w, &l)| WorkerReport::new(l, w, secs, tsc_hz))
         .collect();
     let (total_mpps, cpp) = Report::totals(&workers_report);
     let mut drops = BTreeMap::new();

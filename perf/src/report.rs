@@ -7,6 +7,8 @@ use std::fmt::Write as _;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
+use dataplane::stats::CoreSnapshot;
+
 use crate::profile::ProfileSpec;
 
 /// Events per second; 0 for an empty interval.
@@ -89,17 +91,16 @@ pub struct WorkerReport {
 }
 
 impl WorkerReport {
-    /// From the worker's counter deltas over `seconds` at `tsc_hz`.
-    pub fn new(
-        lcore: u32,
-        rx_packets: u64,
-        tx_packets: u64,
-        tx_dropped: u64,
-        busy_cycles: u64,
-        busy_polls: u64,
-        seconds: f64,
-        tsc_hz: u64,
-    ) -> Self {
+    /// From the worker's counter deltas `d` over `seconds` at `tsc_hz`.
+    pub fn new(lcore: u32, d: &CoreSnapshot, seconds: f64, tsc_hz: u64) -> Self {
+        let CoreSnapshot {
+            rx_packets,
+            tx_packets,
+            tx_dropped,
+            busy_cycles,
+            busy_polls,
+            ..
+        } = *d;
         let total = seconds * tsc_hz as f64;
         WorkerReport {
             lcore,
@@ -288,16 +289,23 @@ mod tests {
         assert_eq!(cycles_to_ns(10, 0), 0.0);
     }
 
+    fn snap(rx: u64, tx: u64, dropped: u64, busy: u64, busy_polls: u64) -> CoreSnapshot {
+        CoreSnapshot {
+            rx_packets: rx,
+            tx_packets: tx,
+            tx_dropped: dropped,
+            busy_polls,
+            polls: busy_polls * 2,
+            busy_cycles: busy,
+        }
+    }
+
     #[test]
     fn worker_report_arithmetic() {
         // 2 s at 1 GHz, 20 M packets with 1e9 busy cycles: 10 Mpps, 50 cycles/pkt, 50% busy.
         let w = WorkerReport::new(
             1,
-            20_000_000,
-            19_000_000,
-            1_000_000,
-            1_000_000_000,
-            1_000_000,
+            &snap(20_000_000, 19_000_000, 1_000_000, 1_000_000_000, 1_000_000),
             2.0,
             1_000_000_000,
         );
@@ -305,7 +313,12 @@ mod tests {
         assert_eq!(w.cycles_per_packet, Some(50.0));
         assert_eq!(w.busy_fraction, 0.5);
         assert_eq!(w.packets_per_busy_poll, Some(20.0));
-        let w2 = WorkerReport::new(2, 10_000_000, 0, 0, 3_000_000_000, 0, 2.0, 1_000_000_000);
+        let w2 = WorkerReport::new(
+            2,
+            &snap(10_000_000, 0, 0, 3_000_000_000, 0),
+            2.0,
+            1_000_000_000,
+        );
         assert_eq!(w2.packets_per_busy_poll, None);
         assert_eq!(w2.busy_fraction, 1.0, "clamped");
         // Totals weight cycles by packets, not by averaging per-worker figures.
@@ -334,7 +347,7 @@ mod tests {
     }
 
     fn sample() -> Report {
-        let w = WorkerReport::new(1, 100, 90, 10, 10_000, 4, 1.0, 1_000_000);
+        let w = WorkerReport::new(1, &snap(100, 90, 10, 10_000, 4), 1.0, 1_000_000);
         let (total_mpps, cycles_per_packet) = Report::totals(std::slice::from_ref(&w));
         Report {
             profile: ProfileSpec {
