@@ -74,6 +74,10 @@ fn main() {
         }
     }
 
+    // rte_eth_from_rings (ethdev ports over in-process rings, used by conduit-perf) lives in the
+    // ring PMD, which pkg-config's link line leaves to EAL's plugin loading.
+    println!("cargo:rustc-link-lib=dylib=rte_net_ring");
+
     let out_dir = PathBuf::from(env::var("OUT_DIR").expect("OUT_DIR set by cargo"));
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));
     let wrappers = out_dir.join("static_fns");
@@ -179,6 +183,9 @@ fn main() {
         "rte_tel_data_add_dict_container",
         "rte_tel_data_alloc",
         "rte_tel_data_free",
+        "rte_ring_enqueue_burst",
+        "rte_ring_dequeue_burst",
+        "rte_eth_from_rings",
         "conduit_rte_errno",
         "conduit_flag_value",
     ] {
@@ -203,7 +210,9 @@ fn main() {
         .allowlist_var("RTE_ETHER_.*")
         .allowlist_var("SOCKET_ID_ANY")
         .allowlist_var("RTE_RING_F_.*")
-        .allowlist_var("RTE_TEL_MAX_.*");
+        .allowlist_var("RTE_TEL_MAX_.*")
+        .allowlist_var("RING_F_SP_ENQ")
+        .allowlist_var("RING_F_SC_DEQ");
 
     // bindgen panics (rather than returning an error) when it cannot load libclang; turn that
     // into the same one-line message as every other missing prerequisite.

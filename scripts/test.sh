@@ -16,3 +16,8 @@ cargo nextest run --workspace --no-fail-fast
 echo "== interop (scapy builds, conduit replays over net_pcap, scapy and tshark decode)" >&2
 cargo build --bin conduit
 CONDUIT_BIN="$PWD/target/debug/conduit" python3 -m pytest tests/interop -q -p no:cacheprovider
+echo "== conduit-perf smoke (every profile's path once: mix of encap/decap/transit, IMIX; exits non-zero on a failed output check or a leaked mbuf)" >&2
+cargo build -p perf --bin conduit-perf
+target/debug/conduit-perf -l 0,1 $(bash scripts/eal-mem.sh) --no-pci --file-prefix perf-smoke \
+    --log-level=lib.eal:warning -- --profile mix --proto mix --size imix --flows 1000 \
+    --duration 1 --warmup 0.2 --stats-interval 500

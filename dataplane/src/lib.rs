@@ -11,6 +11,7 @@ pub mod neighbor;
 pub mod pipeline;
 pub mod port;
 pub mod publish;
+pub mod ring;
 pub mod route;
 pub mod stats;
 pub mod telemetry;

@@ -17,6 +17,7 @@
 #include <rte_ethdev.h>
 #include <rte_ring.h>
 #include <rte_telemetry.h>
+#include <rte_eth_ring.h>
 
 /* rte_errno is a thread-local macro; bindgen cannot bind it. */
 int conduit_rte_errno(void);
