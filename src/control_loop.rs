@@ -77,7 +77,7 @@ impl ControlLoop {
         tsc_hz: u64,
     ) -> Self {
         ControlLoop {
-            plane,
+            plane: plane.with_publish_clock(fresh_now),
             queues,
             tx,
             pool,

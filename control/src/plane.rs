@@ -216,6 +216,9 @@ pub struct ControlPlane {
     pending_swap: Option<(u64, Timestamp)>,
     swap: SwapLatency,
     counters: PlaneCounters,
+    /// Reads the time at the moment of a publication (for swap-to-effect latency, which must
+    /// not include building the table); `None`: the `now` of the call that published.
+    publish_clock: Option<fn() -> Timestamp>,
 }
 
 impl fmt::Debug for ControlPlane {
@@ -275,6 +278,7 @@ impl ControlPlane {
                 pending_swap: None,
                 swap: SwapLatency::default(),
                 counters: PlaneCounters::default(),
+                publish_clock: None,
             },
             readers,
         ))
@@ -388,7 +392,8 @@ impl ControlPlane {
             Ok(generation) => {
                 self.dirty = false;
                 self.counters.publications += 1;
-                self.pending_swap = Some((generation, now));
+                let at = self.publish_clock.map_or(now, |clock| clock());
+                self.pending_swap = Some((generation, at));
                 log::debug!("published forwarding context generation {generation}");
                 Ok(generation)
             }
@@ -397,6 +402,14 @@ impl ControlPlane {
                 Err(PlaneError::PublishStalled)
             }
         }
+    }
+
+    /// Dates publications with `clock` (read right after the pointer swap) instead of the `now`
+    /// passed to the call that published, so that swap-to-effect latency excludes the table
+    /// build that preceded it.
+    pub fn with_publish_clock(mut self, clock: fn() -> Timestamp) -> Self {
+        self.publish_clock = Some(clock);
+        self
     }
 
     /// Whether the last publication's swap-to-effect latency is still being measured.
