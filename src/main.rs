@@ -71,7 +71,7 @@ fn main() -> ExitCode {
         .format_timestamp_millis()
         .init();
     let argv: Vec<String> = std::env::args().collect();
-    let (eal_args, app_args) = split_args(&argv);
+    let (eal_args, app_args) = dataplane::eal::split_args(&argv, "conduit");
     let cli = match Cli::try_parse_from(&app_args) {
         Ok(cli) => cli,
         Err(e) => {
@@ -89,24 +89,6 @@ fn main() -> ExitCode {
             eprintln!("conduit: error: {e:#}");
             ExitCode::from(1)
         }
-    }
-}
-
-/// Splits argv at the first `--` into EAL arguments (with the program name) and Conduit's
-/// (also starting with the program name, for clap). Without `--`, EAL gets only the name.
-fn split_args(argv: &[String]) -> (Vec<String>, Vec<String>) {
-    let prog = argv
-        .first()
-        .cloned()
-        .unwrap_or_else(|| "conduit".to_string());
-    match argv.iter().position(|a| a == "--") {
-        Some(i) => {
-            let eal = argv[..i].to_vec();
-            let mut app = vec![prog];
-            app.extend_from_slice(&argv[i + 1..]);
-            (eal, app)
-        }
-        None => (vec![prog], argv.to_vec()),
     }
 }
 
@@ -782,27 +764,4 @@ fn fmt_mac(m: &[u8; 6]) -> String {
         "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
         m[0], m[1], m[2], m[3], m[4], m[5]
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::split_args;
-
-    fn v(a: &[&str]) -> Vec<String> {
-        a.iter().map(|s| s.to_string()).collect()
-    }
-
-    #[test]
-    fn splits_at_double_dash() {
-        let (e, a) = split_args(&v(&["conduit", "-l", "0,1", "--", "--config", "x.yaml"]));
-        assert_eq!(e, v(&["conduit", "-l", "0,1"]));
-        assert_eq!(a, v(&["conduit", "--config", "x.yaml"]));
-    }
-
-    #[test]
-    fn without_double_dash_everything_is_ours() {
-        let (e, a) = split_args(&v(&["conduit", "check-config", "x.yaml"]));
-        assert_eq!(e, v(&["conduit"]));
-        assert_eq!(a, v(&["conduit", "check-config", "x.yaml"]));
-    }
 }

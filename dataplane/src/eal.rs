@@ -139,3 +139,54 @@ pub fn rdtsc() -> u64 {
     // SAFETY: rdtsc has no preconditions on x86_64.
     unsafe { core::arch::x86_64::_rdtsc() }
 }
+
+/// Splits a command line at the first `--` (the DPDK convention for applications): the EAL
+/// arguments before it (with the program name first) and the application's after it (also
+/// starting with the program name, for an argument parser). Without `--`, EAL gets only the
+/// program name and the application everything. `default_prog` names an empty command line.
+pub fn split_args(argv: &[String], default_prog: &str) -> (Vec<String>, Vec<String>) {
+    let prog = argv
+        .first()
+        .cloned()
+        .unwrap_or_else(|| default_prog.to_string());
+    match argv.iter().position(|a| a == "--") {
+        Some(i) => {
+            let mut app = vec![prog];
+            app.extend_from_slice(&argv[i + 1..]);
+            (argv[..i].to_vec(), app)
+        }
+        None => (vec![prog], argv.to_vec()),
+    }
+}
+
+#[cfg(test)]
+mod split_args_tests {
+    use super::split_args;
+
+    fn v(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn splits_at_the_first_double_dash() {
+        let (e, a) = split_args(
+            &v(&["conduit", "-l", "0,1", "--", "--config", "x.yaml"]),
+            "c",
+        );
+        assert_eq!(e, v(&["conduit", "-l", "0,1"]));
+        assert_eq!(a, v(&["conduit", "--config", "x.yaml"]));
+        let (e, a) = split_args(&v(&["p", "--", "--x", "--", "y"]), "c");
+        assert_eq!(e, v(&["p"]));
+        assert_eq!(a, v(&["p", "--x", "--", "y"]));
+    }
+
+    #[test]
+    fn without_double_dash_everything_is_the_application_s() {
+        let (e, a) = split_args(&v(&["conduit", "check-config", "x.yaml"]), "c");
+        assert_eq!(e, v(&["conduit"]));
+        assert_eq!(a, v(&["conduit", "check-config", "x.yaml"]));
+        let (e, a) = split_args(&[], "conduit-perf");
+        assert_eq!(e, v(&["conduit-perf"]));
+        assert!(a.is_empty());
+    }
+}

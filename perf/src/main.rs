@@ -118,7 +118,7 @@ fn main() -> ExitCode {
         .format_timestamp_millis()
         .init();
     let argv: Vec<String> = std::env::args().collect();
-    let (eal_args, app_args) = split_args(&argv);
+    let (eal_args, app_args) = dataplane::eal::split_args(&argv, "conduit-perf");
     let cli = match Cli::try_parse_from(&app_args) {
         Ok(cli) => cli,
         Err(e) => {
@@ -136,23 +136,6 @@ fn main() -> ExitCode {
             eprintln!("conduit-perf: error: {e:#}");
             ExitCode::from(1)
         }
-    }
-}
-
-/// EAL arguments before the first `--`, ours after (the appliance's convention; its
-/// `split_args` is private to its binary, so this is a small local copy).
-fn split_args(argv: &[String]) -> (Vec<String>, Vec<String>) {
-    let prog = argv
-        .first()
-        .cloned()
-        .unwrap_or_else(|| "conduit-perf".into());
-    match argv.iter().position(|a| a == "--") {
-        Some(i) => {
-            let mut app = vec![prog];
-            app.extend_from_slice(&argv[i + 1..]);
-            (argv[..i].to_vec(), app)
-        }
-        None => (vec![prog], argv.to_vec()),
     }
 }
 
@@ -876,21 +859,5 @@ impl Output {
             report::cycles_to_ns(sink.latency.value_at_quantile(0.5), tsc_hz),
             report::cycles_to_ns(sink.latency.value_at_quantile(0.99), tsc_hz),
         ));
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::split_args;
-
-    #[test]
-    fn eal_and_app_arguments() {
-        let v = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        let (e, a) = split_args(&v(&["p", "-l", "0,1", "--", "--profile", "decap"]));
-        assert_eq!(e, v(&["p", "-l", "0,1"]));
-        assert_eq!(a, v(&["p", "--profile", "decap"]));
-        let (e, a) = split_args(&v(&["p", "--help"]));
-        assert_eq!(e, v(&["p"]));
-        assert_eq!(a, v(&["p", "--help"]));
     }
 }
