@@ -21,7 +21,7 @@
 //! let mut t = TunnelMetrics::new(&tc.name, tc.kind, TunnelStatus::from_health(h.state(), enabled));
 //! t.penalty = table_penalty_of(h.state());
 //! t.set_health_counters(h.counters());
-//! t.rtt = rtt_window.summary();          // RttWindow::record(rtt) on each ReplyStatus::Accepted
+//! t.rtt = Some(RttSummary { .. });       // from the tunnel's RTT hdrhistogram (src/ops.rs)
 //! hub.publish(Snapshot { appliance, tunnels, ports, cores, drops });
 //! // shutdown: server.stop() (or drop it)
 //! ```
@@ -203,88 +203,6 @@ impl TunnelMetrics {
         self.probes_lost = c.timeouts;
         self.probe_late_replies = c.late_replies;
         self.state_changes = c.transitions;
-    }
-}
-
-/// The last `capacity` round-trip times of one tunnel, for [`RttSummary`] percentiles.
-///
-/// Recording is O(1) into a ring (no allocation after `new`); [`RttWindow::summary`] copies and
-/// sorts the window, which the control thread does once per stats interval (1024 samples sort
-/// in microseconds). Percentiles are nearest-rank: the smallest sample with at least p % of
-/// the samples at or below it, so every reported value is an RTT that was measured. A window
-/// rather than a lifetime histogram keeps the percentiles about the tunnel's recent path.
-#[derive(Debug, Clone)]
-pub struct RttWindow {
-    ring: Vec<u64>,
-    next: usize,
-    filled: bool,
-}
-
-/// Samples kept per tunnel by default: about 17 minutes at the default 1 s probe rate.
-pub const DEFAULT_RTT_WINDOW: usize = 1024;
-
-impl RttWindow {
-    /// A window of `capacity` samples (at least 1).
-    pub fn new(capacity: usize) -> Self {
-        RttWindow {
-            ring: vec![0; capacity.max(1)],
-            next: 0,
-            filled: false,
-        }
-    }
-
-    /// Records one round-trip time (microsecond resolution, saturating).
-    pub fn record(&mut self, rtt: Duration) {
-        let us = u64::try_from(rtt.as_micros()).unwrap_or(u64::MAX);
-        if let Some(slot) = self.ring.get_mut(self.next) {
-            *slot = us;
-        }
-        self.next += 1;
-        if self.next == self.ring.len() {
-            self.next = 0;
-            self.filled = true;
-        }
-    }
-
-    /// Samples currently in the window.
-    pub fn len(&self) -> usize {
-        if self.filled {
-            self.ring.len()
-        } else {
-            self.next
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Forgets every sample (e.g. when a tunnel's path changed on reload).
-    pub fn clear(&mut self) {
-        self.next = 0;
-        self.filled = false;
-    }
-
-    /// Percentiles of the window; `None` when it is empty.
-    pub fn summary(&self) -> Option<RttSummary> {
-        let n = self.len();
-        if n == 0 {
-            return None;
-        }
-        let mut v = self.ring[..n].to_vec();
-        v.sort_unstable();
-        // Nearest rank: ceil(p/100 · n), 1-based.
-        let rank = |per_mille: usize| {
-            let r = (per_mille * n).div_ceil(1000).max(1);
-            v[r - 1]
-        };
-        Some(RttSummary {
-            samples: n as u64,
-            p50_us: rank(500),
-            p90_us: rank(900),
-            p99_us: rank(990),
-            max_us: v[n - 1],
-        })
     }
 }
 

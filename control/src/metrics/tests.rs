@@ -472,58 +472,6 @@ fn hub_hands_out_the_latest_snapshot() {
 }
 
 #[test]
-fn rtt_window_percentiles_are_nearest_rank() {
-    let mut w = RttWindow::new(1000);
-    assert_eq!(w.summary(), None);
-    // 1..=1000 µs in a scrambled order.
-    for i in 0..1000u64 {
-        w.record(Duration::from_micros((i * 337) % 1000 + 1));
-    }
-    assert_eq!(
-        w.summary(),
-        Some(RttSummary {
-            samples: 1000,
-            p50_us: 500,
-            p90_us: 900,
-            p99_us: 990,
-            max_us: 1000,
-        })
-    );
-    // One sample is every percentile.
-    let mut one = RttWindow::new(8);
-    one.record(Duration::from_millis(3));
-    let s = one.summary().unwrap();
-    assert_eq!(
-        (s.samples, s.p50_us, s.p99_us, s.max_us),
-        (1, 3000, 3000, 3000)
-    );
-    // Three samples: p50 is the 2nd, p90 and p99 the 3rd.
-    let mut three = RttWindow::new(8);
-    for us in [30, 10, 20] {
-        three.record(Duration::from_micros(us));
-    }
-    let s = three.summary().unwrap();
-    assert_eq!((s.p50_us, s.p90_us, s.p99_us), (20, 30, 30));
-}
-
-#[test]
-fn rtt_window_keeps_only_the_latest_samples() {
-    let mut w = RttWindow::new(4);
-    for us in [1000, 1000, 1000, 1000, 1, 2, 3] {
-        w.record(Duration::from_micros(us));
-    }
-    let s = w.summary().unwrap();
-    assert_eq!(s.samples, 4);
-    assert_eq!(s.max_us, 1000, "one old sample is still in the window");
-    w.record(Duration::from_micros(4));
-    let s = w.summary().unwrap();
-    assert_eq!((s.p50_us, s.max_us), (2, 4));
-    w.clear();
-    assert!(w.is_empty());
-    assert_eq!(w.summary(), None);
-}
-
-#[test]
 fn health_counters_map_to_their_fields() {
     let c = crate::health::HealthCounters {
         probes_sent: 10,
