@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Deterministic per-packet cost of the pipeline: instructions per packet under callgrind for the
 # pipeline bench's workload (64-byte UDP, 10,000 flows, 1,000 routes), via
-# dataplane/examples/encap_icount.rs. Where the VM exposes hardware counters it also prints
+# dataplane/packet/examples/encap_icount.rs. Where the VM exposes hardware counters it also prints
 # user-mode instructions and core cycles per packet from `perf stat` (the difference between
 # PASSES passes and zero passes, so set-up is excluded; cycles are noisy on a shared machine,
 # instructions are not).
@@ -14,7 +14,7 @@ PASSES=${PASSES:-5}
 modes=("$@")
 [ ${#modes[@]} -gt 0 ] || modes=(encap decap reset)
 target=${CARGO_TARGET_DIR:-target}
-cargo build --release -q -p dataplane --example encap_icount
+cargo build --release -q -p conduit-packet --example encap_icount
 bin="$target/release/examples/encap_icount"
 packets=$((PASSES * 10000))
 for mode in "${modes[@]}"; do

@@ -9,15 +9,15 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use conduit_packet::pipeline::{encapsulate, write_probe, WorkerState, PROBE_PACKET_LEN};
+use conduit_packet::stats::Counter;
 use control::config::Config;
 use control::health::Timestamp;
 use control::plane::{ControlPlane, ProbeToSend};
 use dataplane::eal::rdtsc;
 use dataplane::mbuf::Burst;
 use dataplane::mempool::Mempool;
-use dataplane::pipeline::{encapsulate, write_probe, WorkerState, PROBE_PACKET_LEN};
 use dataplane::port::TxQueue;
-use dataplane::stats::Counter;
 use dataplane::worker::pipeline::{ControlTxQueue, ProbeQueue};
 
 /// The control loop's clock: monotonic nanoseconds since the first call.

@@ -17,23 +17,22 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-mod control_loop;
-mod ops;
-
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 
+use conduit::control_loop::{self, ControlLoop, ProbeTx};
+use conduit_packet::pipeline::{
+    DropReason, Reassembler, ReassemblerConfig, TokenBucket, WorkerState,
+};
+use conduit_packet::stats::CoreSnapshot;
 use control::config::{Config, ForwardMode};
 use control::plane::ControlPlane;
-use control_loop::{ControlLoop, ProbeTx};
 use dataplane::eal::Eal;
 use dataplane::lcore::{self, LcoreId};
 use dataplane::mempool::{Mempool, DEFAULT_DATA_ROOM};
 use dataplane::neighbor;
-use dataplane::pipeline::{DropReason, Reassembler, ReassemblerConfig, TokenBucket, WorkerState};
 use dataplane::port::{self, Port, PortConfig, PortStats};
 use dataplane::port::{RxQueue, TxQueue};
-use dataplane::stats::CoreSnapshot;
 use dataplane::worker::pipeline::{
     ContextSlot, ControlTxQueue, PipelineCounters, PipelineWorker, ProbeQueue,
 };
@@ -279,7 +278,7 @@ fn run_dataplane(
         }
     };
 
-    let mut ops = ops::Ops::start(cfg, path)?;
+    let mut ops = conduit::ops::Ops::start(cfg, path)?;
     let started = Instant::now();
     let mut last_print = Instant::now();
     let mut last_snap = sum(&counters);

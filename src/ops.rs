@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
+use conduit_packet::pipeline::DropReason;
 use control::config::{Config, TunnelKind};
 use control::metrics::{
     ApplianceMetrics, CoreMetrics, DropCount, MetricsHub, PortMetrics, RttSummary, Snapshot,
@@ -16,7 +17,6 @@ use control::metrics::{
 use control::prometheus::MetricsServer;
 use dataplane::eal::Eal;
 use dataplane::lcore::LcoreId;
-use dataplane::pipeline::DropReason;
 use dataplane::port::Port;
 use dataplane::worker::pipeline::PipelineCounters;
 
@@ -40,7 +40,7 @@ impl Ops {
     pub fn start(cfg: &Config, path: &Path) -> Result<Ops> {
         let hub = Arc::new(MetricsHub::new());
         // Telemetry is a convenience: an EAL started with --no-telemetry still forwards.
-        if let Err(e) = control::telemetry::register(Arc::clone(&hub)) {
+        if let Err(e) = crate::telemetry::register(Arc::clone(&hub)) {
             log::warn!("telemetry commands not registered: {e}");
         }
         let server = match cfg.stats.prometheus_listen {

@@ -7,4 +7,3 @@ pub mod metrics;
 pub mod plane;
 pub mod prometheus;
 pub mod tables;
-pub mod telemetry;

@@ -36,8 +36,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use dataplane::pipeline::{Context, ProbeKind, ProbeReply, ProbeSpec, TunnelId};
-use dataplane::publish::{Publisher, Reader};
+use conduit_packet::pipeline::{Context, ProbeKind, ProbeReply, ProbeSpec, TunnelId};
+use conduit_packet::publish::{Publisher, Reader};
 use hdrhistogram::Histogram;
 
 use crate::config::{Config, ProbeDirection, ProbeType, TunnelConfig};
@@ -260,7 +260,7 @@ impl ControlPlane {
         let publisher = Publisher::with_capacity(
             ctx,
             workers.max(1),
-            dataplane::publish::DEFAULT_RETIRE_CAPACITY,
+            conduit_packet::publish::DEFAULT_RETIRE_CAPACITY,
         );
         let readers = (0..workers)
             .map(|_| publisher.reader().expect("one slot per worker"))

@@ -10,10 +10,10 @@ use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
-use dataplane::pipeline::{self, Context, ContextConfig, Tunnel};
-use dataplane::route::EcmpMode as RouteEcmpMode;
-use dataplane::route::{ForwardingTable, Health, Route, TunnelId};
-use dataplane::wire::EthernetAddress;
+use conduit_packet::pipeline::{self, Context, ContextConfig, Tunnel};
+use conduit_packet::route::EcmpMode as RouteEcmpMode;
+use conduit_packet::route::{ForwardingTable, Health, Route, TunnelId};
+use conduit_packet::wire::EthernetAddress;
 
 use crate::config::{Config, EcmpMode, TunnelKind};
 use crate::health::HealthState;
@@ -22,7 +22,7 @@ use crate::health::HealthState;
 #[derive(Debug, thiserror::Error)]
 pub enum TablesError {
     #[error("forwarding table: {0}")]
-    Table(#[from] dataplane::route::BuildError),
+    Table(#[from] conduit_packet::route::BuildError),
     #[error("pipeline context: {0}")]
     Context(#[from] pipeline::ContextError),
     #[error("pipeline mode needs `{0}` in the config")]

@@ -14,6 +14,7 @@ use std::ptr::NonNull;
 use dpdk_sys::rte_mbuf;
 
 use crate::mempool::Mempool;
+use conduit_packet::pipeline::PacketBuf;
 
 /// The largest burst a [`Burst`] holds.
 pub const MAX_BURST: usize = 256;
@@ -477,5 +478,34 @@ impl Drop for Drain<'_> {
 impl Drop for Burst {
     fn drop(&mut self) {
         self.clear();
+    }
+}
+
+// The pipeline rewrites headers through this trait, so the same code runs over mbufs here and
+// over heap buffers in the pure crate's tests, benches and fuzzer.
+impl PacketBuf for Mbuf {
+    #[inline(always)]
+    fn data(&self) -> &[u8] {
+        Mbuf::data(self)
+    }
+
+    #[inline(always)]
+    fn data_mut(&mut self) -> &mut [u8] {
+        Mbuf::data_mut(self)
+    }
+
+    #[inline(always)]
+    fn prepend(&mut self, len: u16) -> Option<&mut [u8]> {
+        Mbuf::prepend(self, len)
+    }
+
+    #[inline(always)]
+    fn adj(&mut self, len: u16) -> bool {
+        Mbuf::adj(self, len)
+    }
+
+    #[inline(always)]
+    fn trim(&mut self, len: u16) -> bool {
+        Mbuf::trim(self, len)
     }
 }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use crate::mbuf::Burst;
 use crate::mempool::Mempool;
 use crate::port::{RxQueue, TxQueue};
-use crate::wire::{
+use conduit_packet::wire::{
     ArpOperation, ArpPacket, ArpRepr, EtherType, EthernetAddress, EthernetFrame, EthernetRepr,
 };
 

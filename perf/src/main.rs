@@ -19,17 +19,17 @@ use anyhow::{bail, Context as _, Result};
 use clap::Parser;
 use hdrhistogram::Histogram;
 
+use conduit_packet::pipeline::{
+    Context, DropReason, Reassembler, ReassemblerConfig, TokenBucket, WorkerState,
+};
+use conduit_packet::stats::{CoreCounters, CoreSnapshot};
 use control::config::Config;
 use dataplane::eal::{rdtsc, Eal};
 use dataplane::lcore::{self, LcoreId};
 use dataplane::mbuf::{Burst, MAX_BURST};
 use dataplane::mempool::{Mempool, DEFAULT_DATA_ROOM};
-use dataplane::pipeline::{
-    Context, DropReason, Reassembler, ReassemblerConfig, TokenBucket, WorkerState,
-};
 use dataplane::port::{Port, PortConfig, PortStats, RxQueue, TxQueue};
 use dataplane::ring::{self, Ring, RingConsumer, RingProducer};
-use dataplane::stats::{CoreCounters, CoreSnapshot};
 use dataplane::worker::pipeline::{ContextSlot, PipelineCounters, PipelineWorker};
 use dataplane::worker::IoPath;
 

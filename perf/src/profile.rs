@@ -25,8 +25,8 @@
 use std::net::Ipv4Addr;
 use std::path::Path;
 
+use conduit_packet::wire::checksum;
 use control::config::{Config, Ipv4Cidr, RouteConfig};
-use dataplane::wire::checksum;
 use serde::Serialize;
 
 /// Largest number of /24 customer prefixes the address plan holds.

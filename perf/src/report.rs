@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use dataplane::stats::CoreSnapshot;
+use conduit_packet::stats::CoreSnapshot;
 
 use crate::profile::ProfileSpec;
 

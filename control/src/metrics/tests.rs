@@ -426,7 +426,7 @@ fn label_values_are_escaped() {
 #[test]
 fn every_drop_reason_name_is_a_plain_label_value() {
     // Names come from the dataplane; they must need no escaping and be unique.
-    let names: Vec<&str> = dataplane::pipeline::DropReason::all()
+    let names: Vec<&str> = conduit_packet::pipeline::DropReason::all()
         .map(|r| r.as_str())
         .collect();
     let unique: HashSet<_> = names.iter().collect();

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use crate::eal::rdtsc;
 use crate::mbuf::{Burst, MAX_BURST};
 use crate::port::{PortId, RxQueue, TxQueue};
-use crate::stats::CoreCounters;
+use conduit_packet::stats::CoreCounters;
 
 /// What a worker does with received packets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

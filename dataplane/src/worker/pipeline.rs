@@ -1,5 +1,5 @@
 //! The pipeline poll loop: receive a burst on each port, run every packet through
-//! [`pipeline::process`](crate::pipeline::process), act on its verdict, transmit per port.
+//! [`pipeline::process`](conduit_packet::pipeline::process), act on its verdict, transmit per port.
 //!
 //! Per packet it does no allocation, takes no lock, makes no syscall and logs nothing. The only
 //! mbufs it allocates come from the pool, for fragments it must create (DF-clear packets bigger
@@ -25,14 +25,14 @@ use std::sync::Arc;
 use crate::eal::rdtsc;
 use crate::mbuf::{Burst, Mbuf, MAX_BURST};
 use crate::mempool::Mempool;
-use crate::pipeline::{
+use crate::port::{RxQueue, TxQueue};
+use conduit_packet::pipeline::{
     encapsulate, process, read_probe_echo, write_fragment, Context, Control, DropReason,
     FragmentPlan, ProbeReply, Reassembler, Reassembly, ReassemblyStats, Verdict, WorkerState,
 };
-use crate::port::{RxQueue, TxQueue};
-use crate::publish::Reader;
-use crate::route::TunnelId;
-use crate::stats::{CoreCounters, Counter, CounterArray};
+use conduit_packet::publish::Reader;
+use conduit_packet::route::TunnelId;
+use conduit_packet::stats::{CoreCounters, Counter, CounterArray};
 
 /// Length of the Ethernet header the reassembler skips and a reassembled frame gets back.
 const ETHERNET_HEADER: usize = 14;

@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
-use dataplane::pipeline::{process, TokenBucket, VecBuf, Verdict, WorkerState};
-use dataplane::wire::{
+use conduit_packet::pipeline::{process, TokenBucket, VecBuf, Verdict, WorkerState};
+use conduit_packet::wire::{
     EtherType, EthernetFrame, GrePacket, IcmpPacket, IpProtocol, Ipv4Packet, TcpPacket, UdpPacket,
 };
 
@@ -161,7 +161,7 @@ fn run_through_pipeline(s: &ProfileSpec) {
             Verdict::Forward { port: 0, .. } => {}
             v => panic!("{:?} flow {f}: {v:?}", s.kind),
         }
-        let data = dataplane::pipeline::PacketBuf::data(&buf);
+        let data = conduit_packet::pipeline::PacketBuf::data(&buf);
         assert_eq!(check_output(s, data), Ok(()), "{:?} flow {f}", s.kind);
         assert_eq!(read_stamp(data), Some(f * 7919));
         assert_eq!(&data[..6], &GATEWAY_MAC, "sent to the gateway");

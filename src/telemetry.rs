@@ -29,7 +29,7 @@ use std::sync::Arc;
 use dataplane::error::DpdkError;
 use dataplane::telemetry::{self, Array, CommandError, Dict, Reply, Value, MAX_STRING_LEN};
 
-use crate::metrics::{kind_str, MetricsHub, Snapshot, TunnelMetrics};
+use control::metrics::{kind_str, MetricsHub, Snapshot, TunnelMetrics};
 
 /// Tunnels per `/conduit/tunnels` answer.
 pub const TUNNELS_PAGE: usize = 128;
@@ -222,8 +222,8 @@ pub fn drops(s: &Snapshot, params: Option<&str>) -> Result<Reply, CommandError> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::TunnelKind;
-    use crate::metrics::{DropCount, PortMetrics, RttSummary, TunnelStatus};
+    use control::config::TunnelKind;
+    use control::metrics::{DropCount, PortMetrics, RttSummary, TunnelStatus};
 
     fn snap(n_tunnels: usize) -> Snapshot {
         let mut s = Snapshot::default();
@@ -277,7 +277,7 @@ mod tests {
                 ..Default::default()
             });
         }
-        for r in dataplane::pipeline::DropReason::all() {
+        for r in conduit_packet::pipeline::DropReason::all() {
             s.drops.push(DropCount {
                 reason: r.as_str().to_string(),
                 count: u64::MAX,

@@ -5,7 +5,7 @@
 
 use core::net::Ipv4Addr;
 
-use dataplane::wire::{
+use conduit_packet::wire::{
     self, arp, esp, icmp, ArpPacket, ArpRepr, EspPacket, EspRepr, EtherType, EthernetFrame,
     EthernetRepr, GrePacket, GreRepr, IcmpPacket, IcmpRepr, IpProtocol, Ipv4Packet, Ipv4Repr,
     Ipv6Packet, Ipv6Repr, TcpPacket, UdpPacket,

@@ -1,9 +1,7 @@
 //! The packet buffer the pipeline rewrites: the operations of an `rte_mbuf` that header
 //! rewriting needs (grow at the front into the headroom, cut at the front or the back), as a
-//! trait so the same code runs over a DPDK [`Mbuf`] in the worker and over a [`VecBuf`] in tests,
+//! trait so the same code runs over a DPDK mbuf in the worker (`dataplane::mbuf`) and over a [`VecBuf`] in tests,
 //! benches and the fuzzer.
-
-use crate::mbuf::Mbuf;
 
 /// A single-segment packet buffer with headroom.
 pub trait PacketBuf {
@@ -29,33 +27,6 @@ pub trait PacketBuf {
     #[inline]
     fn is_empty(&self) -> bool {
         self.data().is_empty()
-    }
-}
-
-impl PacketBuf for Mbuf {
-    #[inline(always)]
-    fn data(&self) -> &[u8] {
-        Mbuf::data(self)
-    }
-
-    #[inline(always)]
-    fn data_mut(&mut self) -> &mut [u8] {
-        Mbuf::data_mut(self)
-    }
-
-    #[inline(always)]
-    fn prepend(&mut self, len: u16) -> Option<&mut [u8]> {
-        Mbuf::prepend(self, len)
-    }
-
-    #[inline(always)]
-    fn adj(&mut self, len: u16) -> bool {
-        Mbuf::adj(self, len)
-    }
-
-    #[inline(always)]
-    fn trim(&mut self, len: u16) -> bool {
-        Mbuf::trim(self, len)
     }
 }
 

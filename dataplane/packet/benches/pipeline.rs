@@ -17,23 +17,19 @@ mod workload;
 use std::hint::black_box;
 use std::time::Instant;
 
+use conduit_packet::pipeline::{process, Context, VecBuf, Verdict};
+use conduit_packet::wire;
 use criterion::{criterion_group, BatchSize, Criterion, Throughput};
-use dataplane::pipeline::{process, Context, VecBuf, Verdict};
-use dataplane::wire;
 
 use workload::{
     context, decap_frames, encap_frames, reset_batch, run_batch, state, FLOWS, HEADROOM,
 };
 
-#[cfg(target_arch = "x86_64")]
+/// The CPU's time-stamp counter (quanta reads RDTSC on x86_64), so the figures are cycles as
+/// DPDK's `rte_rdtsc` counts them.
 fn rdtsc() -> u64 {
-    // SAFETY: RDTSC has no preconditions on x86_64.
-    unsafe { core::arch::x86_64::_rdtsc() }
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-fn rdtsc() -> u64 {
-    Instant::now().elapsed().as_nanos() as u64
+    thread_local!(static CLOCK: quanta::Clock = quanta::Clock::new());
+    CLOCK.with(|c| c.raw())
 }
 
 /// TSC ticks per nanosecond, measured against the monotonic clock over 200 ms.

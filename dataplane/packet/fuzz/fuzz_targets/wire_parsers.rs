@@ -1,4 +1,4 @@
 #![no_main]
 
 // Every parser over the same input, plus the frame walked from Ethernet inwards.
-libfuzzer_sys::fuzz_target!(|data: &[u8]| dataplane_fuzz::all(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| conduit_packet_fuzz::all(data));

@@ -6,10 +6,10 @@
 use std::hint::black_box;
 use std::time::Instant;
 
+use conduit_packet::route::ecmp::{flow_hash, IPPROTO_TCP};
+use conduit_packet::route::lpm::{mask, Lpm};
+use conduit_packet::route::{EcmpMode, ForwardingTable, Health, Route, TunnelId};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use dataplane::route::ecmp::{flow_hash, IPPROTO_TCP};
-use dataplane::route::lpm::{mask, Lpm};
-use dataplane::route::{EcmpMode, ForwardingTable, Health, Route, TunnelId};
 
 /// Deterministic PRNG (splitmix64) so every run measures the same tables.
 struct Rng(u64);

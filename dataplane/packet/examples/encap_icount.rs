@@ -20,7 +20,7 @@ mod workload;
 
 use std::hint::black_box;
 
-use dataplane::pipeline::{Context, VecBuf, WorkerState};
+use conduit_packet::pipeline::{Context, VecBuf, WorkerState};
 
 use workload::{context, decap_frames, encap_frames, reset_batch, run_batch, state, HEADROOM};
 

@@ -37,7 +37,7 @@ fn snapshot() -> Snapshot {
         max_us: 5000,
     });
     let b = TunnelMetrics::new("ipsec.b", TunnelKind::Ipsec, TunnelStatus::Disabled);
-    let drops = dataplane::pipeline::DropReason::all()
+    let drops = conduit_packet::pipeline::DropReason::all()
         .enumerate()
         .map(|(i, r)| DropCount {
             reason: r.as_str().to_string(),
@@ -132,7 +132,7 @@ fn telemetry_commands_over_a_real_eal() {
     .expect("EAL init");
     let hub = Arc::new(MetricsHub::new());
     hub.publish(snapshot());
-    control::telemetry::register(hub.clone()).unwrap();
+    conduit::telemetry::register(hub.clone()).unwrap();
 
     let a = query(
         &prefix,
@@ -192,8 +192,8 @@ fn telemetry_commands_over_a_real_eal() {
                                         "busy_cycles": 12_345, "polls": 99}}})
     );
     let drops = a[7]["/conduit/drops"].as_object().unwrap();
-    assert_eq!(drops.len(), dataplane::pipeline::DropReason::COUNT);
-    for (i, r) in dataplane::pipeline::DropReason::all().enumerate() {
+    assert_eq!(drops.len(), conduit_packet::pipeline::DropReason::COUNT);
+    for (i, r) in conduit_packet::pipeline::DropReason::all().enumerate() {
         assert_eq!(drops[r.as_str()], json!(i as u64 * 3), "{}", r.as_str());
     }
 
@@ -317,7 +317,7 @@ fn prometheus_endpoint_parsed_by_prometheus_client() {
         ),
         1.0
     );
-    let reasons = dataplane::pipeline::DropReason::all();
+    let reasons = conduit_packet::pipeline::DropReason::all();
     for (i, r) in reasons.enumerate() {
         assert_eq!(
             sample("conduit_drops_total", json!({"reason": r.as_str()})),

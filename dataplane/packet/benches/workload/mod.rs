@@ -13,12 +13,12 @@ use std::hint::black_box;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
-use dataplane::pipeline::{
+use conduit_packet::pipeline::{
     process, Context, ContextConfig, PacketBuf, PortConfig, TokenBucket, Tunnel, VecBuf, Verdict,
     WorkerState,
 };
-use dataplane::route::{ForwardingTable, Health, Route, TunnelId};
-use dataplane::wire::{EthernetAddress, IpProtocol, Ipv4Repr, UdpPacket};
+use conduit_packet::route::{ForwardingTable, Health, Route, TunnelId};
+use conduit_packet::wire::{EthernetAddress, IpProtocol, Ipv4Repr, UdpPacket};
 
 pub const FLOWS: usize = 10_000;
 pub const ROUTES: usize = 1_000;

@@ -16,13 +16,13 @@
 use std::net::Ipv4Addr;
 use std::sync::{Arc, OnceLock};
 
-use dataplane::pipeline::{
+use conduit_packet::pipeline::{
     encapsulate, process, write_fragment, Context, ContextConfig, Control, FragmentPlan, Outcome,
     PacketBuf, PortConfig, Reassembler, ReassemblerConfig, Reassembly, TokenBucket, Tunnel, VecBuf,
     Verdict, WorkerState,
 };
-use dataplane::route::{ForwardingTable, Health, Route, TunnelId};
-use dataplane::wire::{
+use conduit_packet::route::{ForwardingTable, Health, Route, TunnelId};
+use conduit_packet::wire::{
     checksum, EtherType, EthernetAddress, EthernetFrame, GrePacket, IpProtocol, Ipv4Packet,
 };
 

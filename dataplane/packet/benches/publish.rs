@@ -1,4 +1,4 @@
-//! Table publication costs (`dataplane::publish`): the worker's per-burst `read()` + `quiescent()`
+//! Table publication costs (`conduit_packet::publish`): the worker's per-burst `read()` + `quiescent()`
 //! with and without a concurrent publisher, `publish` + `reclaim` on the control thread, and the
 //! swap-to-effect latency (publish → a spinning reader thread has read the new generation), printed
 //! as median/p99 after the criterion groups. Cycles are ns × 2.25 (TSC 2.25 GHz).
@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use conduit_packet::publish::Publisher;
 use criterion::{criterion_group, Criterion};
-use dataplane::publish::Publisher;
 
 /// TSC frequency of the reference machine, for the cycle figures.
 const TSC_GHZ: f64 = 2.25;

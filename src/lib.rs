@@ -1,0 +1,7 @@
+//! The `conduit` appliance as a library: the glue between the control plane ([`control`]), the
+//! DPDK layer and poll loops ([`dataplane`]) and the operator interfaces. `src/main.rs` is the
+//! command line over it.
+
+pub mod control_loop;
+pub mod ops;
+pub mod telemetry;
