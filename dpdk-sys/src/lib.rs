@@ -5,15 +5,20 @@
 //! function, compiled by `build.rs` with DPDK's own flags, so they are callable under their own
 //! names. Nothing here is safe to call without reading DPDK's documentation: the safe layer lives
 //! in the `dataplane` crate.
-#![allow(
+/// bindgen's output, with the lints that generated code cannot meet allowed here only.
+#[allow(
     non_upper_case_globals,
     non_camel_case_types,
     non_snake_case,
-    dead_code
+    dead_code,
+    unsafe_op_in_unsafe_fn,
+    clippy::all,
+    clippy::undocumented_unsafe_blocks
 )]
-#![allow(clippy::all)]
-
-include!(concat!(env!("OUT_DIR"), "/bindings.rs"));
+mod bindings {
+    include!(concat!(env!("OUT_DIR"), "/bindings.rs"));
+}
+pub use bindings::*;
 
 /// The DPDK version these bindings were generated against (from pkg-config at build time).
 pub const DPDK_VERSION: &str = env!("CONDUIT_DPDK_VERSION");
@@ -33,11 +38,11 @@ mod tests {
     fn flag_enumerators_match_the_c_macros() {
         // The enumerators pass through bindgen; conduit_flag_value computes the same macros in C.
         let pairs = [
-            (CONDUIT_ETH_RSS_IPV4 as u64, 0),
-            (CONDUIT_ETH_RSS_NONFRAG_IPV4_TCP as u64, 1),
-            (CONDUIT_ETH_TX_OFFLOAD_MBUF_FAST_FREE as u64, 2),
-            (CONDUIT_MBUF_F_TX_IP_CKSUM as u64, 3),
-            (CONDUIT_MBUF_F_RX_IP_CKSUM_MASK as u64, 4),
+            (CONDUIT_ETH_RSS_IPV4, 0),
+            (CONDUIT_ETH_RSS_NONFRAG_IPV4_TCP, 1),
+            (CONDUIT_ETH_TX_OFFLOAD_MBUF_FAST_FREE, 2),
+            (CONDUIT_MBUF_F_TX_IP_CKSUM, 3),
+            (CONDUIT_MBUF_F_RX_IP_CKSUM_MASK, 4),
         ];
         for (rust, which) in pairs {
             // SAFETY: pure function of its argument.
@@ -45,7 +50,7 @@ mod tests {
             assert_eq!(rust, c, "flag {which}");
             assert_ne!(c, 0);
         }
-        assert_eq!(CONDUIT_MBUF_F_TX_IP_CKSUM as u64, 1u64 << 54);
+        assert_eq!(CONDUIT_MBUF_F_TX_IP_CKSUM, 1u64 << 54);
     }
 
     #[test]
