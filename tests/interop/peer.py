@@ -8,7 +8,7 @@ tunnel of a Conduit config:
 - GRE from the appliance (outer destination = a tunnel's remote endpoint, key checked) is
   decapsulated. Data packets of the traffic source are counted per flow and per tunnel: which
   tunnel carried which sequence number of which flow, and when.
-- Health-check probes (SPEC §4: ICMP echo inside GRE, identifier 0xC0DE, payload b"CNDT" + tunnel
+- Health-check probes (docs/behaviour.md §4: ICMP echo inside GRE, identifier 0xC0DE, payload b"CNDT" + tunnel
   index + bytes echoed unchanged) are handled like a router would:
   * an echo request addressed to the customer router (a customer-side interface address or a
     remote endpoint) is answered with an echo reply carrying the same id, sequence and payload;
@@ -76,7 +76,7 @@ class Tunnel:
 
 
 def customer_side(interface_address: str) -> str:
-    """The other usable host of a /31 or /30 (SPEC §2: the configured address is the appliance's)."""
+    """The other usable host of a /31 or /30 (docs/behaviour.md §2: the configured address is the appliance's)."""
     iface = ipaddress.ip_interface(interface_address)
     a = int(iface.ip)
     if iface.network.prefixlen == 30:

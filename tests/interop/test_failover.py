@@ -2,7 +2,7 @@
 peer.py plays the gateway and the customer routers of three GRE tunnels (failover.yaml: prim-a
 and prim-b at priority 100, backup at 200) and sends UDP flows to 172.16.0.0/16.
 
-The peer bounces reply-style probes and answers request-style ones (SPEC §4); on command it stops
+The peer bounces reply-style probes and answers request-style ones (docs/behaviour.md §4); on command it stops
 answering the probes of one tunnel ("silence"), which is how a tunnel dies here. Data is never
 dropped by the peer: it records, per flow, which tunnel carried each sequence number and when,
 so a flow's move and any loss are both visible.
@@ -212,7 +212,7 @@ def test_failover_by_priority_and_recovery_after_hold_down(taplab):
 
     sent = lab.cmd("traffic stop")["sent"]
     s = drain(lab, sent)
-    # Flows of the tunnel that stayed healthy through phase 1 lost nothing, and (SPEC §5: no
+    # Flows of the tunnel that stayed healthy through phase 1 lost nothing, and (docs/behaviour.md §5: no
     # packet is lost across a swap) neither did the flows that moved: the peer never drops data.
     assert_no_loss(lab, s, on_b, "flows on the healthy primary")
     assert_no_loss(lab, s, on_a, "flows that failed over")

@@ -1,6 +1,6 @@
 """The customer-router peer (peer.py) offline: scapy-built frames in, its answers out, decoded by
 scapy. No interface and no appliance: these run anywhere, and they pin down the wire behaviour the
-failover tests rely on (SPEC §4 probes, GRE with and without key, both directions)."""
+failover tests rely on (docs/behaviour.md §4 probes, GRE with and without key, both directions)."""
 
 import pathlib
 import struct
