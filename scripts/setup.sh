@@ -13,7 +13,7 @@ for p in libdpdk-dev dpdk dpdk-dev pkg-config clang libclang-dev; do
     dpkg -s "$p" >/dev/null 2>&1 || need_apt+=("$p")
 done
 if [ "$want_test" = 1 ]; then
-    for p in tshark iproute2; do
+    for p in tshark iproute2 valgrind; do
         dpkg -s "$p" >/dev/null 2>&1 || need_apt+=("$p")
     done
 fi

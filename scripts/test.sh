@@ -13,6 +13,8 @@ echo "== cargo clippy -D warnings" >&2
 cargo clippy --workspace --all-targets -- -D warnings
 echo "== cargo nextest" >&2
 cargo nextest run --workspace --no-fail-fast
+echo "== instruction-count guard (callgrind: encap and decap instructions/packet against perf/icount-limits)" >&2
+bash scripts/icount.sh --check
 echo "== interop (scapy builds, conduit replays over net_pcap, scapy and tshark decode)" >&2
 cargo build --bin conduit
 CONDUIT_BIN="$PWD/target/debug/conduit" python3 -m pytest tests/interop -q -p no:cacheprovider
