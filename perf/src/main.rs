@@ -165,10 +165,7 @@ fn run_with_eal(cli: &Cli, spec: &ProfileSpec, eal: &Eal) -> Result<ExitCode> {
     )?);
     let mut rig = RingPort::open(lcores.len(), cli.ring_size, &pool)?;
     let (publisher, templates) = build_context(spec, &cfg, &rig, tsc_hz, config_time)?;
-    let signalled = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, Arc::clone(&signalled))?;
-    }
+    let signalled = stop_on_signals()?;
     let mut workers = start_workers(
         cli.worker,
         &cfg,
@@ -204,6 +201,7 @@ fn run_with_eal(cli: &Cli, spec: &ProfileSpec, eal: &Eal) -> Result<ExitCode> {
     );
     let latency = Latency::from_histogram(&sink.latency, tsc_hz);
 
+    // Drain, then stop in order: workers, port, rings; then every mbuf must be back.
     drain(workers.counters(), &gen, &mut sink);
     let mut failed = false;
     for e in workers.stop() {
@@ -217,29 +215,19 @@ fn run_with_eal(cli: &Cli, spec: &ProfileSpec, eal: &Eal) -> Result<ExitCode> {
     drop(gen);
     drop(sink.rings.drain(..));
     let in_use = pool.in_use_count();
-    if in_use != 0 {
+    let rep = report(
+        cli,
+        spec,
+        eal,
+        &m,
+        latency,
+        &worker_ids,
+        in_use,
+        &pool,
+        tsc_hz,
+    );
+    if !print_outcome(&rep, cli.json, &sink, alloc_failed) {
         failed = true;
-    }
-
-    let rep = report(cli, spec, eal, &m, latency, &worker_ids, &pool, tsc_hz);
-    if cli.json {
-        println!("{}", rep.to_json());
-    } else {
-        print!("{}", rep.to_text());
-    }
-    let d = m.end.since(&m.base);
-    if d.check_failed > 0 {
-        eprintln!(
-            "conduit-perf: {} output frames failed the profile's check (first: {:?})",
-            d.check_failed, sink.first_failure
-        );
-        failed = true;
-    }
-    if alloc_failed > 0 {
-        eprintln!("conduit-perf: the generator found the pool empty {alloc_failed} times");
-    }
-    if in_use != 0 {
-        eprintln!("conduit-perf: {in_use} mbufs leaked");
     }
     drop(pool);
     Ok(if failed {
@@ -247,6 +235,41 @@ fn run_with_eal(cli: &Cli, spec: &ProfileSpec, eal: &Eal) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// SIGINT and SIGTERM end the measured interval early (the report covers what was measured).
+fn stop_on_signals() -> Result<Arc<AtomicBool>> {
+    let signalled = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, Arc::clone(&signalled))?;
+    }
+    Ok(signalled)
+}
+
+/// Prints the report and what went wrong; true when the run is clean (every checked frame as
+/// the profile expects, every mbuf back in the pool).
+fn print_outcome(rep: &Report, json: bool, sink: &Sink, alloc_failed: u64) -> bool {
+    if json {
+        println!("{}", rep.to_json());
+    } else {
+        print!("{}", rep.to_text());
+    }
+    let mut clean = true;
+    if rep.traffic.check_failed > 0 {
+        eprintln!(
+            "conduit-perf: {} output frames failed the profile's check (first: {:?})",
+            rep.traffic.check_failed, sink.first_failure
+        );
+        clean = false;
+    }
+    if alloc_failed > 0 {
+        eprintln!("conduit-perf: the generator found the pool empty {alloc_failed} times");
+    }
+    if rep.mbufs_in_use_after != 0 {
+        eprintln!("conduit-perf: {} mbufs leaked", rep.mbufs_in_use_after);
+        clean = false;
+    }
+    clean
 }
 
 /// Mbufs for `workers` RX and TX rings of `ring` slots each, bursts in flight and the generator's
@@ -505,6 +528,7 @@ fn report(
     m: &Measured,
     latency: Latency,
     worker_ids: &[u32],
+    in_use: u32,
     pool: &Mempool,
     tsc_hz: u64,
 ) -> Report {
@@ -552,7 +576,7 @@ fn report(
         },
         latency,
         drops,
-        mbufs_in_use_after: pool.in_use_count(),
+        mbufs_in_use_after: in_use,
         pool_capacity: pool.capacity(),
     }
 }
