@@ -4,7 +4,8 @@
 //! queue pair per worker lcore. EAL's main lcore runs the generator and the sink: the generator
 //! copies pre-built template frames into freshly bulk-allocated mbufs, stamps the TSC into each
 //! frame's trailer and enqueues them into the worker's RX ring; the worker, the appliance's own
-//! `PipelineWorker` poll loop, receives them through `rte_eth_rx_burst`, processes and transmits
+//! `PipelineWorker` poll loop built by the appliance's own code (`conduit::workers`, reading its
+//! context through a QSBR reader as under the control plane), receives them through `rte_eth_rx_burst`, processes and transmits
 //! them through `rte_eth_tx_burst` into its TX ring; the sink dequeues, counts, spot-checks and
 //! samples latency, then frees. Generation never runs on a worker lcore, so a worker's busy
 //! cycles per packet are its own: ring PMD I/O plus the pipeline.

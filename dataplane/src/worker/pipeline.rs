@@ -15,9 +15,10 @@
 //! | `ToControl(Arp)` | counted and freed (the gateway is resolved at start-up) |
 //! | `Drop` | count by reason, free in bulk at the end of the burst |
 //!
-//! The forwarding context is read once per loop iteration (one burst per port) from the
-//! [`Reader`] of its publication, and the worker passes a quiescent point at the end of each iteration, so a
-//! published table takes effect at the next iteration and the worker never blocks on it.
+//! The forwarding context is read once per loop iteration (one burst per port) through the
+//! worker's [`Reader`] of the control thread's publication, and the worker passes a quiescent
+//! point at the end of each iteration, so a published table takes effect at the next iteration
+//! and the worker never blocks on it.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -47,9 +48,9 @@ pub const MAX_DATAGRAM: usize = DEFAULT_DATA_ROOM as usize - ETHERNET_HEADER - M
 const REASSEMBLY_SLACK: usize = 64;
 /// How many times a second a worker expires incomplete reassembly sets.
 const EXPIRE_CHECKS_PER_SEC: u64 = 100;
-/// IPv4 identifications a worker uses before running into the next worker's range: worker `q`
-/// starts at `q * IDENT_STRIDE`, so workers (and the control thread, at
-/// [`CONTROL_IDENT_BASE`]) do not reuse each other's identifications for a long while.
+/// Distance between the first IPv4 identifications of consecutive workers: worker `q` starts at
+/// `q * IDENT_STRIDE`, so that workers (and the control thread, at [`CONTROL_IDENT_BASE`]) do not
+/// reuse each other's identifications for a long while.
 pub const IDENT_STRIDE: u16 = 0x1000;
 /// Where the control thread's IPv4 identifications (health probes) start.
 pub const CONTROL_IDENT_BASE: u16 = 0xF000;
