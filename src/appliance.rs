@@ -554,3 +554,21 @@ impl IdleWatch {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::IdleWatch;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn idle_once_the_count_stops_moving_for_long_enough() {
+        let t0 = Instant::now();
+        let ms = |n| t0 + Duration::from_millis(n);
+        let mut w = IdleWatch::new(Duration::from_millis(100));
+        assert!(!w.is_idle(ms(10), 5));
+        assert!(!w.is_idle(ms(100), 5));
+        assert!(!w.is_idle(ms(105), 6), "it moved");
+        assert!(!w.is_idle(ms(200), 6));
+        assert!(w.is_idle(ms(205), 6));
+    }
+}

@@ -38,3 +38,30 @@ pub fn packet_pool(name: &str, size: u32, cfg: &Config) -> Result<Mempool> {
     Mempool::new(name, size, cfg.dataplane.mbuf_cache, DEFAULT_DATA_ROOM, -1)
         .context("creating the packet pool")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn worker_config_takes_every_number_from_the_config() {
+        let cfg = Config::parse(
+            "dataplane:\n  ports:\n    - device: net_ring0\n  workers: [1, 2]\n  mode: io\n  burst: 64\nicmp:\n  rate_per_sec: 200\n  burst: 20\nreassembly:\n  max_sets: 256\n  timeout_ms: 500\n",
+            std::path::Path::new("test.yaml"),
+        )
+        .unwrap();
+        assert_eq!(
+            worker_config(&cfg, 2_000_000_000),
+            WorkerConfig {
+                burst: 64,
+                tsc_hz: 2_000_000_000,
+                icmp_rate_per_sec: 200,
+                icmp_burst: 20,
+                reassembly_max_sets: 256,
+                reassembly_timeout_ms: 500,
+            }
+        );
+        assert_eq!(tunnel_capacity(&cfg), TUNNEL_COUNTER_CAPACITY);
+        assert_eq!(workers(&cfg).counters().len(), 2);
+    }
+}
