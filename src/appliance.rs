@@ -142,11 +142,9 @@ pub fn open_ports(
     let mut probe_path = ProbePath::Off;
     let mut ports = Vec::new();
     for (i, (pc, &id)) in dp.ports.iter().zip(ids).enumerate() {
-        // The control thread owns one more TX queue on the gateway port, for the probes.
-        let control_txq = probing && gw_index == Some(i);
         let conf = PortConfig {
             rx_queues: nq,
-            tx_queues: nq + u16::from(control_txq),
+            tx_queues: nq,
             rx_desc: dp.rx_desc,
             tx_desc: dp.tx_desc,
             rss: pc.rss,
@@ -155,31 +153,13 @@ pub fn open_ports(
             // unicast to its own MAC.
             promiscuous: dp.mode == ForwardMode::Io,
         };
-        let mut port = match Port::configure(id, &pc.device, &conf, pool) {
-            Ok(port) => {
-                if control_txq {
-                    probe_path = ProbePath::OwnedQueue;
-                }
-                port
-            }
-            Err(e) if control_txq => {
-                // net_tap and net_af_packet need as many RX as TX queues, and an extra RX queue
-                // nobody polls would lose packets: hand the probes to worker 0 instead.
-                log::info!(
-                    "{}: no TX queue for the control thread ({e}); probes go out through the first worker's queue",
-                    pc.device
-                );
-                probe_path = ProbePath::ViaWorker;
-                let conf = PortConfig {
-                    tx_queues: nq,
-                    ..conf
-                };
-                Port::configure(id, &pc.device, &conf, pool)
-                    .with_context(|| format!("configuring port {}", pc.device))?
-            }
-            Err(e) => {
-                return Err(e).with_context(|| format!("configuring port {}", pc.device));
-            }
+        let mut port = if probing && gw_index == Some(i) {
+            let (port, path) = configure_gateway_port(id, &pc.device, conf, pool)?;
+            probe_path = path;
+            port
+        } else {
+            Port::configure(id, &pc.device, &conf, pool)
+                .with_context(|| format!("configuring port {}", pc.device))?
         };
         port.start()
             .with_context(|| format!("starting port {}", pc.device))?;
@@ -197,6 +177,33 @@ pub fn open_ports(
         ports.push(port);
     }
     Ok((ports, probe_path))
+}
+
+/// Configures the gateway port with one more TX queue, which only the control thread uses for
+/// the probes; on a device that refuses it, with the workers' queues only.
+fn configure_gateway_port(
+    id: PortId,
+    device: &str,
+    conf: PortConfig,
+    pool: &Mempool,
+) -> Result<(Port, ProbePath)> {
+    let with_control = PortConfig {
+        tx_queues: conf.tx_queues + 1,
+        ..conf
+    };
+    match Port::configure(id, device, &with_control, pool) {
+        Ok(port) => Ok((port, ProbePath::OwnedQueue)),
+        Err(e) => {
+            // net_tap and net_af_packet need as many RX as TX queues, and an extra RX queue
+            // nobody polls would lose packets: hand the probes to worker 0 instead.
+            log::info!(
+                "{device}: no TX queue for the control thread ({e}); probes go out through the first worker's queue"
+            );
+            let port = Port::configure(id, device, &conf, pool)
+                .with_context(|| format!("configuring port {device}"))?;
+            Ok((port, ProbePath::ViaWorker))
+        }
+    }
 }
 
 /// SIGINT/SIGTERM (stop) and SIGHUP (reload), as flags the main loop polls.
