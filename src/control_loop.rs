@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use conduit_packet::pipeline::{encapsulate, write_probe, WorkerState, PROBE_PACKET_LEN};
 use conduit_packet::stats::Counter;
-use control::config::Config;
+use control::config::{Config, ConfigError};
 use control::health::Timestamp;
 use control::plane::{ControlPlane, ProbeToSend};
 use dataplane::eal::rdtsc;
@@ -41,6 +41,33 @@ pub struct ControlCounters {
     pub replies: Counter,
 }
 
+/// Why a reload produced no configuration.
+#[derive(Debug)]
+pub enum ReloadError {
+    /// The file could not be read or is not a valid configuration.
+    Config(ConfigError),
+    /// The thread reading the file ended without an answer (it panicked).
+    ReaderDied,
+}
+
+impl std::fmt::Display for ReloadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReloadError::Config(e) => e.fmt(f),
+            ReloadError::ReaderDied => f.write_str("the reload reader thread died"),
+        }
+    }
+}
+
+impl std::error::Error for ReloadError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ReloadError::Config(e) => e.source(),
+            ReloadError::ReaderDied => None,
+        }
+    }
+}
+
 /// How probes leave.
 pub enum ProbeTx {
     /// A TX queue of the gateway port that only the control thread uses.
@@ -61,7 +88,7 @@ pub struct ControlLoop {
     burst: Burst,
     pub counters: ControlCounters,
     /// A reload being read on its helper thread.
-    reloading: Option<std::sync::mpsc::Receiver<Result<Config, String>>>,
+    reloading: Option<std::sync::mpsc::Receiver<Result<Config, ReloadError>>>,
     reload_again: bool,
     /// `now` of the previous turn.
     last_turn: Timestamp,
@@ -225,7 +252,7 @@ impl ControlLoop {
         let spawned = std::thread::Builder::new()
             .name("conduit-reload".into())
             .spawn(move || {
-                let _ = tx.send(Config::load(&path).map_err(|e| e.to_string()));
+                let _ = tx.send(Config::load(&path).map_err(ReloadError::Config));
             });
         match spawned {
             Ok(_) => self.reloading = Some(rx),
@@ -240,13 +267,13 @@ impl ControlLoop {
         let loaded = match rx.try_recv() {
             Ok(loaded) => loaded,
             Err(std::sync::mpsc::TryRecvError::Empty) => return,
-            Err(std::sync::mpsc::TryRecvError::Disconnected) => {
-                Err("the reload reader thread died".to_string())
-            }
+            Err(std::sync::mpsc::TryRecvError::Disconnected) => Err(ReloadError::ReaderDied),
         };
         self.reloading = None;
-        // `reload_loaded` logs the outcome either way.
-        let _ = self.plane.reload_loaded(loaded, now);
+        // `reload_loaded` logs the outcome either way; it takes the error as its message.
+        let _ = self
+            .plane
+            .reload_loaded(loaded.map_err(|e| e.to_string()), now);
         if std::mem::take(&mut self.reload_again) {
             self.request_reload();
         }

@@ -65,7 +65,7 @@ impl Ops {
     pub fn maybe_refresh(
         &mut self,
         now: Instant,
-        ports: &[&Port],
+        ports: &[Port],
         counters: &[PipelineCounters],
         workers: &[LcoreId],
         control: Option<&ControlLoop>,
@@ -80,7 +80,7 @@ impl Ops {
 
     fn snapshot(
         &self,
-        ports: &[&Port],
+        ports: &[Port],
         counters: &[PipelineCounters],
         workers: &[LcoreId],
         control: Option<&ControlLoop>,

@@ -170,3 +170,50 @@ fn default_config_is_valid() {
     let out = run(&["check-config".to_string(), cfg.to_string()]);
     assert!(out.status.success(), "{}", text(&out));
 }
+
+/// A Prometheus listen address already in use is a start-up error like any other: it is found
+/// before the workers launch, so the appliance exits at once instead of polling forever.
+#[test]
+fn prometheus_address_in_use() {
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let dir = scratch("prom-in-use");
+    let cfg = config(
+        &dir,
+        &format!(
+            "dataplane:\n  ports:\n    - device: net_null0\n  workers: [1]\n  mode: io\nstats:\n  interval_ms: 0\n  prometheus_listen: {addr}\n"
+        ),
+    );
+    let mut eal = eal_args("prom-in-use");
+    eal.extend(["--vdev".into(), "net_null0".into()]);
+    let mut child = Command::new(CONDUIT)
+        .args(with_app(eal, &["--config", &cfg]))
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!("still running after 10 s\n{}", text(&out));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    let log = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{log}");
+    assert!(
+        log.contains(&format!(
+            "conduit: error: serving Prometheus metrics on {addr}: "
+        )),
+        "{log}"
+    );
+    assert!(!log.contains("io forwarding"), "no worker launched\n{log}");
+    drop(taken);
+}

@@ -41,6 +41,15 @@ pub enum JoinError {
     Panicked { lcore: LcoreId, message: String },
 }
 
+impl JoinError {
+    /// The lcore that failed.
+    pub fn lcore(&self) -> LcoreId {
+        match self {
+            JoinError::Panicked { lcore, .. } => *lcore,
+        }
+    }
+}
+
 type Slot<T> = Arc<Mutex<Option<std::result::Result<T, String>>>>;
 
 /// Waits for a launched lcore.

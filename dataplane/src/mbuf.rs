@@ -13,7 +13,6 @@ use std::ptr::NonNull;
 
 use dpdk_sys::rte_mbuf;
 
-use crate::mempool::Mempool;
 use conduit_packet::pipeline::PacketBuf;
 
 /// The largest burst a [`Burst`] holds.
@@ -399,22 +398,6 @@ impl Burst {
     #[inline]
     pub(crate) fn as_mut_ptr(&mut self) -> *mut *mut rte_mbuf {
         self.pkts.as_mut_ptr()
-    }
-
-    /// Allocates `count` mbufs from `pool` at the end of the burst (all or nothing).
-    pub fn alloc_from(&mut self, pool: &Mempool, count: usize) -> bool {
-        if count > self.spare() {
-            return false;
-        }
-        let (dst, _) = self.spare_ptr();
-        // SAFETY: dst has room for `count` pointers (checked above); the pool is valid.
-        let ret = unsafe { dpdk_sys::rte_pktmbuf_alloc_bulk(pool.as_ptr(), dst, count as u32) };
-        if ret != 0 {
-            return false;
-        }
-        // SAFETY: on success DPDK wrote `count` freshly allocated mbufs we now own.
-        unsafe { self.grow(count) };
-        true
     }
 
     /// Hints the CPU to load every packet's mbuf header and then its first data line. Two

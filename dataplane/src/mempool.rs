@@ -10,7 +10,7 @@ use std::ffi::CString;
 use std::ptr::NonNull;
 
 use crate::error::{DpdkError, Result};
-use crate::mbuf::Mbuf;
+use crate::mbuf::{Burst, Mbuf};
 
 /// A pool of packet buffers.
 #[derive(Debug)]
@@ -81,10 +81,21 @@ impl Mempool {
         })
     }
 
-    /// Fills `burst` up to its capacity in one bulk allocation (all or nothing). Returns
-    /// whether it succeeded.
-    pub fn alloc_bulk(&self, burst: &mut crate::mbuf::Burst, count: usize) -> bool {
-        burst.alloc_from(self, count)
+    /// Appends `count` mbufs to `burst` in one bulk allocation (all or nothing). Returns
+    /// whether it succeeded: false when the pool has fewer free or the burst less room.
+    pub fn alloc_bulk(&self, burst: &mut Burst, count: usize) -> bool {
+        let (dst, spare) = burst.spare_ptr();
+        if count > spare {
+            return false;
+        }
+        // SAFETY: dst has room for `count` pointers (checked above); the pool is valid.
+        let ret = unsafe { dpdk_sys::rte_pktmbuf_alloc_bulk(self.raw.as_ptr(), dst, count as u32) };
+        if ret != 0 {
+            return false;
+        }
+        // SAFETY: on success DPDK wrote `count` freshly allocated mbufs we now own.
+        unsafe { burst.grow(count) };
+        true
     }
 
     pub(crate) fn as_ptr(&self) -> *mut dpdk_sys::rte_mempool {

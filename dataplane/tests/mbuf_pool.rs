@@ -61,14 +61,14 @@ fn alloc_free_returns_the_pool_to_full() {
 
     // Bursts: bulk allocation, push/pop, clear and drop all free.
     let mut b = Burst::new();
-    assert!(b.alloc_from(&pool, 200));
+    assert!(pool.alloc_bulk(&mut b, 200));
     assert_eq!(b.len(), 200);
     assert_eq!(pool.in_use_count(), 200);
     let popped = b.pop().unwrap();
     assert_eq!(b.len(), 199);
     b.push(popped).unwrap();
     assert!(
-        !b.alloc_from(&pool, MAX_BURST),
+        !pool.alloc_bulk(&mut b, MAX_BURST),
         "more than the spare room is refused"
     );
     assert_eq!(pool.in_use_count(), 200);
@@ -76,7 +76,7 @@ fn alloc_free_returns_the_pool_to_full() {
     assert_eq!(pool.in_use_count(), 0);
     {
         let mut full = Burst::new();
-        assert!(full.alloc_from(&pool, MAX_BURST));
+        assert!(pool.alloc_bulk(&mut full, MAX_BURST));
         let extra = pool.alloc().unwrap();
         let back = full.push(extra).unwrap_err();
         drop(back);
@@ -95,7 +95,7 @@ fn alloc_free_returns_the_pool_to_full() {
     assert_eq!(firsts, vec![0, 1, 2, 3]);
     assert!(b.is_empty());
     assert_eq!(pool.in_use_count(), 0);
-    assert!(b.alloc_from(&pool, 3));
+    assert!(pool.alloc_bulk(&mut b, 3));
     assert_eq!(b.drain().count(), 3);
     assert_eq!(pool.in_use_count(), 0);
 

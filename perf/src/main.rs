@@ -4,7 +4,8 @@
 //! queue pair per worker lcore. EAL's main lcore runs the generator and the sink: the generator
 //! copies pre-built template frames into freshly bulk-allocated mbufs, stamps the TSC into each
 //! frame's trailer and enqueues them into the worker's RX ring; the worker, the appliance's own
-//! `PipelineWorker` poll loop, receives them through `rte_eth_rx_burst`, processes and transmits
+//! `PipelineWorker` poll loop built by the appliance's own code (`conduit::workers`, reading its
+//! context through a QSBR reader as under the control plane), receives them through `rte_eth_rx_burst`, processes and transmits
 //! them through `rte_eth_tx_burst` into its TX ring; the sink dequeues, counts, spot-checks and
 //! samples latency, then frees. Generation never runs on a worker lcore, so a worker's busy
 //! cycles per packet are its own: ring PMD I/O plus the pipeline.
@@ -19,19 +20,18 @@ use anyhow::{bail, Context as _, Result};
 use clap::Parser;
 use hdrhistogram::Histogram;
 
-use conduit_packet::pipeline::{
-    Context, DropReason, Reassembler, ReassemblerConfig, TokenBucket, WorkerState,
-};
+use conduit_packet::pipeline::{Context, DropReason};
+use conduit_packet::publish::Publisher;
 use conduit_packet::stats::{CoreCounters, CoreSnapshot};
 use control::config::Config;
 use dataplane::eal::{rdtsc, Eal};
-use dataplane::lcore::{self, LcoreId};
+use dataplane::lcore::LcoreId;
 use dataplane::mbuf::{Burst, MAX_BURST};
-use dataplane::mempool::{Mempool, DEFAULT_DATA_ROOM};
+use dataplane::mempool::Mempool;
 use dataplane::port::{Port, PortConfig, PortStats, RxQueue, TxQueue};
-use dataplane::ring::{self, Ring, RingConsumer, RingProducer};
-use dataplane::worker::pipeline::{ContextSlot, PipelineCounters, PipelineWorker};
-use dataplane::worker::IoPath;
+use dataplane::ring::{self, Ring, RingConsumer, RingPortRings, RingProducer};
+use dataplane::worker::pipeline::{PipelineCounters, PipelineWorker, WorkerQueues};
+use dataplane::worker::{IoPath, Workers};
 
 use perf::profile::{self, Ecmp, ProfileKind, ProfileSpec, Proto, GATEWAY_MAC};
 use perf::report::{self, Latency, Report, TrafficReport, WorkerReport};
@@ -114,32 +114,10 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
-        .format_timestamp_millis()
-        .init();
-    let argv: Vec<String> = std::env::args().collect();
-    let (eal_args, app_args) = dataplane::eal::split_args(&argv, "conduit-perf");
-    let cli = match Cli::try_parse_from(&app_args) {
-        Ok(cli) => cli,
-        Err(e) => {
-            let _ = e.print();
-            return if e.use_stderr() {
-                ExitCode::from(2)
-            } else {
-                ExitCode::SUCCESS
-            };
-        }
-    };
-    match run(&cli, eal_args) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("conduit-perf: error: {e:#}");
-            ExitCode::from(1)
-        }
-    }
+    conduit::cli::main("conduit-perf", "warn", run)
 }
 
-fn run(cli: &Cli, eal_args: Vec<String>) -> Result<ExitCode> {
+fn run(cli: Cli, eal_args: Vec<String>) -> Result<ExitCode> {
     let spec = ProfileSpec {
         kind: cli.profile,
         proto: cli.proto,
@@ -159,7 +137,7 @@ fn run(cli: &Cli, eal_args: Vec<String>) -> Result<ExitCode> {
         bail!("--burst must be 1..={MAX_BURST}");
     }
     let eal = Eal::init(&eal_args).context("EAL initialisation failed (see EAL's messages)")?;
-    let result = run_with_eal(cli, &spec, &eal);
+    let result = run_with_eal(&cli, &spec, &eal);
     drop(eal);
     result
 }
@@ -173,65 +151,218 @@ fn sum(counters: &[PipelineCounters]) -> CoreSnapshot {
 
 fn run_with_eal(cli: &Cli, spec: &ProfileSpec, eal: &Eal) -> Result<ExitCode> {
     let tsc_hz = eal.tsc_hz();
-    let workers = eal.worker_lcores();
-    if workers.is_empty() {
+    let lcores = eal.worker_lcores();
+    if lcores.is_empty() {
         bail!("no worker lcore: give EAL at least two (-l 0,1); the main lcore generates");
     }
-    let nq = workers.len();
-    let worker_ids: Vec<u32> = workers.iter().map(|l| l.0).collect();
-
-    // Rings and port: per worker an RX ring (generator -> worker) and a TX ring (worker -> sink).
-    let ring = cli.ring_size;
-    let pool_size = (nq as u32 * (2 * ring + 4 * MAX_BURST as u32) + 8192)
-        .next_power_of_two()
-        .saturating_sub(1);
-    let pool = Arc::new(
-        Mempool::new("perf_pkts", pool_size, 256, DEFAULT_DATA_ROOM, -1)
-            .context("creating the packet pool")?,
-    );
-    let mut gen_rings = Vec::new();
-    let mut sink_rings = Vec::new();
-    let mut port_rx = Vec::new();
-    let mut port_tx = Vec::new();
-    for q in 0..nq {
-        let (p, c) = Ring::create(&format!("perf_rx{q}"), ring, -1)?;
-        gen_rings.push(p);
-        port_rx.push(c);
-        let (p, c) = Ring::create(&format!("perf_tx{q}"), ring, -1)?;
-        port_tx.push(p);
-        sink_rings.push(c);
-    }
-    let (port_id, port_rings) = ring::ring_port(PORT_NAME, port_rx, port_tx)?;
-    let mut port = Port::configure(
-        port_id,
-        PORT_NAME,
-        &PortConfig {
-            rx_queues: nq as u16,
-            tx_queues: nq as u16,
-            rx_desc: ring.min(u16::MAX as u32) as u16,
-            tx_desc: ring.min(u16::MAX as u32) as u16,
-            rss: false,
-            mtu: None,
-            promiscuous: false,
-        },
-        &pool,
-    )?;
-    port.start()?;
-    let mac = port.mac()?;
-
-    let t_build = Instant::now();
+    let worker_ids: Vec<u32> = lcores.iter().map(|l| l.0).collect();
+    let t_config = Instant::now();
     let cfg = spec.config(PORT_NAME, &worker_ids, cli.burst)?;
-    let table = Arc::new(control::tables::forwarding_table(&cfg, &[])?);
+    let config_time = t_config.elapsed();
+    let pool = Arc::new(conduit::workers::packet_pool(
+        "perf_pkts",
+        pool_size(lcores.len(), cli.ring_size),
+        &cfg,
+    )?);
+    let mut rig = RingPort::open(lcores.len(), cli.ring_size, &pool)?;
+    let (publisher, templates) = build_context(spec, &cfg, &rig, tsc_hz, config_time)?;
+    let signalled = stop_on_signals()?;
+    let mut workers = start_workers(
+        cli.worker,
+        &cfg,
+        &lcores,
+        &mut rig.port,
+        &publisher,
+        &pool,
+        tsc_hz,
+    )?;
+
+    let mut gen = Generator::new(
+        std::mem::take(&mut rig.gen_rings),
+        templates,
+        cli.burst as usize,
+        cli.rate,
+        tsc_hz,
+    );
+    let mut sink = Sink::new(
+        std::mem::take(&mut rig.sink_rings),
+        spec.clone(),
+        cli.worker == WorkerMode::Pipeline,
+    );
+    let m = measure(
+        cli,
+        &workers,
+        &mut gen,
+        &mut sink,
+        &rig.port,
+        &pool,
+        &signalled,
+        &worker_ids,
+        tsc_hz,
+    );
+    let latency = Latency::from_histogram(&sink.latency, tsc_hz);
+
+    // Drain, then stop in order: workers, port, rings; then every mbuf must be back.
+    drain(workers.counters(), &gen, &mut sink);
+    let mut failed = false;
+    for e in workers.stop() {
+        eprintln!("conduit-perf: worker {:?}: {e}", e.lcore());
+        failed = true;
+    }
+    sink.step();
+    rig.close();
+    drop(publisher);
+    let alloc_failed = gen.alloc_failed;
+    drop(gen);
+    drop(sink.rings.drain(..));
+    let in_use = pool.in_use_count();
+    let rep = report(
+        cli,
+        spec,
+        eal,
+        &m,
+        latency,
+        &worker_ids,
+        in_use,
+        &pool,
+        tsc_hz,
+    );
+    if !print_outcome(&rep, cli.json, &sink, alloc_failed) {
+        failed = true;
+    }
+    drop(pool);
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// SIGINT and SIGTERM end the measured interval early (the report covers what was measured).
+fn stop_on_signals() -> Result<Arc<AtomicBool>> {
+    let signalled = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, Arc::clone(&signalled))?;
+    }
+    Ok(signalled)
+}
+
+/// Prints the report and what went wrong; true when the run is clean (every checked frame as
+/// the profile expects, every mbuf back in the pool).
+fn print_outcome(rep: &Report, json: bool, sink: &Sink, alloc_failed: u64) -> bool {
+    if json {
+        println!("{}", rep.to_json());
+    } else {
+        print!("{}", rep.to_text());
+    }
+    let mut clean = true;
+    if rep.traffic.check_failed > 0 {
+        eprintln!(
+            "conduit-perf: {} output frames failed the profile's check (first: {:?})",
+            rep.traffic.check_failed, sink.first_failure
+        );
+        clean = false;
+    }
+    if alloc_failed > 0 {
+        eprintln!("conduit-perf: the generator found the pool empty {alloc_failed} times");
+    }
+    if rep.mbufs_in_use_after != 0 {
+        eprintln!("conduit-perf: {} mbufs leaked", rep.mbufs_in_use_after);
+        clean = false;
+    }
+    clean
+}
+
+/// Mbufs for `workers` RX and TX rings of `ring` slots each, bursts in flight and the generator's
+/// pending bursts, as a power of two minus one (the size DPDK pools are most efficient at).
+fn pool_size(workers: usize, ring: u32) -> u32 {
+    (workers as u32 * (2 * ring + 4 * MAX_BURST as u32) + 8192)
+        .next_power_of_two()
+        .saturating_sub(1)
+}
+
+/// The ring port and its rings: per worker an RX ring (generator -> worker) and a TX ring
+/// (worker -> sink).
+struct RingPort {
+    port: Port,
+    rings: RingPortRings,
+    gen_rings: Vec<RingProducer>,
+    sink_rings: Vec<RingConsumer>,
+}
+
+impl RingPort {
+    fn open(workers: usize, ring: u32, pool: &Mempool) -> Result<RingPort> {
+        let mut gen_rings = Vec::new();
+        let mut sink_rings = Vec::new();
+        let mut port_rx = Vec::new();
+        let mut port_tx = Vec::new();
+        for q in 0..workers {
+            let (p, c) = Ring::create(&format!("perf_rx{q}"), ring, -1)?;
+            gen_rings.push(p);
+            port_rx.push(c);
+            let (p, c) = Ring::create(&format!("perf_tx{q}"), ring, -1)?;
+            port_tx.push(p);
+            sink_rings.push(c);
+        }
+        let (port_id, rings) = ring::ring_port(PORT_NAME, port_rx, port_tx)?;
+        let desc = ring.min(u16::MAX as u32) as u16;
+        let mut port = Port::configure(
+            port_id,
+            PORT_NAME,
+            &PortConfig {
+                rx_queues: workers as u16,
+                tx_queues: workers as u16,
+                rx_desc: desc,
+                tx_desc: desc,
+                rss: false,
+                mtu: None,
+                promiscuous: false,
+            },
+            pool,
+        )?;
+        port.start()?;
+        Ok(RingPort {
+            port,
+            rings,
+            gen_rings,
+            sink_rings,
+        })
+    }
+
+    /// Stops and closes the port, then its rings.
+    fn close(mut self) {
+        if let Err(e) = self.port.stop() {
+            log::warn!("{PORT_NAME}: {e}");
+        }
+        drop(self.port);
+        drop(self.rings);
+    }
+}
+
+/// Builds the forwarding context for `cfg` and publishes it the way the control plane does,
+/// and the generator's template frames; prints the run's description line.
+fn build_context(
+    spec: &ProfileSpec,
+    cfg: &Config,
+    rig: &RingPort,
+    tsc_hz: u64,
+    config_time: Duration,
+) -> Result<(Publisher<Context>, Templates)> {
+    let t_build = Instant::now();
+    let mac = rig.port.mac()?;
+    let nq = cfg.dataplane.workers.len();
+    let table = Arc::new(control::tables::forwarding_table(cfg, &[])?);
     let tstats = table.stats();
-    let ctx = Arc::new(control::tables::context(&cfg, &[mac], GATEWAY_MAC, table)?);
+    let ctx = control::tables::context(cfg, &[mac], GATEWAY_MAC, table)?;
+    let publisher = Publisher::with_capacity(ctx, nq, 1);
     let templates = Templates::build(spec, mac, nq as u32);
-    let info_line = format!(
+    eprintln!(
         "conduit-perf: {} | {} {} | TSC {:.3} GHz | workers {:?} | {:?} {} flows, {} tunnels, {} prefixes ({} routes, {} ECMP groups, {} KiB) built in {:.2} s",
         Eal::version(),
         PORT_NAME,
-        port.info().driver,
+        rig.port.info().driver,
         tsc_hz as f64 / 1e9,
-        worker_ids,
+        cfg.dataplane.workers,
         spec.kind,
         spec.flows,
         spec.tunnels,
@@ -239,55 +370,90 @@ fn run_with_eal(cli: &Cli, spec: &ProfileSpec, eal: &Eal) -> Result<ExitCode> {
         cfg.routes.len(),
         tstats.groups,
         tstats.memory_bytes / 1024,
-        t_build.elapsed().as_secs_f64()
+        (config_time + t_build.elapsed()).as_secs_f64()
     );
-    eprintln!("{info_line}");
+    Ok((publisher, templates))
+}
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let signalled = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, Arc::clone(&signalled))?;
-    }
-    let counters: Arc<Vec<PipelineCounters>> = Arc::new(
-        (0..nq)
-            .map(|_| PipelineCounters::new(cfg.tunnels.len()))
-            .collect(),
-    );
-    let mut handles = Vec::new();
-    for (q, &lcore_id) in workers.iter().enumerate() {
+/// Launches one worker per lcore on its queue pair of the ring port: the appliance's pipeline
+/// worker, built by the appliance's own code, or a testpmd-style baseline.
+#[allow(clippy::too_many_arguments)]
+fn start_workers(
+    mode: WorkerMode,
+    cfg: &Config,
+    lcores: &[LcoreId],
+    port: &mut Port,
+    publisher: &Publisher<Context>,
+    pool: &Arc<Mempool>,
+    tsc_hz: u64,
+) -> Result<Workers> {
+    let config = conduit::workers::worker_config(cfg, tsc_hz);
+    let mut workers = conduit::workers::workers(cfg);
+    for (q, &lcore_id) in lcores.iter().enumerate() {
         let rx = port.take_rx_queue(q as u16).context("RX queue")?;
         let tx = port.take_tx_queue(q as u16).context("TX queue")?;
-        handles.push(match cli.worker {
+        let launched = match mode {
             WorkerMode::Pipeline => {
-                let w = build_worker(&cfg, q, rx, tx, &ctx, &pool, tsc_hz);
-                spawn_worker(lcore_id, q, w, &stop, &counters)?
+                let queues = WorkerQueues {
+                    rx: vec![rx],
+                    tx: vec![tx],
+                };
+                let reader = publisher.reader()?;
+                let w = PipelineWorker::new(&config, q, queues, reader, Arc::clone(pool));
+                workers.launch_pipeline(lcore_id, w)
             }
-            mode => spawn_baseline(lcore_id, q, mode, rx, tx, cli.burst, &stop, &counters)?,
-        });
+            WorkerMode::Io => workers.launch_io(lcore_id, vec![IoPath { rx, tx }], config.burst),
+            WorkerMode::Macswap => {
+                let burst = config.burst;
+                workers.launch(lcore_id, move |stop, c| {
+                    run_macswap(rx, tx, burst, stop, &c.core)
+                })
+            }
+        };
+        launched.with_context(|| format!("launching the worker on {lcore_id:?}"))?;
     }
+    Ok(workers)
+}
 
-    let mut gen = Generator::new(gen_rings, templates, cli.burst as usize, cli.rate, tsc_hz);
-    let mut sink = Sink::new(sink_rings, spec.clone(), cli.worker == WorkerMode::Pipeline);
+/// Counters at the start and the end of the measured interval.
+struct Measured {
+    base: Baseline,
+    end: Baseline,
+    interval: Duration,
+}
+
+/// Runs the generator and the sink through the warm-up and the measured interval (or until a
+/// signal), printing periodic statistics.
+#[allow(clippy::too_many_arguments)]
+fn measure(
+    cli: &Cli,
+    workers: &Workers,
+    gen: &mut Generator,
+    sink: &mut Sink,
+    port: &Port,
+    pool: &Mempool,
+    signalled: &AtomicBool,
+    worker_ids: &[u32],
+    tsc_hz: u64,
+) -> Measured {
+    let counters = workers.counters();
     let out = Output { json: cli.json };
-
-    // Warm-up, then the measured interval.
     let mut warm = true;
     let start = Instant::now();
     let mut mark = Instant::now();
-    let mut base = Baseline::take(&counters, &gen, &sink);
+    let mut base = Baseline::take(counters, gen, sink);
     let mut last = base.clone();
     let mut last_port = port.stats().unwrap_or_default();
     let mut last_print = Instant::now();
     let interval = Duration::from_millis(cli.stats_interval);
     let warmup = Duration::from_secs_f64(cli.warmup.max(0.0));
     let duration = Duration::from_secs_f64(cli.duration.max(0.0));
-    let pool_ref = Arc::clone(&pool);
     // The clock is read once a millisecond (by TSC): clock_gettime is slow on some VMs and
     // would otherwise eat into the generator's time.
     let check_every = (tsc_hz / 1000).max(1);
     let mut next_check = rdtsc();
     let measured = loop {
-        gen.step(&pool_ref);
+        gen.step(pool);
         sink.step();
         let t = rdtsc();
         if t < next_check {
@@ -298,7 +464,7 @@ fn run_with_eal(cli: &Cli, spec: &ProfileSpec, eal: &Eal) -> Result<ExitCode> {
         if warm && now.duration_since(start) >= warmup {
             warm = false;
             mark = now;
-            base = Baseline::take(&counters, &gen, &sink);
+            base = Baseline::take(counters, gen, sink);
             sink.reset_latency();
         }
         if !warm && now.duration_since(mark) >= duration {
@@ -309,7 +475,7 @@ fn run_with_eal(cli: &Cli, spec: &ProfileSpec, eal: &Eal) -> Result<ExitCode> {
         }
         if cli.stats_interval > 0 && now.duration_since(last_print) >= interval {
             let dt = now.duration_since(last_print).as_secs_f64();
-            let cur = Baseline::take(&counters, &gen, &sink);
+            let cur = Baseline::take(counters, gen, sink);
             let ps = port.stats().unwrap_or_default();
             out.periodic(
                 now.duration_since(start).as_secs_f64(),
@@ -318,8 +484,8 @@ fn run_with_eal(cli: &Cli, spec: &ProfileSpec, eal: &Eal) -> Result<ExitCode> {
                 &cur,
                 &last_port,
                 &ps,
-                &worker_ids,
-                &sink,
+                worker_ids,
+                sink,
                 tsc_hz,
             );
             last = cur;
@@ -327,18 +493,24 @@ fn run_with_eal(cli: &Cli, spec: &ProfileSpec, eal: &Eal) -> Result<ExitCode> {
             last_print = now;
         }
     };
-    let end = Baseline::take(&counters, &gen, &sink);
-    let latency = Latency::from_histogram(&sink.latency, tsc_hz);
+    Measured {
+        end: Baseline::take(counters, gen, sink),
+        base,
+        interval: measured,
+    }
+}
 
-    // Drain: stop generating, let the worker empty its RX ring, then stop it.
+/// Stops generating and lets the workers empty their RX rings (up to 2 s), the sink taking what
+/// they send.
+fn drain(counters: &[PipelineCounters], gen: &Generator, sink: &mut Sink) {
     let drain_until = Instant::now() + Duration::from_secs(2);
     let mut quiet_since = Instant::now();
-    let mut last_rx = sum(&counters).rx_packets;
+    let mut last_rx = sum(counters).rx_packets;
     while Instant::now() < drain_until {
         for _ in 0..1000 {
             sink.step();
         }
-        let rx = sum(&counters).rx_packets;
+        let rx = sum(counters).rx_packets;
         if rx != last_rx || gen.backlog() > 0 {
             last_rx = rx;
             quiet_since = Instant::now();
@@ -346,35 +518,27 @@ fn run_with_eal(cli: &Cli, spec: &ProfileSpec, eal: &Eal) -> Result<ExitCode> {
             break;
         }
     }
-    stop.store(true, Ordering::Relaxed);
-    let mut failed = false;
-    for h in handles {
-        let l = h.lcore();
-        if let Err(e) = h.join() {
-            eprintln!("conduit-perf: worker {l:?}: {e}");
-            failed = true;
-        }
-    }
-    sink.step();
-    if let Err(e) = port.stop() {
-        log::warn!("{PORT_NAME}: {e}");
-    }
-    drop(port);
-    drop(port_rings);
-    let alloc_failed = gen.alloc_failed;
-    drop(gen);
-    drop(sink.rings.drain(..));
-    let in_use = pool.in_use_count();
-    if in_use != 0 {
-        failed = true;
-    }
+}
 
-    let secs = measured.as_secs_f64();
-    let d = end.since(&base);
+/// The run's report from the measured interval.
+#[allow(clippy::too_many_arguments)]
+fn report(
+    cli: &Cli,
+    spec: &ProfileSpec,
+    eal: &Eal,
+    m: &Measured,
+    latency: Latency,
+    worker_ids: &[u32],
+    in_use: u32,
+    pool: &Mempool,
+    tsc_hz: u64,
+) -> Report {
+    let secs = m.interval.as_secs_f64();
+    let d = m.end.since(&m.base);
     let workers_report: Vec<WorkerReport> = d
         .workers
         .iter()
-        .zip(&worker_ids)
+        .zip(worker_ids)
         .map(|(w, &l)| WorkerReport::new(l, w, secs, tsc_hz))
         .collect();
     let (total_mpps, cpp) = Report::totals(&workers_report);
@@ -389,7 +553,7 @@ fn run_with_eal(cli: &Cli, spec: &ProfileSpec, eal: &Eal) -> Result<ExitCode> {
     if tx_full > 0 {
         drops.insert("tx_full".into(), tx_full);
     }
-    let rep = Report {
+    Report {
         profile: spec.clone(),
         worker: format!("{:?}", cli.worker).to_lowercase(),
         dpdk: Eal::version(),
@@ -415,104 +579,7 @@ fn run_with_eal(cli: &Cli, spec: &ProfileSpec, eal: &Eal) -> Result<ExitCode> {
         drops,
         mbufs_in_use_after: in_use,
         pool_capacity: pool.capacity(),
-    };
-    if cli.json {
-        println!("{}", rep.to_json());
-    } else {
-        print!("{}", rep.to_text());
     }
-    if d.check_failed > 0 {
-        eprintln!(
-            "conduit-perf: {} output frames failed the profile's check (first: {:?})",
-            d.check_failed, sink.first_failure
-        );
-        failed = true;
-    }
-    if alloc_failed > 0 {
-        eprintln!("conduit-perf: the generator found the pool empty {alloc_failed} times");
-    }
-    if in_use != 0 {
-        eprintln!("conduit-perf: {in_use} mbufs leaked");
-    }
-    drop(pool);
-    Ok(if failed {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
-}
-
-/// Builds worker `q`'s poll loop the way the appliance does (`src/main.rs`, `launch_pipeline`).
-/// Kept in one place because the context slot's construction is about to change.
-fn build_worker(
-    cfg: &Config,
-    q: usize,
-    rx: RxQueue,
-    tx: TxQueue,
-    ctx: &Arc<Context>,
-    pool: &Arc<Mempool>,
-    tsc_hz: u64,
-) -> PipelineWorker {
-    let max_datagram = DEFAULT_DATA_ROOM as usize - 14 - 60;
-    let state = WorkerState::new(
-        TokenBucket::new(cfg.icmp.rate_per_sec, cfg.icmp.burst, tsc_hz, rdtsc()),
-        (q as u16).wrapping_mul(0x1000),
-    );
-    let reassembler = Reassembler::new(ReassemblerConfig {
-        max_sets: cfg.reassembly.max_sets as usize,
-        timeout: tsc_hz / 1000 * cfg.reassembly.timeout_ms,
-        max_datagram,
-        seed: q as u64,
-    });
-    PipelineWorker::new(
-        vec![rx],
-        vec![tx],
-        ContextSlot::new(Arc::clone(ctx)),
-        state,
-        reassembler,
-        max_datagram,
-        Arc::clone(pool),
-        cfg.dataplane.burst as usize,
-        tsc_hz,
-    )
-}
-
-fn spawn_worker(
-    lcore_id: LcoreId,
-    q: usize,
-    mut w: PipelineWorker,
-    stop: &Arc<AtomicBool>,
-    counters: &Arc<Vec<PipelineCounters>>,
-) -> Result<lcore::JoinHandle<()>> {
-    let stop = Arc::clone(stop);
-    let counters = Arc::clone(counters);
-    lcore::launch(lcore_id, move || w.run(&stop, &counters[q]))
-        .with_context(|| format!("launching the worker on {lcore_id:?}"))
-}
-
-/// testpmd-style io or macswap forwarding on worker `q`'s queue pair.
-#[allow(clippy::too_many_arguments)]
-fn spawn_baseline(
-    lcore_id: LcoreId,
-    q: usize,
-    mode: WorkerMode,
-    rx: RxQueue,
-    tx: TxQueue,
-    burst: u16,
-    stop: &Arc<AtomicBool>,
-    counters: &Arc<Vec<PipelineCounters>>,
-) -> Result<lcore::JoinHandle<()>> {
-    let stop = Arc::clone(stop);
-    let counters = Arc::clone(counters);
-    let burst = burst as usize;
-    lcore::launch(lcore_id, move || {
-        let core = &counters[q].core;
-        match mode {
-            WorkerMode::Macswap => run_macswap(rx, tx, burst, &stop, core),
-            _ => dataplane::worker::run_io(&mut [IoPath { rx, tx }], burst, &stop, core),
-        }
-    })
-    .with_context(|| format!("launching the worker on {lcore_id:?}"))
 }
 
 /// testpmd's macswap: swap the Ethernet addresses and send back; the io loop's accounting.
@@ -632,7 +699,7 @@ impl Generator {
             let spans = &self.templates.spans[q];
             if pending.is_empty() && budget > 0 && !spans.is_empty() {
                 let want = self.burst.min(budget);
-                if !pending.alloc_from(pool, want) {
+                if !pool.alloc_bulk(pending, want) {
                     self.alloc_failed += 1;
                     continue;
                 }

@@ -4,24 +4,102 @@
 //! until told to stop. The loop reads the stop flag once per pass over its ports, never blocks,
 //! never allocates and never logs; everything it has to say goes into its [`CoreCounters`].
 //!
-//! [`ForwardMode::Io`] is testpmd's `io` mode: packets received on a port leave unchanged on
+//! [`run_io`] is testpmd's `io` mode: packets received on a port leave unchanged on
 //! its peer port (ports paired 0↔1, 2↔3, ...; an odd last port sends back out of itself). It is
 //! kept as a diagnostic mode: it shows what the ports and the loop cost without the pipeline.
 
 pub mod pipeline;
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use crate::eal::rdtsc;
+use crate::error::Result;
+use crate::lcore::{self, JoinError, LcoreId};
 use crate::mbuf::{Burst, MAX_BURST};
 use crate::port::{PortId, RxQueue, TxQueue};
 use conduit_packet::stats::CoreCounters;
+use pipeline::{PipelineCounters, PipelineWorker};
 
-/// What a worker does with received packets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ForwardMode {
-    /// Forward unchanged to the peer port.
-    Io,
+/// The running worker lcores, their stop flag and their counters. Dropping it stops and joins
+/// them, so that no way out of the main loop (an error, a panic) leaves workers polling.
+#[derive(Debug)]
+pub struct Workers {
+    stop: Arc<AtomicBool>,
+    counters: Arc<Vec<PipelineCounters>>,
+    handles: Vec<lcore::JoinHandle<()>>,
+}
+
+impl Workers {
+    /// Room for `workers` workers, each with counters for `tunnels` tunnel ids.
+    pub fn new(workers: usize, tunnels: usize) -> Self {
+        Workers {
+            stop: Arc::new(AtomicBool::new(false)),
+            counters: Arc::new(
+                (0..workers)
+                    .map(|_| PipelineCounters::new(tunnels))
+                    .collect(),
+            ),
+            handles: Vec::new(),
+        }
+    }
+
+    /// Every worker's counters, in launch order (summed on read).
+    pub fn counters(&self) -> &[PipelineCounters] {
+        &self.counters
+    }
+
+    /// Launches the next worker on `lcore`: `run` polls until the stop flag is set, counting into
+    /// the worker's counters.
+    pub fn launch<F>(&mut self, lcore: LcoreId, run: F) -> Result<()>
+    where
+        F: FnOnce(&AtomicBool, &PipelineCounters) + Send + 'static,
+    {
+        let q = self.handles.len();
+        assert!(
+            q < self.counters.len(),
+            "more workers launched than counted"
+        );
+        let stop = Arc::clone(&self.stop);
+        let counters = Arc::clone(&self.counters);
+        let handle = lcore::launch(lcore, move || run(&stop, &counters[q]))?;
+        self.handles.push(handle);
+        Ok(())
+    }
+
+    /// Launches a pipeline worker on `lcore`.
+    pub fn launch_pipeline(&mut self, lcore: LcoreId, mut worker: PipelineWorker) -> Result<()> {
+        self.launch(lcore, move |stop, counters| worker.run(stop, counters))
+    }
+
+    /// Launches an io-forwarding worker (see [`run_io`]) on `lcore`.
+    pub fn launch_io(
+        &mut self,
+        lcore: LcoreId,
+        mut paths: Vec<IoPath>,
+        burst: usize,
+    ) -> Result<()> {
+        self.launch(lcore, move |stop, counters| {
+            run_io(&mut paths, burst, stop, &counters.core)
+        })
+    }
+
+    /// Stops every worker and waits for it; returns the workers that panicked.
+    pub fn stop(&mut self) -> Vec<JoinError> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.handles
+            .drain(..)
+            .filter_map(|h| h.join().err())
+            .collect()
+    }
+}
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        for e in self.stop() {
+            log::error!("worker: {e}");
+        }
+    }
 }
 
 /// The peer of port index `i` among `n` ports in testpmd's paired topology.

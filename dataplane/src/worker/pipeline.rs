@@ -15,20 +15,22 @@
 //! | `ToControl(Arp)` | counted and freed (the gateway is resolved at start-up) |
 //! | `Drop` | count by reason, free in bulk at the end of the burst |
 //!
-//! The forwarding context is read once per loop iteration (one burst per port) from the
-//! [`ContextSlot`], and the worker passes a quiescent point at the end of each iteration, so a
-//! published table takes effect at the next iteration and the worker never blocks on it.
+//! The forwarding context is read once per loop iteration (one burst per port) through the
+//! worker's [`Reader`] of the control thread's publication, and the worker passes a quiescent
+//! point at the end of each iteration, so a published table takes effect at the next iteration
+//! and the worker never blocks on it.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use crate::eal::rdtsc;
 use crate::mbuf::{Burst, Mbuf, MAX_BURST};
-use crate::mempool::Mempool;
+use crate::mempool::{Mempool, DEFAULT_DATA_ROOM};
 use crate::port::{RxQueue, TxQueue};
 use conduit_packet::pipeline::{
     encapsulate, process, read_probe_echo, write_fragment, Context, Control, DropReason,
-    FragmentPlan, ProbeReply, Reassembler, Reassembly, ReassemblyStats, Verdict, WorkerState,
+    FragmentPlan, ProbeReply, Reassembler, ReassemblerConfig, Reassembly, ReassemblyStats,
+    TokenBucket, Verdict, WorkerState,
 };
 use conduit_packet::publish::Reader;
 use conduit_packet::route::TunnelId;
@@ -36,6 +38,81 @@ use conduit_packet::stats::{CoreCounters, Counter, CounterArray};
 
 /// Length of the Ethernet header the reassembler skips and a reassembled frame gets back.
 const ETHERNET_HEADER: usize = 14;
+
+/// Room for the largest IPv4 header (with options) in front of a reassembled datagram.
+const MAX_IPV4_HEADER: usize = 60;
+/// The largest datagram a worker reassembles: with its Ethernet and IPv4 headers it must fit the
+/// one mbuf it is copied into.
+pub const MAX_DATAGRAM: usize = DEFAULT_DATA_ROOM as usize - ETHERNET_HEADER - MAX_IPV4_HEADER;
+/// Extra room in the reassembly output buffer beyond [`MAX_DATAGRAM`].
+const REASSEMBLY_SLACK: usize = 64;
+/// How many times a second a worker expires incomplete reassembly sets.
+const EXPIRE_CHECKS_PER_SEC: u64 = 100;
+/// Distance between the first IPv4 identifications of consecutive workers: worker `q` starts at
+/// `q * IDENT_STRIDE`, so that workers (and the control thread, at [`CONTROL_IDENT_BASE`]) do not
+/// reuse each other's identifications for a long while.
+pub const IDENT_STRIDE: u16 = 0x1000;
+/// Where the control thread's IPv4 identifications (health probes) start.
+pub const CONTROL_IDENT_BASE: u16 = 0xF000;
+/// Probe replies a worker can queue for the control thread between two control-loop turns, and
+/// probes the control thread can queue for a worker to send.
+pub const PROBE_QUEUE_CAPACITY: usize = 1024;
+
+/// The settings that every pipeline worker of a dataplane shares: the one place a worker's
+/// numbers come from, for the appliance and the benchmark alike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WorkerConfig {
+    /// Packets received per poll of a port (clamped to `1..=MAX_BURST`).
+    pub burst: usize,
+    /// The TSC frequency: the clock of rate limits, timeouts and timestamps.
+    pub tsc_hz: u64,
+    /// ICMP errors each worker may send per second, and the burst it may send at once.
+    pub icmp_rate_per_sec: u32,
+    pub icmp_burst: u32,
+    /// Outer datagrams each worker reassembles at once, and how long a set may stay incomplete.
+    pub reassembly_max_sets: usize,
+    pub reassembly_timeout_ms: u64,
+}
+
+impl WorkerConfig {
+    /// Per-packet state for a worker whose IPv4 identifications start at `first_ident`.
+    fn state(&self, first_ident: u16) -> WorkerState {
+        WorkerState::new(
+            TokenBucket::new(
+                self.icmp_rate_per_sec,
+                self.icmp_burst,
+                self.tsc_hz,
+                rdtsc(),
+            ),
+            first_ident,
+        )
+    }
+
+    fn reassembler(&self, seed: u64) -> Reassembler {
+        Reassembler::new(ReassemblerConfig {
+            max_sets: self.reassembly_max_sets,
+            timeout: self.tsc_hz / 1000 * self.reassembly_timeout_ms,
+            max_datagram: MAX_DATAGRAM,
+            seed,
+        })
+    }
+
+    /// The control thread's per-packet state for building health probes: its own
+    /// identification range, and no ICMP errors to rate-limit.
+    pub fn control_state(&self) -> WorkerState {
+        WorkerState::new(
+            TokenBucket::new(0, 0, self.tsc_hz, rdtsc()),
+            CONTROL_IDENT_BASE,
+        )
+    }
+}
+
+/// One worker's queues: `rx[i]`/`tx[i]` are its queues on port `i` (the context's port index).
+#[derive(Debug, Default)]
+pub struct WorkerQueues {
+    pub rx: Vec<RxQueue>,
+    pub tx: Vec<TxQueue>,
+}
 
 /// The counters of one pipeline worker, summed across workers on read.
 #[derive(Debug)]
@@ -90,64 +167,13 @@ pub type ProbeQueue = crossbeam::queue::ArrayQueue<ProbeReply>;
 /// as many RX as TX queues, and an RX queue nobody polls would lose packets).
 pub type ControlTxQueue = crossbeam::queue::ArrayQueue<Mbuf>;
 
-/// Where a worker finds the current forwarding context.
-pub enum ContextSlot {
-    /// A context that never changes (benchmarks, tests, replay without a control plane).
-    Fixed(Arc<Context>),
-    /// The control thread's publication (QSBR reader: one load per read, no RMW).
-    Published(Reader<Context>),
-}
-
-impl std::fmt::Debug for ContextSlot {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ContextSlot::Fixed(_) => f.write_str("ContextSlot::Fixed"),
-            ContextSlot::Published(r) => write!(
-                f,
-                "ContextSlot::Published(generation {})",
-                r.seen_generation()
-            ),
-        }
-    }
-}
-
-impl ContextSlot {
-    pub fn new(ctx: Arc<Context>) -> Self {
-        ContextSlot::Fixed(ctx)
-    }
-
-    pub fn published(reader: Reader<Context>) -> Self {
-        ContextSlot::Published(reader)
-    }
-
-    /// The current context, valid until the next quiescent point.
-    #[inline(always)]
-    fn read(&mut self) -> &Context {
-        match self {
-            ContextSlot::Fixed(ctx) => ctx,
-            ContextSlot::Published(r) => r.read(),
-        }
-    }
-
-    #[inline(always)]
-    fn quiescent(&mut self) {
-        if let ContextSlot::Published(r) = self {
-            r.quiescent();
-        }
-    }
-
-    fn offline(&mut self) {
-        if let ContextSlot::Published(r) = self {
-            r.offline();
-        }
-    }
-}
-
 /// Everything one pipeline worker owns.
 pub struct PipelineWorker {
     /// RX queue of each port, indexed like the context's ports.
     rx: Vec<RxQueue>,
-    slot: ContextSlot,
+    /// The control thread's publication of the forwarding context (QSBR reader: one load per
+    /// read, no read-modify-write).
+    slot: Reader<Context>,
     /// Everything the per-packet path mutates (split from `slot` so that the context borrowed
     /// from the slot and the mutable worker state are disjoint borrows).
     io: WorkerIo,
@@ -176,25 +202,23 @@ impl std::fmt::Debug for PipelineWorker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PipelineWorker")
             .field("ports", &self.rx.len())
-            .field("slot", &self.slot)
+            .field("generation", &self.slot.seen_generation())
             .finish()
     }
 }
 
 impl PipelineWorker {
-    /// `rx[i]`/`tx[i]` are this worker's queues on port `i` (context port index).
-    #[allow(clippy::too_many_arguments)]
+    /// Worker number `index` (0-based: it picks the worker's IPv4 identification range and
+    /// reassembly hash seed) over `queues`, reading its forwarding context from `slot` and
+    /// allocating fragments and reassembled datagrams from `pool`.
     pub fn new(
-        rx: Vec<RxQueue>,
-        tx: Vec<TxQueue>,
-        slot: ContextSlot,
-        state: WorkerState,
-        reassembler: Reassembler,
-        max_datagram: usize,
+        config: &WorkerConfig,
+        index: usize,
+        queues: WorkerQueues,
+        slot: Reader<Context>,
         pool: Arc<Mempool>,
-        burst_size: usize,
-        tsc_hz: u64,
     ) -> Self {
+        let WorkerQueues { rx, tx } = queues;
         let n = tx.len();
         PipelineWorker {
             rx,
@@ -203,16 +227,16 @@ impl PipelineWorker {
                 tx,
                 tx_bursts: (0..n).map(|_| Burst::new()).collect(),
                 dropped: Burst::new(),
-                state,
-                reassembler,
-                reassembly_out: vec![0u8; max_datagram + 64].into_boxed_slice(),
+                state: config.state((index as u16).wrapping_mul(IDENT_STRIDE)),
+                reassembler: config.reassembler(index as u64),
+                reassembly_out: vec![0u8; MAX_DATAGRAM + REASSEMBLY_SLACK].into_boxed_slice(),
                 reassembly_seen: ReassemblyStats::default(),
                 pool,
                 probes: None,
                 control_tx: None,
             },
-            burst_size: burst_size.clamp(1, MAX_BURST),
-            expire_every: (tsc_hz / 100).max(1),
+            burst_size: config.burst.clamp(1, MAX_BURST),
+            expire_every: (config.tsc_hz / EXPIRE_CHECKS_PER_SEC).max(1),
         }
     }
 

@@ -1,0 +1,67 @@
+//! How the appliance and `conduit-perf` build their workers from a [`Config`]: one place for
+//! every number a worker needs, so that the benchmark measures exactly the worker that ships.
+
+use anyhow::{Context as _, Result};
+use control::config::Config;
+use dataplane::mempool::{Mempool, DEFAULT_DATA_ROOM};
+use dataplane::worker::pipeline::WorkerConfig;
+use dataplane::worker::Workers;
+
+/// Tunnel ids the workers' per-tunnel counters cover at least: room for reloads that add
+/// tunnels.
+pub const TUNNEL_COUNTER_CAPACITY: usize = 1024;
+
+/// Tunnel ids the workers count (and the control plane accepts) for `cfg`.
+pub fn tunnel_capacity(cfg: &Config) -> usize {
+    cfg.tunnels.len().max(TUNNEL_COUNTER_CAPACITY)
+}
+
+/// The settings every pipeline worker takes from `cfg`, on a TSC of `tsc_hz`.
+pub fn worker_config(cfg: &Config, tsc_hz: u64) -> WorkerConfig {
+    WorkerConfig {
+        burst: cfg.dataplane.burst as usize,
+        tsc_hz,
+        icmp_rate_per_sec: cfg.icmp.rate_per_sec,
+        icmp_burst: cfg.icmp.burst,
+        reassembly_max_sets: cfg.reassembly.max_sets as usize,
+        reassembly_timeout_ms: cfg.reassembly.timeout_ms,
+    }
+}
+
+/// Counters for `cfg`'s workers; none launched yet.
+pub fn workers(cfg: &Config) -> Workers {
+    Workers::new(cfg.dataplane.workers.len(), tunnel_capacity(cfg))
+}
+
+/// The packet pool `name` of `size` mbufs, with `cfg`'s per-lcore cache.
+pub fn packet_pool(name: &str, size: u32, cfg: &Config) -> Result<Mempool> {
+    Mempool::new(name, size, cfg.dataplane.mbuf_cache, DEFAULT_DATA_ROOM, -1)
+        .context("creating the packet pool")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn worker_config_takes_every_number_from_the_config() {
+        let cfg = Config::parse(
+            "dataplane:\n  ports:\n    - device: net_ring0\n  workers: [1, 2]\n  mode: io\n  burst: 64\nicmp:\n  rate_per_sec: 200\n  burst: 20\nreassembly:\n  max_sets: 256\n  timeout_ms: 500\n",
+            std::path::Path::new("test.yaml"),
+        )
+        .unwrap();
+        assert_eq!(
+            worker_config(&cfg, 2_000_000_000),
+            WorkerConfig {
+                burst: 64,
+                tsc_hz: 2_000_000_000,
+                icmp_rate_per_sec: 200,
+                icmp_burst: 20,
+                reassembly_max_sets: 256,
+                reassembly_timeout_ms: 500,
+            }
+        );
+        assert_eq!(tunnel_capacity(&cfg), TUNNEL_COUNTER_CAPACITY);
+        assert_eq!(workers(&cfg).counters().len(), 2);
+    }
+}
