@@ -130,17 +130,6 @@ impl Ipv4 {
     }
 }
 
-/// Recomputes the header checksum of the IPv4 packet at the start of `ip`, if its IHL says it
-/// has a whole header there (fuzzers use it to get mutated headers past the checksum).
-pub fn fix_ipv4_checksum(ip: &mut [u8]) {
-    let ihl = usize::from(ip.first().copied().unwrap_or(0) & 0x0f) * 4;
-    if ihl >= 20 && ip.len() >= ihl {
-        ip[10..12].fill(0);
-        let ck = checksum(&ip[..ihl]);
-        ip[10..12].copy_from_slice(&ck.to_be_bytes());
-    }
-}
-
 /// A UDP datagram (header + `data`) with its checksum under the pseudo-header of `src`, `dst`
 /// (0 is sent as 0xffff, RFC 768).
 pub fn udp(src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16, data: &[u8]) -> Vec<u8> {
