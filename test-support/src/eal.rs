@@ -41,5 +41,5 @@ pub fn in_process(name: &str, extra: &[&str]) -> Vec<String> {
 /// Initialises this process's EAL with [`in_process`] arguments.
 #[cfg(feature = "eal")]
 pub fn init_eal(name: &str, extra: &[&str]) -> dataplane::eal::Eal {
-    dataplane::eal::Eal::init(&in_process(name, extra)).expect("EAL init")
+    dataplane::eal::Eal::init(in_process(name, extra)).expect("EAL init")
 }
