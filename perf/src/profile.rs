@@ -347,32 +347,22 @@ fn ip_packet(src: u32, dst: u32, proto: Proto, sport: u16, dport: u16, total: us
         l4[n - TRAILER + 4..].copy_from_slice(&[0xff; 4]);
     }
     let l4 = &p[IP..];
+    let pseudo_checksum = || {
+        let pseudo = checksum::pseudo_header_v4(
+            Ipv4Addr::from_bits(src),
+            Ipv4Addr::from_bits(dst),
+            protocol,
+            l4_len as u16,
+        );
+        !checksum::combine(&[pseudo, checksum::sum(l4)])
+    };
     let c = match proto {
-        Proto::Udp => {
-            let c = !checksum::combine(&[
-                checksum::pseudo_header_v4(
-                    Ipv4Addr::from_bits(src),
-                    Ipv4Addr::from_bits(dst),
-                    protocol,
-                    l4_len as u16,
-                ),
-                checksum::sum(l4),
-            ]);
-            if c == 0 {
-                0xffff
-            } else {
-                c
-            }
-        }
-        Proto::Tcp | Proto::Mix => !checksum::combine(&[
-            checksum::pseudo_header_v4(
-                Ipv4Addr::from_bits(src),
-                Ipv4Addr::from_bits(dst),
-                protocol,
-                l4_len as u16,
-            ),
-            checksum::sum(l4),
-        ]),
+        // UDP sends a computed 0 as 0xffff (0 means "no checksum").
+        Proto::Udp => match pseudo_checksum() {
+            0 => 0xffff,
+            c => c,
+        },
+        Proto::Tcp | Proto::Mix => pseudo_checksum(),
         Proto::Icmp => checksum::checksum(l4),
     };
     let at = match proto {
