@@ -126,15 +126,7 @@ fn frames_not_for_us_and_malformed_ones_are_dropped_by_reason() {
         "255.255.255.255",
         "240.0.0.1",
     ] {
-        let inner = ip_packet(
-            a("172.16.1.1"),
-            a(dst),
-            IpProtocol::Udp,
-            64,
-            0,
-            false,
-            &udp(a("172.16.1.1"), a(dst), 1, 2, b""),
-        );
+        let inner = customer_udp(dst, b"");
         assert_eq!(
             verdict(&via_t0(&inner)),
             drop_(DropReason::MartianDestination),

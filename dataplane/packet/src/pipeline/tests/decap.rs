@@ -31,15 +31,7 @@ fn golden_mss_clamped_on_synack_out_of_a_tunnel_at_an_odd_offset() {
 
 /// (description, frame, expected verdict, expected rx tunnel).
 fn gre_rejections() -> Vec<(&'static str, Vec<u8>, Verdict, Option<TunnelId>)> {
-    let inner = ip_packet(
-        a("172.16.1.1"),
-        a("8.8.8.8"),
-        IpProtocol::Udp,
-        64,
-        0,
-        false,
-        &udp(a("172.16.1.1"), a("8.8.8.8"), 1, 2, b"x"),
-    );
+    let inner = customer_udp("8.8.8.8", b"x");
     let from_r0 = |g: Vec<u8>| gre_frame(R0, E1, &g);
     let mut bad_cks = gre(0x8000, 0x0800, None, None, &inner);
     bad_cks[5] ^= 1;
@@ -178,15 +170,7 @@ fn every_gre_rejection_rule() {
 
 #[test]
 fn gre_acceptance_keys_and_sequence() {
-    let inner = ip_packet(
-        a("172.16.1.1"),
-        a("8.8.8.8"),
-        IpProtocol::Udp,
-        64,
-        0,
-        false,
-        &udp(a("172.16.1.1"), a("8.8.8.8"), 1, 2, b"x"),
-    );
+    let inner = customer_udp("8.8.8.8", b"x");
     // Same endpoint pair: keyless → T0, key 77 → T5; sequence numbers and checksums accepted.
     for (g, rx) in [
         (gre(0, 0x0800, None, None, &inner), T0),

@@ -34,18 +34,22 @@ fn golden_mss_clamped_on_syn_into_a_tunnel() {
 
 #[test]
 fn mss_clamp_matches_a_full_recompute_in_both_directions() {
-    for (odd, flags) in [(false, 0x02), (true, 0x12)] {
-        // Into T2 (MSS 1400) from the internet.
-        let seg = tcp(HOST, a("172.20.3.3"), 1234, 80, flags, Some(1460), odd, b"");
-        let (o, b) = run(&plain(&ip_packet(
+    // A DF-set TCP segment from an internet host to a T2 customer.
+    let into_t2 = |seg: &[u8]| {
+        plain(&ip_packet(
             HOST,
             a("172.20.3.3"),
             IpProtocol::Tcp,
             64,
             0,
             true,
-            &seg,
-        )));
+            seg,
+        ))
+    };
+    for (odd, flags) in [(false, 0x02), (true, 0x12)] {
+        // Into T2 (MSS 1400) from the internet.
+        let seg = tcp(HOST, a("172.20.3.3"), 1234, 80, flags, Some(1460), odd, b"");
+        let (o, b) = run(&into_t2(&seg));
         assert_eq!(o.verdict, forward(Some(T2)));
         let inner = check_gre_frame(b.data(), ctx().tunnel(T2).unwrap());
         let ip = Ipv4Packet::new_checked(&inner[..]).unwrap();
@@ -110,15 +114,7 @@ fn mss_clamp_matches_a_full_recompute_in_both_directions() {
         false,
         b"",
     );
-    let (_, b) = run(&plain(&ip_packet(
-        HOST,
-        a("172.20.3.3"),
-        IpProtocol::Tcp,
-        64,
-        0,
-        true,
-        &seg,
-    )));
+    let (_, b) = run(&into_t2(&seg));
     let inner = check_gre_frame(b.data(), ctx().tunnel(T2).unwrap());
     let ip = Ipv4Packet::new_checked(&inner[..]).unwrap();
     assert_eq!(ip.payload(), &seg[..]);

@@ -132,6 +132,20 @@ fn gre_frame(remote: Ipv4Addr, local: Ipv4Addr, gre: &[u8]) -> Vec<u8> {
     ))
 }
 
+/// UDP (ports 1 → 2, TTL 64, DF clear) from 172.16.1.1, a customer host behind T0, to `dst`.
+fn customer_udp(dst: &str, data: &[u8]) -> Vec<u8> {
+    let (src, dst) = (a("172.16.1.1"), a(dst));
+    ip_packet(
+        src,
+        dst,
+        IpProtocol::Udp,
+        64,
+        0,
+        false,
+        &udp(src, dst, 1, 2, data),
+    )
+}
+
 /// `inner` in keyless GRE from T0's remote.
 fn via_t0(inner: &[u8]) -> Vec<u8> {
     gre_frame(R0, E1, &gre(0, 0x0800, None, None, inner))

@@ -5,15 +5,7 @@ use super::*;
 
 #[test]
 fn outer_fragments_of_tunnel_packets_are_reassembled_first() {
-    let inner = ip_packet(
-        a("172.16.1.1"),
-        a("8.8.8.8"),
-        IpProtocol::Udp,
-        64,
-        0,
-        false,
-        &udp(a("172.16.1.1"), a("8.8.8.8"), 1, 2, &[7; 100]),
-    );
+    let inner = customer_udp("8.8.8.8", &[7; 100]);
     let outer = ip_packet(
         R0,
         E1,
