@@ -5,11 +5,12 @@
 //!
 //! EAL initialises once per process; cargo-nextest runs each test in its own process.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
+use conduit_test_support::eal;
+use conduit_test_support::telemetry::query;
 use control::config::TunnelKind;
 use control::metrics::{
     ApplianceMetrics, CoreMetrics, DropCount, MetricsHub, PortMetrics, RttSummary, Snapshot,
@@ -83,53 +84,10 @@ fn snapshot() -> Snapshot {
     }
 }
 
-fn query(prefix: &str, commands: &[&str]) -> Vec<Json> {
-    let mut child = Command::new("dpdk-telemetry.py")
-        .args(["-f", prefix])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("dpdk-telemetry.py (Debian package dpdk) runs");
-    {
-        let mut stdin = child.stdin.take().unwrap();
-        for c in commands {
-            writeln!(stdin, "{c}").unwrap();
-        }
-    }
-    let out = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Vec<Json> = stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?}")))
-        .collect();
-    assert_eq!(v.len(), commands.len(), "{stdout}");
-    v
-}
-
 #[test]
 fn telemetry_commands_over_a_real_eal() {
-    let prefix = format!("conduit-ctl-test-{}", std::process::id());
-    let _eal = dataplane::eal::Eal::init([
-        "conduit-test",
-        "--no-huge",
-        "-m",
-        "256",
-        "--no-shconf",
-        "--no-pci",
-        "-l",
-        "0",
-        "--log-level",
-        "lib.eal:warning",
-        "--file-prefix",
-        &prefix,
-    ])
-    .expect("EAL init");
+    let _eal = eal::init_eal("conduit-ctl-test", &[]);
+    let prefix = eal::file_prefix("conduit-ctl-test");
     let hub = Arc::new(MetricsHub::new());
     hub.publish(snapshot());
     conduit::telemetry::register(hub.clone()).unwrap();

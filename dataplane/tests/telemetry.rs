@@ -3,42 +3,13 @@
 
 mod common;
 
-use std::io::Write;
-use std::process::{Command, Stdio};
-
+use conduit_test_support::eal::file_prefix;
 use dataplane::telemetry::{register_command, Array, CommandError, Dict, Reply, Value};
 use serde_json::{json, Value as Json};
 
-/// Sends each command through `dpdk-telemetry.py -f <prefix>` and returns one parsed JSON
-/// answer per command, in order.
+/// Sends each command to this process's EAL through `dpdk-telemetry.py`.
 fn query(commands: &[&str]) -> Vec<Json> {
-    let prefix = format!("conduit-test-{}", std::process::id());
-    let mut child = Command::new("dpdk-telemetry.py")
-        .args(["-f", &prefix])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("dpdk-telemetry.py (Debian package dpdk) runs");
-    {
-        let mut stdin = child.stdin.take().unwrap();
-        for c in commands {
-            writeln!(stdin, "{c}").unwrap();
-        }
-    }
-    let out = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    assert!(
-        out.status.success(),
-        "dpdk-telemetry.py failed: {stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let answers: Vec<Json> = stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?}")))
-        .collect();
-    assert_eq!(answers.len(), commands.len(), "{stdout}");
-    answers
+    conduit_test_support::telemetry::query(&file_prefix(common::PREFIX), commands)
 }
 
 #[test]

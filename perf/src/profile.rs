@@ -256,46 +256,23 @@ impl ProfileSpec {
         let internet_host = INTERNET_BASE + f % INTERNET_HOSTS;
         let sport = 1024 + (f % 60_000) as u16;
         let dport = [80u16, 443, 53, 4789][(f % 4) as usize];
-        match self.flow_kind(f) {
-            ProfileKind::Encap | ProfileKind::Mix => {
-                let inner = ip_packet(
-                    internet_host,
-                    customer_host,
-                    proto,
-                    sport,
-                    dport,
-                    size - ETH,
-                );
-                ethernet(port_mac, &inner)
-            }
-            ProfileKind::Decap => {
-                // From the prefix's first tunnel's customer, to the internet.
-                let tunnel = prefix % self.tunnels;
-                let inner = ip_packet(
-                    customer_host,
-                    internet_host,
-                    proto,
-                    sport,
-                    dport,
-                    size - ETH,
-                );
-                ethernet(port_mac, &gre_packet(remote(tunnel), self.gre_key, &inner))
-            }
-            ProfileKind::Transit => {
-                // Arrives over a tunnel that is not one of the destination prefix's paths
-                // (when there are enough tunnels), and leaves by the prefix's route.
-                let tunnel = (prefix + self.paths) % self.tunnels;
-                let inner = ip_packet(
-                    internet_host,
-                    customer_host,
-                    proto,
-                    sport,
-                    dport,
-                    size - ETH,
-                );
-                ethernet(port_mac, &gre_packet(remote(tunnel), self.gre_key, &inner))
-            }
-        }
+        let kind = self.flow_kind(f);
+        // Customer traffic goes from the internet to a customer prefix, except decap's, which
+        // comes from the customer.
+        let (src, dst) = match kind {
+            ProfileKind::Decap => (customer_host, internet_host),
+            _ => (internet_host, customer_host),
+        };
+        let inner = ip_packet(src, dst, proto, sport, dport, size - ETH);
+        let tunnel = match kind {
+            ProfileKind::Encap | ProfileKind::Mix => return ethernet(port_mac, &inner),
+            // From the prefix's first tunnel's customer, to the internet.
+            ProfileKind::Decap => prefix % self.tunnels,
+            // Arrives over a tunnel that is not one of the destination prefix's paths (when
+            // there are enough tunnels), and leaves by the prefix's route.
+            ProfileKind::Transit => (prefix + self.paths) % self.tunnels,
+        };
+        ethernet(port_mac, &gre_packet(remote(tunnel), self.gre_key, &inner))
     }
 
     /// The worker queue (software RSS) of flow `f` with `queues` workers.
@@ -370,32 +347,22 @@ fn ip_packet(src: u32, dst: u32, proto: Proto, sport: u16, dport: u16, total: us
         l4[n - TRAILER + 4..].copy_from_slice(&[0xff; 4]);
     }
     let l4 = &p[IP..];
+    let pseudo_checksum = || {
+        let pseudo = checksum::pseudo_header_v4(
+            Ipv4Addr::from_bits(src),
+            Ipv4Addr::from_bits(dst),
+            protocol,
+            l4_len as u16,
+        );
+        !checksum::combine(&[pseudo, checksum::sum(l4)])
+    };
     let c = match proto {
-        Proto::Udp => {
-            let c = !checksum::combine(&[
-                checksum::pseudo_header_v4(
-                    Ipv4Addr::from_bits(src),
-                    Ipv4Addr::from_bits(dst),
-                    protocol,
-                    l4_len as u16,
-                ),
-                checksum::sum(l4),
-            ]);
-            if c == 0 {
-                0xffff
-            } else {
-                c
-            }
-        }
-        Proto::Tcp | Proto::Mix => !checksum::combine(&[
-            checksum::pseudo_header_v4(
-                Ipv4Addr::from_bits(src),
-                Ipv4Addr::from_bits(dst),
-                protocol,
-                l4_len as u16,
-            ),
-            checksum::sum(l4),
-        ]),
+        // UDP sends a computed 0 as 0xffff (0 means "no checksum").
+        Proto::Udp => match pseudo_checksum() {
+            0 => 0xffff,
+            c => c,
+        },
+        Proto::Tcp | Proto::Mix => pseudo_checksum(),
         Proto::Icmp => checksum::checksum(l4),
     };
     let at = match proto {

@@ -19,20 +19,9 @@ pub fn scratch(name: &str) -> PathBuf {
 
 /// EAL arguments for a test instance with worker lcore 1.
 pub fn eal_args(prefix: &str) -> Vec<String> {
-    [
-        "-l",
-        "0,1",
-        "--no-huge",
-        "-m",
-        "256",
-        "--no-shconf",
-        "--no-pci",
-        "--file-prefix",
-        &format!("{prefix}-{}", std::process::id()),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
+    let mut args = vec!["-l".to_string(), "0,1".to_string()];
+    args.extend(conduit_test_support::eal::private_instance(prefix));
+    args
 }
 
 pub fn run(args: &[String]) -> Output {

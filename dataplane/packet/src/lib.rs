@@ -17,4 +17,6 @@ pub mod pipeline;
 pub mod publish;
 pub mod route;
 pub mod stats;
+#[cfg(any(test, feature = "test-support"))]
+pub mod testing;
 pub mod wire;

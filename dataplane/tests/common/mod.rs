@@ -4,26 +4,9 @@
 
 use dataplane::eal::Eal;
 
+/// The EAL file prefix of this process's instance (`dpdk-telemetry.py -f` takes it).
+pub const PREFIX: &str = "conduit-test";
+
 pub fn init_eal(extra: &[&str]) -> Eal {
-    let prefix = format!("conduit-test-{}", std::process::id());
-    let mut args: Vec<String> = [
-        "conduit-test",
-        "--no-huge",
-        "-m",
-        "256",
-        "--no-shconf",
-        "--no-pci",
-        "--log-level",
-        "lib.eal:warning",
-        "--file-prefix",
-        &prefix,
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    if !extra.contains(&"-l") {
-        args.extend(["-l".to_string(), "0".to_string()]);
-    }
-    args.extend(extra.iter().map(|s| s.to_string()));
-    Eal::init(&args).expect("EAL init")
+    conduit_test_support::eal::init_eal(PREFIX, extra)
 }

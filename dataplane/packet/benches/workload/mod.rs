@@ -18,7 +18,8 @@ use conduit_packet::pipeline::{
     WorkerState,
 };
 use conduit_packet::route::{ForwardingTable, Health, Route, TunnelId};
-use conduit_packet::wire::{EthernetAddress, IpProtocol, Ipv4Repr, UdpPacket};
+use conduit_packet::wire::EthernetAddress;
+use conduit_test_support::frames;
 
 pub const FLOWS: usize = 10_000;
 pub const ROUTES: usize = 1_000;
@@ -95,47 +96,24 @@ pub fn context() -> (Context, Vec<u32>) {
     (Context::new(&config, Arc::new(table)).unwrap(), prefixes)
 }
 
-pub fn ipv4(src: Ipv4Addr, dst: Ipv4Addr, protocol: IpProtocol, payload: &[u8]) -> Vec<u8> {
-    let mut v = vec![0; 20 + payload.len()];
-    Ipv4Repr {
-        src_addr: src,
-        dst_addr: dst,
-        protocol,
-        payload_len: payload.len() as u16,
-        ttl: 64,
-        tos: 0,
-        ident: 1,
-        dont_frag: true,
-        more_frags: false,
-        frag_offset: 0,
-    }
-    .emit(&mut v)
-    .unwrap();
-    v[20..].copy_from_slice(payload);
-    v
+/// An IPv4 packet with TTL 64, ident 1 and DF set, as a host sends.
+fn ipv4(src: Ipv4Addr, dst: Ipv4Addr, protocol: u8, payload: &[u8]) -> Vec<u8> {
+    frames::Ipv4::new(src, dst, protocol)
+        .ident(1)
+        .dont_frag(true)
+        .packet(payload)
 }
 
-/// A UDP datagram of `total` IPv4 bytes.
+/// A UDP datagram of `total` IPv4 bytes (random ports, zero data).
 pub fn udp_packet(rng: &mut Rng, src: Ipv4Addr, dst: Ipv4Addr, total: usize) -> Vec<u8> {
-    let mut seg = vec![0u8; total - 20];
     let r = rng.next();
-    seg[0..2].copy_from_slice(&(r as u16).to_be_bytes());
-    seg[2..4].copy_from_slice(&((r >> 16) as u16).to_be_bytes());
-    let len = seg.len() as u16;
-    seg[4..6].copy_from_slice(&len.to_be_bytes());
-    UdpPacket::new_checked(&mut seg[..])
-        .unwrap()
-        .fill_checksum(src, dst);
-    ipv4(src, dst, IpProtocol::Udp, &seg)
+    let seg = frames::udp(src, dst, r as u16, (r >> 16) as u16, &vec![0; total - 28]);
+    ipv4(src, dst, frames::UDP, &seg)
 }
 
+/// `ip` from the gateway to the port.
 pub fn frame(ip: &[u8]) -> Vec<u8> {
-    let mut v = Vec::with_capacity(14 + ip.len());
-    v.extend_from_slice(&PORT_MAC.0);
-    v.extend_from_slice(&GW_MAC.0);
-    v.extend_from_slice(&0x0800u16.to_be_bytes());
-    v.extend_from_slice(ip);
-    v
+    frames::ethernet(PORT_MAC.0, GW_MAC.0, frames::ETHERTYPE_IPV4, ip)
 }
 
 /// 10,000 64-byte frames of distinct flows to the customer prefixes.
@@ -163,14 +141,9 @@ pub fn decap_frames(ctx: &Context) -> Vec<Vec<u8>> {
             let src = Ipv4Addr::from(0x6440_0000 | (r as u32 & 0x003f_ffff));
             let dst = Ipv4Addr::from(0x0800_0000 | ((r >> 32) as u32 & 0x00ff_ffff));
             let inner = udp_packet(&mut rng, src, dst, 50);
-            let mut gre = Vec::new();
-            gre.extend_from_slice(&if t.key.is_some() { 0x2000u16 } else { 0 }.to_be_bytes());
-            gre.extend_from_slice(&0x0800u16.to_be_bytes());
-            if let Some(key) = t.key {
-                gre.extend_from_slice(&key.to_be_bytes());
-            }
-            gre.extend_from_slice(&inner);
-            frame(&ipv4(t.remote, t.local, IpProtocol::Gre, &gre))
+            let flags = if t.key.is_some() { frames::GRE_KEY } else { 0 };
+            let gre = frames::gre(flags, frames::ETHERTYPE_IPV4, t.key, None, &inner);
+            frame(&ipv4(t.remote, t.local, frames::GRE, &gre))
         })
         .collect()
 }

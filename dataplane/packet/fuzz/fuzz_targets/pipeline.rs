@@ -1,5 +1,5 @@
-//! Fuzzes `pipeline::process` over a fixed context (the one of the pipeline's unit tests, so the
-//! golden frames in `corpus/pipeline` reach every path), then the worker-side follow-ups: outer
+//! Fuzzes `pipeline::process` over a fixed context (`conduit_packet::testing`, the one of the
+//! pipeline's unit tests, so the golden frames in `corpus/pipeline` reach every path), then the worker-side follow-ups: outer
 //! fragments into a `Reassembler` (and the reassembled datagram back into `process`), and
 //! oversized packets through `FragmentPlan` / `write_fragment` / `encapsulate`.
 //!
@@ -9,109 +9,17 @@
 //! mutations get past the checksums), 4 use the context that sends ICMP time exceeded, 5-7
 //! headroom (0, 8, ..., 56 bytes, or 128 for 7).
 //!
-//! After every call it asserts what must hold for any input: buffer accounting, and that whatever
-//! is to be transmitted parses with valid checksums, to the gateway MAC, in the right tunnel.
+//! After every call it asserts what must hold for any input (`testing::check_outcome`, as the unit
+//! tests do): buffer accounting, and that whatever is to be transmitted parses with valid
+//! checksums, to the gateway MAC, in the right tunnel.
 #![no_main]
 
-use std::net::Ipv4Addr;
-use std::sync::{Arc, OnceLock};
-
 use conduit_packet::pipeline::{
-    encapsulate, process, write_fragment, Context, ContextConfig, Control, FragmentPlan, Outcome,
-    PacketBuf, PortConfig, Reassembler, ReassemblerConfig, Reassembly, TokenBucket, Tunnel, VecBuf,
-    Verdict, WorkerState,
+    encapsulate, process, write_fragment, Context, FragmentPlan, Outcome, PacketBuf, Reassembler,
+    ReassemblerConfig, Reassembly, TokenBucket, VecBuf, Verdict, WorkerState,
 };
-use conduit_packet::route::{ForwardingTable, Health, Route, TunnelId};
-use conduit_packet::wire::{
-    checksum, EtherType, EthernetAddress, EthernetFrame, GrePacket, IpProtocol, Ipv4Packet,
-};
-
-const P0: EthernetAddress = EthernetAddress([0x02, 0xc0, 0xd0, 0x00, 0x00, 0x01]);
-const P1: EthernetAddress = EthernetAddress([0x02, 0xc0, 0xd0, 0x00, 0x00, 0x02]);
-const GW: EthernetAddress = EthernetAddress([0x02, 0x00, 0x5e, 0x00, 0x53, 0x01]);
-
-fn a(s: &str) -> Ipv4Addr {
-    s.parse().unwrap()
-}
-
-fn config(ttl_exceeded: bool) -> ContextConfig {
-    let (e1, e2) = (a("203.0.113.1"), a("203.0.113.2"));
-    let tunnels = vec![
-        (
-            TunnelId(0),
-            Tunnel::gre(e1, a("198.51.100.10"), a("10.200.0.0"), a("10.200.0.1")),
-        ),
-        (
-            TunnelId(1),
-            Tunnel::gre(e2, a("198.51.100.11"), a("10.200.0.2"), a("10.200.0.3")),
-        ),
-        (
-            TunnelId(2),
-            Tunnel::gre(e1, a("198.51.100.20"), a("10.200.0.4"), a("10.200.0.5"))
-                .with_key(1001)
-                .with_mss(1400),
-        ),
-        (
-            TunnelId(3),
-            Tunnel::ipsec(e2, a("198.51.100.30"), a("10.200.0.9"), a("10.200.0.10")),
-        ),
-        (
-            TunnelId(4),
-            Tunnel::gre(e1, a("198.51.100.40"), a("10.200.0.12"), a("10.200.0.13"))
-                .with_mtu(1400)
-                .with_clear_df(true),
-        ),
-        (
-            TunnelId(5),
-            Tunnel::gre(e1, a("198.51.100.10"), a("10.200.0.14"), a("10.200.0.15")).with_key(77),
-        ),
-    ];
-    ContextConfig {
-        ports: vec![
-            PortConfig {
-                mac: P0,
-                addresses: vec![a("192.0.2.10")],
-            },
-            PortConfig {
-                mac: P1,
-                addresses: vec![a("198.18.0.10")],
-            },
-        ],
-        gateway_port: 0,
-        gateway_mac: GW,
-        local_endpoints: vec![e1, e2],
-        tunnels,
-        icmp_ttl_exceeded: ttl_exceeded,
-        ..ContextConfig::default()
-    }
-}
-
-fn table() -> Arc<ForwardingTable> {
-    let route = |p: &str, len, t| Route::new(u32::from(a(p)), len, TunnelId(t), 100);
-    Arc::new(
-        ForwardingTable::builder()
-            .tunnels((0..6).map(|i| (TunnelId(i), Health::Healthy)))
-            .route(route("172.16.0.0", 16, 0))
-            .route(route("172.17.0.0", 16, 0))
-            .route(route("172.17.0.0", 16, 1))
-            .route(route("172.20.0.0", 16, 2))
-            .route(route("10.50.0.0", 16, 3))
-            .route(route("172.30.0.0", 16, 4))
-            .build()
-            .unwrap(),
-    )
-}
-
-fn contexts() -> &'static [Context; 2] {
-    static CTX: OnceLock<[Context; 2]> = OnceLock::new();
-    CTX.get_or_init(|| {
-        let t = table();
-        [
-            Context::new(&config(false), t.clone()).unwrap(),
-            Context::new(&config(true), t).unwrap(),
-        ]
-    })
-}
+use conduit_packet::testing::{check_gre_frame, check_outcome, context};
+use conduit_packet::wire::{checksum, Ipv4Packet};
 
 /// Recomputes the IPv4 header checksum of the packet at the start of `ip`, if it has a header.
 fn fix_ipv4(ip: &mut [u8]) {
@@ -143,71 +51,6 @@ fn repair(frame: &mut [u8], outer: bool, inner: bool) {
     }
     if outer {
         fix_ipv4(&mut frame[14..]);
-    }
-}
-
-/// Checks what an outgoing GRE frame must look like; returns its inner packet length.
-fn check_gre_frame(frame: &[u8], t: &Tunnel) -> usize {
-    let eth = EthernetFrame::new_checked(frame).expect("ethernet");
-    assert_eq!(
-        (eth.dst_addr(), eth.src_addr(), eth.ethertype()),
-        (GW, P0, EtherType::Ipv4)
-    );
-    let outer = Ipv4Packet::new_checked(eth.payload()).expect("outer");
-    assert!(outer.verify_checksum());
-    assert_eq!(outer.packet().len(), eth.payload().len());
-    assert_eq!(
-        (outer.src_addr(), outer.dst_addr(), outer.protocol()),
-        (t.local, t.remote, IpProtocol::Gre)
-    );
-    assert_eq!(outer.ttl(), t.ttl);
-    let gre = GrePacket::new_checked(outer.payload()).expect("gre");
-    assert_eq!(gre.key(), t.key);
-    let inner = Ipv4Packet::new_checked(gre.payload()).expect("inner");
-    assert!(inner.verify_checksum());
-    assert_eq!(inner.packet().len(), gre.payload().len());
-    assert_eq!(outer.dont_frag(), inner.dont_frag() && !t.clear_df);
-    assert!(inner.packet().len() <= usize::from(t.mtu));
-    inner.packet().len()
-}
-
-fn check(ctx: &Context, rx_port: u16, capacity: usize, o: &Outcome, buf: &VecBuf) {
-    assert_eq!(buf.headroom() + buf.len() + buf.tailroom(), capacity);
-    match o.verdict {
-        Verdict::Forward { port, tunnel }
-        | Verdict::IcmpError { port, tunnel, .. }
-        | Verdict::Reply {
-            port,
-            tunnel: tunnel @ Some(_),
-        } => {
-            assert_eq!(port, ctx.gateway_port());
-            if let Some(t) = tunnel {
-                check_gre_frame(buf.data(), ctx.tunnel(t).expect("tunnel"));
-            } else {
-                let eth = EthernetFrame::new_checked(buf.data()).expect("ethernet");
-                assert_eq!((eth.dst_addr(), eth.src_addr()), (GW, P0));
-                let ip = Ipv4Packet::new_checked(eth.payload()).expect("ipv4");
-                assert!(ip.verify_checksum());
-                assert_eq!(ip.packet().len(), eth.payload().len());
-                assert!(ip.ttl() >= 1);
-            }
-        }
-        Verdict::Reply { port, tunnel: None } => {
-            assert_eq!(port, rx_port);
-            let eth = EthernetFrame::new_checked(buf.data()).expect("ethernet");
-            assert_eq!(eth.src_addr(), if rx_port == 0 { P0 } else { P1 });
-        }
-        Verdict::NeedsFragmentation { mtu, tunnel, .. } => {
-            let ip = Ipv4Packet::new_checked(buf.data()).expect("ipv4");
-            assert!(ip.verify_checksum());
-            assert!(buf.len() > usize::from(mtu));
-            assert_eq!(ctx.tunnel(tunnel).expect("tunnel").mtu, mtu);
-        }
-        Verdict::ToControl(Control::Probe(t)) => {
-            assert!(ctx.tunnel(t).is_some());
-            assert!(Ipv4Packet::new_checked(buf.data()).is_ok());
-        }
-        Verdict::ToControl(Control::Arp) | Verdict::Reassemble | Verdict::Drop(_) => {}
     }
 }
 
@@ -279,7 +122,7 @@ fn run_one(
 ) {
     let mut buf = VecBuf::new(headroom, frame);
     let o = process(ctx, rx_port, &mut buf, state, now);
-    check(ctx, rx_port, headroom + frame.len(), &o, &buf);
+    check_outcome(ctx, rx_port, headroom + frame.len(), &o, &buf);
     follow_up(ctx, rx_port, &o, &buf, state, reassembler, now, depth);
 }
 
@@ -287,7 +130,7 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let Some((&control, mut rest)) = data.split_first() else {
         return;
     };
-    let ctx = &contexts()[usize::from(control >> 4 & 1)];
+    let ctx = context(control >> 4 & 1 != 0);
     let rx_port = u16::from(control & 3);
     let headroom = match control >> 5 {
         7 => 128,
