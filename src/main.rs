@@ -25,6 +25,7 @@ use conduit_packet::pipeline::{
     DropReason, Reassembler, ReassemblerConfig, TokenBucket, WorkerState,
 };
 use conduit_packet::stats::CoreSnapshot;
+use conduit_packet::wire::EthernetAddress;
 use control::config::{Config, ForwardMode};
 use control::plane::ControlPlane;
 use dataplane::eal::Eal;
@@ -245,7 +246,7 @@ fn run_dataplane(
             nq,
             if link.up { "up" } else { "down" },
             link.speed_mbps,
-            fmt_mac(&port.mac().unwrap_or_default())
+            port.mac().unwrap_or_default()
         );
         ports.push(ActivePort { port });
     }
@@ -468,7 +469,7 @@ fn launch_pipeline(
     counters: &Arc<Vec<PipelineCounters>>,
 ) -> Result<(Handles, ControlLoop)> {
     let dp = &cfg.dataplane;
-    let macs: Vec<[u8; 6]> = ports
+    let macs: Vec<EthernetAddress> = ports
         .iter()
         .map(|p| p.port.mac())
         .collect::<Result<_, _>>()?;
@@ -509,7 +510,7 @@ fn launch_pipeline(
             );
             match res.mac {
                 Some(mac) => {
-                    log::info!("gateway {gw_ip} is at {} (ARP)", fmt_mac(&mac));
+                    log::info!("gateway {gw_ip} is at {mac} (ARP)");
                     mac
                 }
                 None => bail!(
@@ -536,7 +537,7 @@ fn launch_pipeline(
         stats.prefixes,
         stats.groups,
         stats.memory_bytes / 1024,
-        fmt_mac(&gateway_mac),
+        gateway_mac,
         gw_index
     );
     let tsc_hz = eal.tsc_hz();
@@ -756,11 +757,4 @@ fn print_final(
             total(&|c| c.tunnel_tx_bytes.get(i)),
         );
     }
-}
-
-fn fmt_mac(m: &[u8; 6]) -> String {
-    format!(
-        "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-        m[0], m[1], m[2], m[3], m[4], m[5]
-    )
 }

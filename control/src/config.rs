@@ -38,13 +38,16 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-pub use addr::{is_unicast, CidrError, Ipv4Cidr, MacAddr, MacAddrError};
+pub use addr::{is_unicast, CidrError, Ipv4Cidr};
+/// The config file's `kind` and `ecmp.mode` name the packet path's own enums (one definition,
+/// in `conduit-packet`, which deserializes them with its `serde` feature).
+pub use conduit_packet::{pipeline::TunnelKind, route::EcmpMode};
 pub use limits::{IcmpConfig, ReassemblyConfig};
 pub use locate::locate;
-pub use routing::{EcmpConfig, EcmpMode, GatewayConfig, RouteConfig};
+pub use routing::{EcmpConfig, GatewayConfig, RouteConfig};
 pub use tunnel::{
     HealthCheckConfig, IpsecConfig, ProbeDirection, ProbeType, RatePreset, SaKey, SaKeyError,
-    TunnelConfig, TunnelKind,
+    TunnelConfig,
 };
 pub use validate::TUNNEL_NAME_MAX;
 
@@ -53,10 +56,7 @@ pub use limits::{
     MAX_SETS_RANGE, REASSEMBLY_TIMEOUT_RANGE_MS,
 };
 pub use routing::{BUCKETS_RANGE, DEFAULT_BUCKETS, WEIGHT_RANGE};
-pub use tunnel::{
-    DEFAULT_IPSEC_MTU, DEFAULT_REPLAY_WINDOW, DEFAULT_TTL, MAX_REPLAY_WINDOW, MIN_MSS, MIN_SPI,
-    MIN_TUNNEL_MTU,
-};
+pub use tunnel::{DEFAULT_REPLAY_WINDOW, MAX_REPLAY_WINDOW, MIN_SPI};
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize, PartialEq)]

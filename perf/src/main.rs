@@ -23,6 +23,7 @@ use conduit_packet::pipeline::{
     Context, DropReason, Reassembler, ReassemblerConfig, TokenBucket, WorkerState,
 };
 use conduit_packet::stats::{CoreCounters, CoreSnapshot};
+use conduit_packet::wire::EthernetAddress;
 use control::config::Config;
 use dataplane::eal::{rdtsc, Eal};
 use dataplane::lcore::{self, LcoreId};
@@ -223,8 +224,13 @@ fn run_with_eal(cli: &Cli, spec: &ProfileSpec, eal: &Eal) -> Result<ExitCode> {
     let cfg = spec.config(PORT_NAME, &worker_ids, cli.burst)?;
     let table = Arc::new(control::tables::forwarding_table(&cfg, &[])?);
     let tstats = table.stats();
-    let ctx = Arc::new(control::tables::context(&cfg, &[mac], GATEWAY_MAC, table)?);
-    let templates = Templates::build(spec, mac, nq as u32);
+    let ctx = Arc::new(control::tables::context(
+        &cfg,
+        &[mac],
+        EthernetAddress(GATEWAY_MAC),
+        table,
+    )?);
+    let templates = Templates::build(spec, mac.octets(), nq as u32);
     let info_line = format!(
         "conduit-perf: {} | {} {} | TSC {:.3} GHz | workers {:?} | {:?} {} flows, {} tunnels, {} prefixes ({} routes, {} ECMP groups, {} KiB) built in {:.2} s",
         Eal::version(),

@@ -34,8 +34,11 @@ use std::path::Path;
 
 use super::addr::is_unicast;
 use super::limits::{MAX_SETS_RANGE, REASSEMBLY_TIMEOUT_RANGE_MS};
-use super::routing::{EcmpMode, BUCKETS_RANGE, WEIGHT_RANGE};
-use super::tunnel::{ProbeType, TunnelKind, MAX_REPLAY_WINDOW, MIN_MSS, MIN_SPI, MIN_TUNNEL_MTU};
+use conduit_packet::pipeline::{Tunnel, TunnelKind, MIN_MSS, MIN_MTU};
+use conduit_packet::route::EcmpMode;
+
+use super::routing::{BUCKETS_RANGE, WEIGHT_RANGE};
+use super::tunnel::{ProbeType, MAX_REPLAY_WINDOW, MIN_SPI};
 use super::{locate, Config, ConfigError, ForwardMode, MAX_BURST};
 use crate::health::HealthConfigError;
 
@@ -341,10 +344,10 @@ fn check_tunnels(cfg: &Config, c: &Checker) -> Check {
         } else {
             ""
         };
-        if mtu < MIN_TUNNEL_MTU {
+        if mtu < MIN_MTU {
             return Err(c.err(
                 f("mtu"),
-                format!("MTU {mtu} is below the minimum {MIN_TUNNEL_MTU}"),
+                format!("MTU {mtu} is below the minimum {MIN_MTU}"),
             ));
         }
         let max = t.max_mtu_for_link(uplink_mtu);
@@ -358,10 +361,14 @@ fn check_tunnels(cfg: &Config, c: &Checker) -> Check {
             ));
         }
         let mss = t.mss();
-        if mss > mtu - 40 {
+        let overhead = Tunnel::MSS_OVERHEAD;
+        if mss > mtu - overhead {
             return Err(c.err(
                 f("mss"),
-                format!("MSS {mss} exceeds MTU {mtu} - 40 = {}", mtu - 40),
+                format!(
+                    "MSS {mss} exceeds MTU {mtu} - {overhead} = {}",
+                    mtu - overhead
+                ),
             ));
         }
         if mss < MIN_MSS {
