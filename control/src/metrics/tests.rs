@@ -506,3 +506,11 @@ fn health_counters_map_to_their_fields() {
         (10, 6, 3, 1, 4)
     );
 }
+
+/// The exposition of [`sample_snapshot`], byte for byte: families, order, help texts, label
+/// escaping and number formats are what scrapers and dashboards depend on.
+#[test]
+fn exposition_matches_the_recorded_one() {
+    let expected = include_str!("sample_snapshot.prom");
+    assert_eq!(render_prometheus(&sample_snapshot()), expected);
+}
