@@ -126,8 +126,11 @@ pub struct PortConfig {
     pub ipv4: Option<Ipv4Cidr>,
 }
 
-/// The MTU assumed for a port without one.
-pub const DEFAULT_LINK_MTU: u16 = 1500;
+/// The MTU assumed for a port without one: plain Ethernet, which the default tunnel MTUs are
+/// computed from.
+pub const DEFAULT_LINK_MTU: u16 = conduit_packet::pipeline::ETHERNET_MTU;
+/// The port MTUs accepted: IPv4's minimum (RFC 791) up to a common jumbo frame.
+pub const PORT_MTU_RANGE: std::ops::RangeInclusive<u16> = 68..=9600;
 
 impl PortConfig {
     /// The configured MTU, else [`DEFAULT_LINK_MTU`].
@@ -185,7 +188,9 @@ fn default_interval() -> u64 {
     1000
 }
 
-/// The largest burst a worker accepts (the dataplane's fixed burst array).
+/// The largest burst a worker accepts: the dataplane's fixed burst array,
+/// `dataplane::mbuf::MAX_BURST`, which `control` cannot name (it has no DPDK); the root
+/// package's `tests/shared_numbers.rs` checks that the two agree.
 pub const MAX_BURST: u16 = 256;
 
 /// A configuration that could not be used.

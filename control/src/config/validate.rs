@@ -39,7 +39,7 @@ use conduit_packet::route::EcmpMode;
 
 use super::routing::{BUCKETS_RANGE, WEIGHT_RANGE};
 use super::tunnel::{ProbeType, MAX_REPLAY_WINDOW, MIN_SPI};
-use super::{locate, Config, ConfigError, ForwardMode, TunnelConfig, MAX_BURST};
+use super::{locate, Config, ConfigError, ForwardMode, TunnelConfig, MAX_BURST, PORT_MTU_RANGE};
 use crate::health::HealthConfigError;
 
 /// The longest tunnel name.
@@ -105,10 +105,14 @@ fn check_ports(cfg: &Config, c: &Checker) -> Check {
             ));
         }
         if let Some(mtu) = p.mtu {
-            if !(68..=9600).contains(&mtu) {
+            if !PORT_MTU_RANGE.contains(&mtu) {
                 return Err(c.err(
                     format!("dataplane.ports[{i}].mtu"),
-                    format!("MTU {mtu} is outside 68..=9600"),
+                    format!(
+                        "MTU {mtu} is outside {}..={}",
+                        PORT_MTU_RANGE.start(),
+                        PORT_MTU_RANGE.end()
+                    ),
                 ));
             }
         }
