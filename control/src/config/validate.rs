@@ -255,7 +255,15 @@ fn valid_tunnel_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
-/// What the tunnels checked so far claim, for the uniqueness rules of the later ones.
+/// The per-tunnel rules, with what the tunnels checked so far claim.
+struct TunnelChecks<'a> {
+    cfg: &'a Config,
+    c: &'a Checker<'a>,
+    uplink: Uplink,
+    claimed: Claimed<'a>,
+}
+
+/// What earlier tunnels claim, for the uniqueness rules of the later ones.
 #[derive(Default)]
 struct Claimed<'a> {
     names: HashMap<&'a str, usize>,
@@ -272,275 +280,267 @@ struct Uplink {
 }
 
 fn check_tunnels(cfg: &Config, c: &Checker) -> Check {
-    let uplink = Uplink {
-        mtu: cfg.uplink_mtu(),
-        name: match cfg.gateway_port() {
-            Some((_, p)) => format!("port {:?}", p.device),
-            None => "the uplink".to_string(),
+    let mut checks = TunnelChecks {
+        cfg,
+        c,
+        uplink: Uplink {
+            mtu: cfg.uplink_mtu(),
+            name: match cfg.gateway_port() {
+                Some((_, p)) => format!("port {:?}", p.device),
+                None => "the uplink".to_string(),
+            },
         },
+        claimed: Claimed::default(),
     };
-    let mut claimed = Claimed::default();
     for (i, t) in cfg.tunnels.iter().enumerate() {
-        check_tunnel_name(t, i, &mut claimed, c)?;
-        check_tunnel_endpoints(cfg, t, i, c)?;
-        check_tunnel_kind(t, i, c)?;
-        check_interface_address(cfg, t, i, &mut claimed, c)?;
-        check_mtu_mss(t, i, &uplink, c)?;
-        check_gre_unique(cfg, t, i, &mut claimed, c)?;
-        check_ipsec(cfg, t, i, &mut claimed, c)?;
+        checks.name(i, t)?;
+        checks.endpoints(i, t)?;
+        checks.kind(i, t)?;
+        checks.interface_address(i, t)?;
+        checks.mtu_mss(i, t)?;
+        checks.gre_unique(i, t)?;
+        checks.ipsec(i, t)?;
         check_health(t, i, c)?;
     }
     Ok(())
 }
 
-/// `tunnels[i].<field>`.
-fn tunnel_field(i: usize, field: &str) -> String {
-    format!("tunnels[{i}].{field}")
-}
+impl<'a> TunnelChecks<'a> {
+    /// An error at `tunnels[i].<field>`.
+    fn err(&self, i: usize, field: &str, message: impl Into<String>) -> ConfigError {
+        self.c.err(format!("tunnels[{i}].{field}"), message)
+    }
 
-fn check_tunnel_name<'a>(
-    t: &'a TunnelConfig,
-    i: usize,
-    claimed: &mut Claimed<'a>,
-    c: &Checker,
-) -> Check {
-    if !valid_tunnel_name(&t.name) {
-        return Err(c.err(
-            tunnel_field(i, "name"),
-            format!(
-                "{:?}: tunnel names are 1..={TUNNEL_NAME_MAX} letters, digits, '-', '_' or '.'",
-                t.name
-            ),
-        ));
-    }
-    if claimed.names.insert(&t.name, i).is_some() {
-        return Err(c.err(
-            tunnel_field(i, "name"),
-            format!("tunnel {:?} is listed twice", t.name),
-        ));
-    }
-    Ok(())
-}
-
-fn check_tunnel_endpoints(cfg: &Config, t: &TunnelConfig, i: usize, c: &Checker) -> Check {
-    if !cfg.local_endpoints.contains(&t.local) {
-        return Err(c.err(
-            tunnel_field(i, "local"),
-            format!("{} is not one of local_endpoints", t.local),
-        ));
-    }
-    if !is_unicast(t.remote) {
-        return Err(c.err(
-            tunnel_field(i, "remote"),
-            format!("{} is not a unicast address", t.remote),
-        ));
-    }
-    if cfg.local_endpoints.contains(&t.remote) {
-        return Err(c.err(
-            tunnel_field(i, "remote"),
-            format!("{} is one of our local_endpoints", t.remote),
-        ));
-    }
-    Ok(())
-}
-
-/// The fields that belong to one kind only, and the outer TTL.
-fn check_tunnel_kind(t: &TunnelConfig, i: usize, c: &Checker) -> Check {
-    match t.kind {
-        TunnelKind::Gre if t.ipsec.is_some() => {
-            return Err(c.err(
-                tunnel_field(i, "ipsec"),
-                "only IPsec tunnels have an ipsec block (this one is GRE)",
-            ));
-        }
-        TunnelKind::Ipsec if t.key.is_some() => {
-            return Err(c.err(
-                tunnel_field(i, "key"),
-                "only GRE tunnels have a key (IPsec keys go in the ipsec block)",
-            ));
-        }
-        TunnelKind::Ipsec if t.ipsec.is_none() => {
-            return Err(c.err(
-                tunnel_field(i, "ipsec"),
-                "an IPsec tunnel needs an ipsec block with spi_in, spi_out, key_in and key_out",
-            ));
-        }
-        _ => {}
-    }
-    if t.ttl == 0 {
-        return Err(c.err(tunnel_field(i, "ttl"), "TTL 0 is outside 1..=255"));
-    }
-    Ok(())
-}
-
-/// A usable host of a /30 or /31 that overlaps no earlier tunnel's.
-fn check_interface_address(
-    cfg: &Config,
-    t: &TunnelConfig,
-    i: usize,
-    claimed: &mut Claimed<'_>,
-    c: &Checker,
-) -> Check {
-    let a = t.interface_address;
-    let field = tunnel_field(i, "interface_address");
-    if a.prefix_len() != 30 && a.prefix_len() != 31 {
-        return Err(c.err(
-            field,
-            format!("{a}: a tunnel interface address must be a /30 or /31"),
-        ));
-    }
-    if a.prefix_len() == 30 && (a.addr() == a.network() || a.addr() == a.broadcast()) {
-        let n = a.network().to_bits();
-        return Err(c.err(
-            field,
-            format!(
-                "{a} is not a usable host of the /30 (use {}/30 or {}/30)",
-                Ipv4Addr::from_bits(n + 1),
-                Ipv4Addr::from_bits(n + 2)
-            ),
-        ));
-    }
-    // Interface subnets are /30s or /31s, so two overlap only inside the same /30 block:
-    // a hash lookup per tunnel instead of a scan of every earlier one.
-    let block = a.addr().to_bits() & !3;
-    let earlier = claimed.subnets.entry(block).or_default();
-    let overlapping = earlier
-        .iter()
-        .map(|&j| &cfg.tunnels[j])
-        .find(|o| o.interface_address.overlaps(&a));
-    earlier.push(i);
-    if let Some(other) = overlapping {
-        return Err(c.err(
-            field,
-            format!(
-                "{a} overlaps {} of tunnel {:?}",
-                other.interface_address, other.name
-            ),
-        ));
-    }
-    Ok(())
-}
-
-/// The MTU fits the uplink after encapsulation; the MSS fits the MTU.
-fn check_mtu_mss(t: &TunnelConfig, i: usize, uplink: &Uplink, c: &Checker) -> Check {
-    let mtu = t.mtu();
-    let default = if t.mtu.is_none() {
-        " (the default)"
-    } else {
-        ""
-    };
-    if mtu < MIN_MTU {
-        return Err(c.err(
-            tunnel_field(i, "mtu"),
-            format!("MTU {mtu} is below the minimum {MIN_MTU}"),
-        ));
-    }
-    let max = t.max_mtu_for_link(uplink.mtu);
-    if mtu > max {
-        return Err(c.err(
-            tunnel_field(i, "mtu"),
-            format!(
-                "MTU {mtu}{default} does not fit the {}-byte MTU of {} after {} encapsulation: at most {max}",
-                uplink.mtu, uplink.name, t.kind
-            ),
-        ));
-    }
-    let mss = t.mss();
-    let overhead = Tunnel::MSS_OVERHEAD;
-    if mss > mtu - overhead {
-        return Err(c.err(
-            tunnel_field(i, "mss"),
-            format!(
-                "MSS {mss} exceeds MTU {mtu} - {overhead} = {}",
-                mtu - overhead
-            ),
-        ));
-    }
-    if mss < MIN_MSS {
-        return Err(c.err(
-            tunnel_field(i, "mss"),
-            format!("MSS {mss} is below the minimum {MIN_MSS}"),
-        ));
-    }
-    Ok(())
-}
-
-/// GRE packets are told apart by (local, remote, key).
-fn check_gre_unique(
-    cfg: &Config,
-    t: &TunnelConfig,
-    i: usize,
-    claimed: &mut Claimed<'_>,
-    c: &Checker,
-) -> Check {
-    if t.kind != TunnelKind::Gre {
-        return Ok(());
-    }
-    if let Some(&j) = claimed.gre_ids.get(&(t.local, t.remote, t.key)) {
-        let other = &cfg.tunnels[j].name;
-        return Err(match t.key {
-            Some(key) => c.err(
-                tunnel_field(i, "key"),
-                format!("tunnel {other:?} has the same local, remote and key {key}: GRE packets could not be told apart"),
-            ),
-            None => c.err(
-                tunnel_field(i, "remote"),
-                format!("tunnel {other:?} has the same local and remote and no key either: give them different keys"),
-            ),
-        });
-    }
-    claimed.gre_ids.insert((t.local, t.remote, t.key), i);
-    Ok(())
-}
-
-/// SPIs, keys and the replay window of the static SAs.
-fn check_ipsec(
-    cfg: &Config,
-    t: &TunnelConfig,
-    i: usize,
-    claimed: &mut Claimed<'_>,
-    c: &Checker,
-) -> Check {
-    let Some(sa) = &t.ipsec else {
-        return Ok(());
-    };
-    for (name, spi) in [("spi_in", sa.spi_in), ("spi_out", sa.spi_out)] {
-        if spi < MIN_SPI {
-            return Err(c.err(
-                tunnel_field(i, &format!("ipsec.{name}")),
+    /// A valid name, not taken by an earlier tunnel.
+    fn name(&mut self, i: usize, t: &'a TunnelConfig) -> Check {
+        if !valid_tunnel_name(&t.name) {
+            return Err(self.err(
+                i,
+                "name",
                 format!(
-                    "SPI {spi} is reserved (0..={}); use {MIN_SPI} or above",
-                    MIN_SPI - 1
+                    "{:?}: tunnel names are 1..={TUNNEL_NAME_MAX} letters, digits, '-', '_' or '.'",
+                    t.name
                 ),
             ));
         }
+        if self.claimed.names.insert(&t.name, i).is_some() {
+            return Err(self.err(i, "name", format!("tunnel {:?} is listed twice", t.name)));
+        }
+        Ok(())
     }
-    if let Some(&j) = claimed.spis.get(&sa.spi_in) {
-        return Err(c.err(
-            tunnel_field(i, "ipsec.spi_in"),
-            format!(
-                "inbound SPI {} is already used by tunnel {:?}",
-                sa.spi_in, cfg.tunnels[j].name
-            ),
-        ));
+
+    /// Our endpoint is one of ours; the customer's is a unicast address that is not.
+    fn endpoints(&self, i: usize, t: &TunnelConfig) -> Check {
+        if !self.cfg.local_endpoints.contains(&t.local) {
+            return Err(self.err(
+                i,
+                "local",
+                format!("{} is not one of local_endpoints", t.local),
+            ));
+        }
+        if !is_unicast(t.remote) {
+            return Err(self.err(
+                i,
+                "remote",
+                format!("{} is not a unicast address", t.remote),
+            ));
+        }
+        if self.cfg.local_endpoints.contains(&t.remote) {
+            return Err(self.err(
+                i,
+                "remote",
+                format!("{} is one of our local_endpoints", t.remote),
+            ));
+        }
+        Ok(())
     }
-    claimed.spis.insert(sa.spi_in, i);
-    if sa.key_in == sa.key_out {
-        return Err(c.err(
-            tunnel_field(i, "ipsec.key_out"),
-            "equals key_in: both directions would reuse AES-GCM nonces under one key; give each SA its own key",
-        ));
+
+    /// The fields that belong to one kind only, and the outer TTL.
+    fn kind(&self, i: usize, t: &TunnelConfig) -> Check {
+        match t.kind {
+            TunnelKind::Gre if t.ipsec.is_some() => {
+                return Err(self.err(
+                    i,
+                    "ipsec",
+                    "only IPsec tunnels have an ipsec block (this one is GRE)",
+                ));
+            }
+            TunnelKind::Ipsec if t.key.is_some() => {
+                return Err(self.err(
+                    i,
+                    "key",
+                    "only GRE tunnels have a key (IPsec keys go in the ipsec block)",
+                ));
+            }
+            TunnelKind::Ipsec if t.ipsec.is_none() => {
+                return Err(self.err(
+                    i,
+                    "ipsec",
+                    "an IPsec tunnel needs an ipsec block with spi_in, spi_out, key_in and key_out",
+                ));
+            }
+            _ => {}
+        }
+        if t.ttl == 0 {
+            return Err(self.err(i, "ttl", "TTL 0 is outside 1..=255"));
+        }
+        Ok(())
     }
-    let w = sa.replay_window;
-    if w != 0 && (w % 32 != 0 || w > MAX_REPLAY_WINDOW) {
-        return Err(c.err(
-            tunnel_field(i, "ipsec.replay_window"),
-            format!(
-                "replay window {w} must be 0 (off) or a multiple of 32 up to {MAX_REPLAY_WINDOW}"
-            ),
-        ));
+
+    /// A usable host of a /30 or /31 that overlaps no earlier tunnel's.
+    fn interface_address(&mut self, i: usize, t: &TunnelConfig) -> Check {
+        let a = t.interface_address;
+        let field = "interface_address";
+        if a.prefix_len() != 30 && a.prefix_len() != 31 {
+            return Err(self.err(
+                i,
+                field,
+                format!("{a}: a tunnel interface address must be a /30 or /31"),
+            ));
+        }
+        if a.prefix_len() == 30 && (a.addr() == a.network() || a.addr() == a.broadcast()) {
+            let n = a.network().to_bits();
+            return Err(self.err(
+                i,
+                field,
+                format!(
+                    "{a} is not a usable host of the /30 (use {}/30 or {}/30)",
+                    Ipv4Addr::from_bits(n + 1),
+                    Ipv4Addr::from_bits(n + 2)
+                ),
+            ));
+        }
+        // Interface subnets are /30s or /31s, so two overlap only inside the same /30 block:
+        // a hash lookup per tunnel instead of a scan of every earlier one.
+        let block = a.addr().to_bits() & !3;
+        let earlier = self.claimed.subnets.entry(block).or_default();
+        let overlapping = earlier
+            .iter()
+            .map(|&j| &self.cfg.tunnels[j])
+            .find(|o| o.interface_address.overlaps(&a));
+        earlier.push(i);
+        if let Some(other) = overlapping {
+            return Err(self.err(
+                i,
+                field,
+                format!(
+                    "{a} overlaps {} of tunnel {:?}",
+                    other.interface_address, other.name
+                ),
+            ));
+        }
+        Ok(())
     }
-    Ok(())
+
+    /// The MTU fits the uplink after encapsulation; the MSS fits the MTU.
+    fn mtu_mss(&self, i: usize, t: &TunnelConfig) -> Check {
+        let mtu = t.mtu();
+        let default = if t.mtu.is_none() {
+            " (the default)"
+        } else {
+            ""
+        };
+        if mtu < MIN_MTU {
+            return Err(self.err(
+                i,
+                "mtu",
+                format!("MTU {mtu} is below the minimum {MIN_MTU}"),
+            ));
+        }
+        let max = t.max_mtu_for_link(self.uplink.mtu);
+        if mtu > max {
+            return Err(self.err(i, "mtu",
+                format!(
+                    "MTU {mtu}{default} does not fit the {}-byte MTU of {} after {} encapsulation: at most {max}",
+                    self.uplink.mtu, self.uplink.name, t.kind
+                ),
+            ));
+        }
+        let mss = t.mss();
+        let overhead = Tunnel::MSS_OVERHEAD;
+        if mss > mtu - overhead {
+            return Err(self.err(
+                i,
+                "mss",
+                format!(
+                    "MSS {mss} exceeds MTU {mtu} - {overhead} = {}",
+                    mtu - overhead
+                ),
+            ));
+        }
+        if mss < MIN_MSS {
+            return Err(self.err(
+                i,
+                "mss",
+                format!("MSS {mss} is below the minimum {MIN_MSS}"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// GRE packets are told apart by (local, remote, key).
+    fn gre_unique(&mut self, i: usize, t: &TunnelConfig) -> Check {
+        if t.kind != TunnelKind::Gre {
+            return Ok(());
+        }
+        if let Some(&j) = self.claimed.gre_ids.get(&(t.local, t.remote, t.key)) {
+            let other = &self.cfg.tunnels[j].name;
+            return Err(match t.key {
+                Some(key) => self.err(i, "key",
+                    format!("tunnel {other:?} has the same local, remote and key {key}: GRE packets could not be told apart"),
+                ),
+                None => self.err(i, "remote",
+                    format!("tunnel {other:?} has the same local and remote and no key either: give them different keys"),
+                ),
+            });
+        }
+        self.claimed.gre_ids.insert((t.local, t.remote, t.key), i);
+        Ok(())
+    }
+
+    /// SPIs, keys and the replay window of the static SAs.
+    fn ipsec(&mut self, i: usize, t: &TunnelConfig) -> Check {
+        let Some(sa) = &t.ipsec else {
+            return Ok(());
+        };
+        for (name, spi) in [("spi_in", sa.spi_in), ("spi_out", sa.spi_out)] {
+            if spi < MIN_SPI {
+                return Err(self.err(
+                    i,
+                    &format!("ipsec.{name}"),
+                    format!(
+                        "SPI {spi} is reserved (0..={}); use {MIN_SPI} or above",
+                        MIN_SPI - 1
+                    ),
+                ));
+            }
+        }
+        if let Some(&j) = self.claimed.spis.get(&sa.spi_in) {
+            return Err(self.err(
+                i,
+                "ipsec.spi_in",
+                format!(
+                    "inbound SPI {} is already used by tunnel {:?}",
+                    sa.spi_in, self.cfg.tunnels[j].name
+                ),
+            ));
+        }
+        self.claimed.spis.insert(sa.spi_in, i);
+        if sa.key_in == sa.key_out {
+            return Err(self.err(i, "ipsec.key_out",
+                "equals key_in: both directions would reuse AES-GCM nonces under one key; give each SA its own key",
+            ));
+        }
+        let w = sa.replay_window;
+        if w != 0 && (w % 32 != 0 || w > MAX_REPLAY_WINDOW) {
+            return Err(self.err(i, "ipsec.replay_window",
+                format!(
+                    "replay window {w} must be 0 (off) or a multiple of 32 up to {MAX_REPLAY_WINDOW}"
+                ),
+            ));
+        }
+        Ok(())
+    }
 }
 
 fn check_health(t: &TunnelConfig, i: usize, c: &Checker) -> Check {
