@@ -868,6 +868,19 @@ mod tests {
         assert_eq!((t.mtu, t.mss, t.key), (1472, 1432, Some(7)));
         let t = Tunnel::ipsec(a, a, a, a);
         assert_eq!((t.kind, t.mtu, t.mss), (TunnelKind::Ipsec, 1400, 1360));
+        assert_eq!((MIN_MTU, MIN_MSS, MAX_ENCAP_LEN), (576, 536, 14 + 20 + 8));
+        // Outer IPv4 + ESP header + IV + ICV = 52, trailer padded to 4: 1446 of 1500.
+        assert_eq!(TunnelKind::Ipsec.max_mtu_for_link(false, 1500), 1446);
+        assert_eq!(TunnelKind::Gre.max_mtu_for_link(true, 9000), 8972);
+        // The names the config file, metrics labels and messages use.
+        assert_eq!(
+            (TunnelKind::Gre.as_str(), TunnelKind::Ipsec.as_str()),
+            ("gre", "ipsec")
+        );
+        assert_eq!(
+            (TunnelKind::Gre.to_string(), TunnelKind::Ipsec.to_string()),
+            ("GRE".into(), "IPsec".into())
+        );
         assert_eq!(
             probe_payload(TunnelId(0x0102_0304)),
             *b"CNDT\x01\x02\x03\x04"
