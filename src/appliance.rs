@@ -172,7 +172,7 @@ pub fn open_ports(
             nq,
             if link.up { "up" } else { "down" },
             link.speed_mbps,
-            EthernetAddress(port.mac().unwrap_or_default())
+            port.mac().unwrap_or_default()
         );
         ports.push(port);
     }
@@ -285,9 +285,9 @@ fn resolve_gateway(
     cfg: &Config,
     queues: &mut WorkerQueues,
     gw_index: usize,
-    our_mac: [u8; 6],
+    our_mac: EthernetAddress,
     pool: &Mempool,
-) -> Result<[u8; 6]> {
+) -> Result<EthernetAddress> {
     if let Some(mac) = control::tables::static_gateway_mac(cfg) {
         return Ok(mac);
     }
@@ -307,7 +307,7 @@ fn resolve_gateway(
     );
     match res.mac {
         Some(mac) => {
-            log::info!("gateway {gw_ip} is at {} (ARP)", EthernetAddress(mac));
+            log::info!("gateway {gw_ip} is at {mac} (ARP)");
             Ok(mac)
         }
         None => bail!(
@@ -330,7 +330,7 @@ pub fn start_pipeline(
     ports: &mut [Port],
     pool: &Arc<Mempool>,
 ) -> Result<(Workers, ControlLoop)> {
-    let macs: Vec<[u8; 6]> = ports.iter().map(|p| p.mac()).collect::<Result<_, _>>()?;
+    let macs: Vec<EthernetAddress> = ports.iter().map(|p| p.mac()).collect::<Result<_, _>>()?;
     let (gw_index, _) = cfg
         .gateway_port()
         .context("pipeline mode needs a gateway (checked by the config)")?;
@@ -353,7 +353,7 @@ pub fn start_pipeline(
         stats.prefixes,
         stats.groups,
         stats.memory_bytes / 1024,
-        EthernetAddress(gateway_mac),
+        gateway_mac,
         gw_index
     );
     let config = workers::worker_config(cfg, eal.tsc_hz());

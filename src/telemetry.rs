@@ -29,7 +29,7 @@ use std::sync::Arc;
 use dataplane::error::DpdkError;
 use dataplane::telemetry::{self, Array, CommandError, Dict, Reply, Value, MAX_STRING_LEN};
 
-use control::metrics::{kind_str, MetricsHub, Snapshot, TunnelMetrics};
+use control::metrics::{MetricsHub, Snapshot, TunnelMetrics};
 
 /// Tunnels per `/conduit/tunnels` answer.
 pub const TUNNELS_PAGE: usize = 128;
@@ -133,7 +133,7 @@ pub fn tunnels(s: &Snapshot, params: Option<&str>) -> Result<Reply, CommandError
     d.uint("total", s.tunnels.len() as u64)
         .uint("offset", offset as u64)
         .insert("names", col(|t| short(&t.name)).into())
-        .insert("kinds", col(|t| kind_str(t.kind).to_string()).into())
+        .insert("kinds", col(|t| t.kind.as_str().to_string()).into())
         .insert("states", col(|t| t.status.as_str().to_string()).into())
         .insert(
             "penalties",
@@ -156,7 +156,7 @@ pub fn tunnel(s: &Snapshot, params: Option<&str>) -> Result<Reply, CommandError>
         .ok_or_else(|| CommandError::new(format!("no tunnel {name:?}")))?;
     let mut d = Dict::new();
     d.string("name", short(&t.name))
-        .string("kind", kind_str(t.kind))
+        .string("kind", t.kind.as_str())
         .string("state", t.status.as_str())
         .uint("penalty", u64::from(t.penalty))
         .uint("state_changes", t.state_changes)
@@ -235,7 +235,7 @@ mod tests {
                 } else {
                     TunnelKind::Ipsec
                 },
-                TunnelStatus::Down,
+                TunnelStatus::Checked(conduit_packet::route::Health::Down),
             );
             t.penalty = 1_000_000;
             t.probes_sent = i as u64;

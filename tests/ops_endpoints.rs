@@ -9,6 +9,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
+use conduit_packet::route::Health;
 use conduit_test_support::eal;
 use conduit_test_support::telemetry::query;
 use control::config::TunnelKind;
@@ -19,7 +20,11 @@ use control::metrics::{
 use serde_json::{json, Value as Json};
 
 fn snapshot() -> Snapshot {
-    let mut a = TunnelMetrics::new("gre-a", TunnelKind::Gre, TunnelStatus::Degraded);
+    let mut a = TunnelMetrics::new(
+        "gre-a",
+        TunnelKind::Gre,
+        TunnelStatus::Checked(Health::Degraded),
+    );
     a.penalty = 500_000;
     a.probes_sent = 40;
     a.probe_replies = 37;
@@ -157,7 +162,7 @@ fn telemetry_commands_over_a_real_eal() {
 
     // Answers follow the hub: publish a change and read it back.
     let mut s = snapshot();
-    s.tunnels[0].status = TunnelStatus::Down;
+    s.tunnels[0].status = TunnelStatus::Checked(Health::Down);
     s.appliance.table_generation = 13;
     hub.publish(s);
     let a = query(&prefix, &["/conduit/tunnels", "/conduit/info"]);

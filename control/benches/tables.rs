@@ -13,8 +13,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use conduit_packet::route::Health;
+use conduit_packet::wire::EthernetAddress;
 use control::config::Config;
-use control::health::HealthState;
 use control::tables;
 
 /// A pipeline config with `tunnels` GRE tunnels and `routes` routes spread over them
@@ -70,18 +71,23 @@ fn run(name: &str, tunnels: usize, routes: usize, rounds: usize) {
         let t0 = Instant::now();
         let cfg = Config::parse(black_box(&text), Path::new("bench.yaml")).expect("valid");
         let t1 = Instant::now();
-        let healthy = vec![HealthState::Healthy; tunnels];
+        let healthy = vec![Health::Healthy; tunnels];
         let ft = Arc::new(tables::forwarding_table(&cfg, &healthy).expect("table"));
         let t2 = Instant::now();
         memory = ft.stats().memory_bytes;
-        let ctx =
-            tables::context(&cfg, &[[2, 0, 0, 0, 0, 1]], [2, 0, 0, 0, 0, 2], ft).expect("context");
+        let ctx = tables::context(
+            &cfg,
+            &[EthernetAddress([2, 0, 0, 0, 0, 1])],
+            EthernetAddress([2, 0, 0, 0, 0, 2]),
+            ft,
+        )
+        .expect("context");
         let t3 = Instant::now();
         black_box(&ctx);
         // A failover: one tunnel down, the table rebuilt from the parsed config (what the
         // control thread does on a state change; no parsing).
         let mut health = healthy;
-        health[0] = HealthState::Down;
+        health[0] = Health::Down;
         let t4 = Instant::now();
         let ft = Arc::new(tables::forwarding_table(&cfg, &health).expect("table"));
         let ctx2 = ctx.with_table(ft).expect("context");

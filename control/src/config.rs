@@ -38,13 +38,16 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-pub use addr::{is_unicast, CidrError, Ipv4Cidr, MacAddr, MacAddrError};
+pub use addr::{is_unicast, CidrError, Ipv4Cidr};
+/// The config file's `kind` and `ecmp.mode` name the packet path's own enums (one definition,
+/// in `conduit-packet`, which deserializes them with its `serde` feature).
+pub use conduit_packet::{pipeline::TunnelKind, route::EcmpMode};
 pub use limits::{IcmpConfig, ReassemblyConfig};
 pub use locate::locate;
-pub use routing::{EcmpConfig, EcmpMode, GatewayConfig, RouteConfig};
+pub use routing::{EcmpConfig, GatewayConfig, RouteConfig};
 pub use tunnel::{
     HealthCheckConfig, IpsecConfig, ProbeDirection, ProbeType, RatePreset, SaKey, SaKeyError,
-    TunnelConfig, TunnelKind,
+    TunnelConfig,
 };
 pub use validate::TUNNEL_NAME_MAX;
 
@@ -53,10 +56,7 @@ pub use limits::{
     MAX_SETS_RANGE, REASSEMBLY_TIMEOUT_RANGE_MS,
 };
 pub use routing::{BUCKETS_RANGE, DEFAULT_BUCKETS, WEIGHT_RANGE};
-pub use tunnel::{
-    DEFAULT_IPSEC_MTU, DEFAULT_REPLAY_WINDOW, DEFAULT_TTL, MAX_REPLAY_WINDOW, MIN_MSS, MIN_SPI,
-    MIN_TUNNEL_MTU,
-};
+pub use tunnel::{DEFAULT_REPLAY_WINDOW, MAX_REPLAY_WINDOW, MIN_SPI};
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -126,8 +126,11 @@ pub struct PortConfig {
     pub ipv4: Option<Ipv4Cidr>,
 }
 
-/// The MTU assumed for a port without one.
-pub const DEFAULT_LINK_MTU: u16 = 1500;
+/// The MTU assumed for a port without one: plain Ethernet, which the default tunnel MTUs are
+/// computed from.
+pub const DEFAULT_LINK_MTU: u16 = conduit_packet::pipeline::ETHERNET_MTU;
+/// The port MTUs accepted: IPv4's minimum (RFC 791) up to a common jumbo frame.
+pub const PORT_MTU_RANGE: std::ops::RangeInclusive<u16> = 68..=9600;
 
 impl PortConfig {
     /// The configured MTU, else [`DEFAULT_LINK_MTU`].
@@ -185,7 +188,9 @@ fn default_interval() -> u64 {
     1000
 }
 
-/// The largest burst a worker accepts (the dataplane's fixed burst array).
+/// The largest burst a worker accepts: the dataplane's fixed burst array,
+/// `dataplane::mbuf::MAX_BURST`, which `control` cannot name (it has no DPDK); the root
+/// package's `tests/shared_numbers.rs` checks that the two agree.
 pub const MAX_BURST: u16 = 256;
 
 /// A configuration that could not be used.

@@ -1,7 +1,7 @@
 //! What an operator reads while the appliance runs: one [`Snapshot`] of every tunnel, port,
 //! worker core and drop counter, published by the control thread through a [`MetricsHub`] and
 //! served as Prometheus text ([`render_prometheus`], served by [`crate::prometheus`]) and as
-//! DPDK telemetry commands ([`crate::telemetry`]).
+//! DPDK telemetry commands (registered by the `conduit` binary, which owns DPDK).
 //!
 //! The snapshot is plain data filled by the control thread every stats interval; nothing here
 //! reads a counter, a clock or DPDK, and nothing is on the packet path. Readers (the HTTP
@@ -12,14 +12,14 @@
 //!
 //! ```text
 //! let hub = Arc::new(MetricsHub::new());
-//! control::telemetry::register(hub.clone())?;                  // after Eal::init
+//! conduit::telemetry::register(hub.clone())?;                  // after Eal::init
 //! let server = match cfg.stats.prometheus_listen {             // keep until shutdown
 //!     Some(addr) => Some(control::prometheus::serve(addr, hub.clone())?),
 //!     None => None,
 //! };
 //! // every stats interval:
 //! let mut t = TunnelMetrics::new(&tc.name, tc.kind, TunnelStatus::from_health(h.state(), enabled));
-//! t.penalty = table_penalty_of(h.state());
+//! t.penalty = h.state().penalty();
 //! t.set_health_counters(h.counters());
 //! t.rtt = Some(RttSummary { .. });       // from the tunnel's RTT hdrhistogram (src/ops.rs)
 //! hub.publish(Snapshot { appliance, tunnels, ports, cores, drops });
@@ -53,8 +53,10 @@ use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::config::TunnelKind;
-use crate::health::{HealthCounters, HealthState};
+use conduit_packet::pipeline::TunnelKind;
+use conduit_packet::route::Health;
+
+use crate::health::HealthCounters;
 
 /// Everything an operator reads, at one instant.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -86,51 +88,46 @@ pub struct ApplianceMetrics {
     pub reloads_failed: u64,
 }
 
-/// A tunnel's health as operators see it: the health monitor's state, or `Disabled` when the
-/// tunnel's health checks are turned off (it then counts as healthy for forwarding).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// A tunnel's health as operators see it: the health monitor's [`Health`] while checks run,
+/// or `Disabled` when the tunnel's health checks are turned off (it then counts as healthy for
+/// forwarding). The health states are not repeated here: `Checked` carries the routing enum,
+/// and "checks are off" is the one piece of control-only information beside it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TunnelStatus {
-    #[default]
-    Healthy,
-    Degraded,
-    Down,
+    Checked(Health),
     Disabled,
+}
+
+impl Default for TunnelStatus {
+    fn default() -> Self {
+        TunnelStatus::Checked(Health::Healthy)
+    }
 }
 
 impl TunnelStatus {
     /// Every status, in the order of the one-hot series.
     pub const ALL: [TunnelStatus; 4] = [
-        TunnelStatus::Healthy,
-        TunnelStatus::Degraded,
-        TunnelStatus::Down,
+        TunnelStatus::Checked(Health::ALL[0]),
+        TunnelStatus::Checked(Health::ALL[1]),
+        TunnelStatus::Checked(Health::ALL[2]),
         TunnelStatus::Disabled,
     ];
 
     /// From the monitor's state and whether checks are enabled for the tunnel.
-    pub fn from_health(state: HealthState, checks_enabled: bool) -> Self {
-        match (checks_enabled, state) {
-            (false, _) => TunnelStatus::Disabled,
-            (true, HealthState::Healthy) => TunnelStatus::Healthy,
-            (true, HealthState::Degraded) => TunnelStatus::Degraded,
-            (true, HealthState::Down) => TunnelStatus::Down,
+    pub fn from_health(state: Health, checks_enabled: bool) -> Self {
+        if checks_enabled {
+            TunnelStatus::Checked(state)
+        } else {
+            TunnelStatus::Disabled
         }
     }
 
+    /// `healthy`, `degraded`, `down` ([`Health::as_str`]) or `disabled`.
     pub const fn as_str(self) -> &'static str {
         match self {
-            TunnelStatus::Healthy => "healthy",
-            TunnelStatus::Degraded => "degraded",
-            TunnelStatus::Down => "down",
+            TunnelStatus::Checked(h) => h.as_str(),
             TunnelStatus::Disabled => "disabled",
         }
-    }
-}
-
-/// Lower-case kind name used in labels and telemetry (`gre`, `ipsec`).
-pub const fn kind_str(kind: TunnelKind) -> &'static str {
-    match kind {
-        TunnelKind::Gre => "gre",
-        TunnelKind::Ipsec => "ipsec",
     }
 }
 
@@ -349,8 +346,24 @@ pub fn render_prometheus(s: &Snapshot) -> String {
     let mut w = Writer {
         out: String::with_capacity(4096 + 2048 * s.tunnels.len()),
     };
-    let a = &s.appliance;
+    render_appliance(&mut w, &s.appliance);
+    render_tunnel_health(&mut w, &s.tunnels);
+    render_tunnel_probes(&mut w, &s.tunnels);
+    render_tunnel_rtt(&mut w, &s.tunnels);
+    render_tunnel_traffic(&mut w, &s.tunnels);
+    render_ports(&mut w, &s.ports);
+    render_cores(&mut w, &s.cores);
+    render_drops(&mut w, &s.drops);
+    w.out
+}
 
+/// The tunnel label of a per-tunnel sample.
+fn tunnel_name(x: &TunnelMetrics) -> String {
+    x.name.clone()
+}
+
+/// Build info, uptime, table generation and reloads.
+fn render_appliance(w: &mut Writer, a: &ApplianceMetrics) {
     w.family(
         "conduit_build_info",
         "gauge",
@@ -396,9 +409,10 @@ pub fn render_prometheus(s: &Snapshot) -> String {
         &[("result", "failed")],
         Num::U(a.reloads_failed),
     );
+}
 
-    // Tunnels.
-    let t = &s.tunnels;
+/// Kind (info), one-hot state and penalty of every tunnel.
+fn render_tunnel_health(w: &mut Writer, t: &[TunnelMetrics]) {
     w.family(
         "conduit_tunnel_info",
         "gauge",
@@ -407,7 +421,7 @@ pub fn render_prometheus(s: &Snapshot) -> String {
     for x in t {
         w.sample(
             "conduit_tunnel_info",
-            &[("tunnel", &x.name), ("kind", kind_str(x.kind))],
+            &[("tunnel", &x.name), ("kind", x.kind.as_str())],
             Num::U(1),
         );
     }
@@ -425,7 +439,6 @@ pub fn render_prometheus(s: &Snapshot) -> String {
             );
         }
     }
-    let name = |x: &TunnelMetrics| x.name.clone();
     w.per(
         (
             "conduit_tunnel_penalty",
@@ -434,9 +447,13 @@ pub fn render_prometheus(s: &Snapshot) -> String {
         ),
         "tunnel",
         t,
-        name,
+        tunnel_name,
         |x| u64::from(x.penalty),
     );
+}
+
+/// Health-probe counters: state changes, probes sent, replies, losses, late replies.
+fn render_tunnel_probes(w: &mut Writer, t: &[TunnelMetrics]) {
     w.per(
         (
             "conduit_tunnel_state_changes_total",
@@ -445,7 +462,7 @@ pub fn render_prometheus(s: &Snapshot) -> String {
         ),
         "tunnel",
         t,
-        name,
+        tunnel_name,
         |x| x.state_changes,
     );
     w.per(
@@ -456,7 +473,7 @@ pub fn render_prometheus(s: &Snapshot) -> String {
         ),
         "tunnel",
         t,
-        name,
+        tunnel_name,
         |x| x.probes_sent,
     );
     w.per(
@@ -467,7 +484,7 @@ pub fn render_prometheus(s: &Snapshot) -> String {
         ),
         "tunnel",
         t,
-        name,
+        tunnel_name,
         |x| x.probe_replies,
     );
     w.per(
@@ -478,7 +495,7 @@ pub fn render_prometheus(s: &Snapshot) -> String {
         ),
         "tunnel",
         t,
-        name,
+        tunnel_name,
         |x| x.probes_lost,
     );
     w.per(
@@ -489,9 +506,13 @@ pub fn render_prometheus(s: &Snapshot) -> String {
         ),
         "tunnel",
         t,
-        name,
+        tunnel_name,
         |x| x.probe_late_replies,
     );
+}
+
+/// RTT quantiles and their sample count, for tunnels with samples only.
+fn render_tunnel_rtt(w: &mut Writer, t: &[TunnelMetrics]) {
     w.family(
         "conduit_tunnel_rtt_seconds",
         "gauge",
@@ -527,6 +548,10 @@ pub fn render_prometheus(s: &Snapshot) -> String {
             );
         }
     }
+}
+
+/// Packets and bytes through each tunnel, both directions.
+fn render_tunnel_traffic(w: &mut Writer, t: &[TunnelMetrics]) {
     w.per(
         (
             "conduit_tunnel_rx_packets_total",
@@ -535,7 +560,7 @@ pub fn render_prometheus(s: &Snapshot) -> String {
         ),
         "tunnel",
         t,
-        name,
+        tunnel_name,
         |x| x.rx_packets,
     );
     w.per(
@@ -546,7 +571,7 @@ pub fn render_prometheus(s: &Snapshot) -> String {
         ),
         "tunnel",
         t,
-        name,
+        tunnel_name,
         |x| x.rx_bytes,
     );
     w.per(
@@ -557,7 +582,7 @@ pub fn render_prometheus(s: &Snapshot) -> String {
         ),
         "tunnel",
         t,
-        name,
+        tunnel_name,
         |x| x.tx_packets,
     );
     w.per(
@@ -568,12 +593,13 @@ pub fn render_prometheus(s: &Snapshot) -> String {
         ),
         "tunnel",
         t,
-        name,
+        tunnel_name,
         |x| x.tx_bytes,
     );
+}
 
-    // Ports.
-    let p = &s.ports;
+/// Port counters (`rte_eth_stats`).
+fn render_ports(w: &mut Writer, p: &[PortMetrics]) {
     let pname = |x: &PortMetrics| x.name.clone();
     for (metric, help, f) in [
         (
@@ -614,9 +640,10 @@ pub fn render_prometheus(s: &Snapshot) -> String {
     ] {
         w.per((metric, "counter", help), "port", p, pname, f);
     }
+}
 
-    // Worker cores.
-    let c = &s.cores;
+/// Worker-core counters.
+fn render_cores(w: &mut Writer, c: &[CoreMetrics]) {
     let cname = |x: &CoreMetrics| x.core.to_string();
     for (metric, help, f) in [
         (
@@ -642,7 +669,10 @@ pub fn render_prometheus(s: &Snapshot) -> String {
     ] {
         w.per((metric, "counter", help), "core", c, cname, f);
     }
+}
 
+/// Pipeline drops by reason.
+fn render_drops(w: &mut Writer, drops: &[DropCount]) {
     w.per(
         (
             "conduit_drops_total",
@@ -650,11 +680,10 @@ pub fn render_prometheus(s: &Snapshot) -> String {
             "Packets dropped by the pipeline, by reason.",
         ),
         "reason",
-        &s.drops,
+        drops,
         |x| x.reason.clone(),
         |x| x.count,
     );
-    w.out
 }
 
 #[cfg(test)]

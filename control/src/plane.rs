@@ -38,11 +38,13 @@ use std::time::Duration;
 
 use conduit_packet::pipeline::{Context, ProbeKind, ProbeReply, ProbeSpec, TunnelId};
 use conduit_packet::publish::{Publisher, Reader};
+use conduit_packet::route::Health;
+use conduit_packet::wire::EthernetAddress;
 use hdrhistogram::Histogram;
 
 use crate::config::{Config, ProbeDirection, ProbeType, TunnelConfig};
 use crate::health::{
-    HealthConfig, HealthCounters, HealthState, ReplyStatus, Timestamp, Transition, TunnelHealth,
+    HealthConfig, HealthCounters, ReplyStatus, Timestamp, Transition, TunnelHealth,
 };
 use crate::tables::{self, TablesError};
 
@@ -131,10 +133,10 @@ impl TunnelRuntime {
     }
 
     /// Current health (healthy when checks are disabled).
-    pub fn state(&self) -> HealthState {
+    pub fn state(&self) -> Health {
         self.health
             .as_ref()
-            .map_or(HealthState::Healthy, TunnelHealth::state)
+            .map_or(Health::Healthy, TunnelHealth::state)
     }
 
     /// Whether health checks run for this tunnel.
@@ -205,8 +207,8 @@ pub struct SwapLatency {
 pub struct ControlPlane {
     path: PathBuf,
     config: Config,
-    port_macs: Vec<[u8; 6]>,
-    gateway_mac: [u8; 6],
+    port_macs: Vec<EthernetAddress>,
+    gateway_mac: EthernetAddress,
     tunnels: Vec<TunnelRuntime>,
     tunnel_capacity: usize,
     publisher: Publisher<Context>,
@@ -238,8 +240,8 @@ impl ControlPlane {
     pub fn new(
         path: &Path,
         config: Config,
-        port_macs: Vec<[u8; 6]>,
-        gateway_mac: [u8; 6],
+        port_macs: Vec<EthernetAddress>,
+        gateway_mac: EthernetAddress,
         workers: usize,
         tunnel_capacity: usize,
         now: Timestamp,
@@ -255,7 +257,7 @@ impl ControlPlane {
             .into_iter()
             .flatten()
             .collect();
-        let health: Vec<HealthState> = tunnels.iter().map(TunnelRuntime::state).collect();
+        let health: Vec<Health> = tunnels.iter().map(TunnelRuntime::state).collect();
         let ctx = build_context(&config, &port_macs, gateway_mac, &health)?;
         let publisher = Publisher::with_capacity(
             ctx,
@@ -371,7 +373,7 @@ impl ControlPlane {
                 t.state_changes += 1;
                 self.dirty = true;
                 let penalty = tr.to.penalty();
-                if tr.to == HealthState::Healthy {
+                if tr.to == Health::Healthy {
                     log::info!("tunnel {}: {tr} (penalty {penalty})", t.name);
                 } else {
                     log::warn!("tunnel {}: {tr} (penalty {penalty})", t.name);
@@ -382,7 +384,7 @@ impl ControlPlane {
         if !self.dirty {
             return Ok(None);
         }
-        let health: Vec<HealthState> = self.tunnels.iter().map(TunnelRuntime::state).collect();
+        let health: Vec<Health> = self.tunnels.iter().map(TunnelRuntime::state).collect();
         let ctx = build_context(&self.config, &self.port_macs, self.gateway_mac, &health)?;
         self.publish(ctx, now).map(Some)
     }
@@ -505,7 +507,7 @@ impl ControlPlane {
             });
         }
         let plan = plan_runtimes(&config, now, &self.tunnels)?;
-        let health: Vec<HealthState> = plan
+        let health: Vec<Health> = plan
             .iter()
             .zip(0..)
             .map(|(p, i): (&Option<TunnelRuntime>, usize)| match p {
@@ -575,9 +577,9 @@ fn disabled_runtime(t: &TunnelConfig) -> TunnelRuntime {
 
 fn build_context(
     config: &Config,
-    port_macs: &[[u8; 6]],
-    gateway_mac: [u8; 6],
-    health: &[HealthState],
+    port_macs: &[EthernetAddress],
+    gateway_mac: EthernetAddress,
+    health: &[Health],
 ) -> Result<Context, PlaneError> {
     let table = Arc::new(tables::forwarding_table(config, health)?);
     Ok(tables::context(config, port_macs, gateway_mac, table)?)

@@ -10,13 +10,11 @@ use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
-use conduit_packet::pipeline::{self, Context, ContextConfig, Tunnel};
-use conduit_packet::route::EcmpMode as RouteEcmpMode;
+use conduit_packet::pipeline::{self, Context, ContextConfig, Tunnel, TunnelKind};
 use conduit_packet::route::{ForwardingTable, Health, Route, TunnelId};
 use conduit_packet::wire::EthernetAddress;
 
-use crate::config::{Config, EcmpMode, TunnelKind};
-use crate::health::HealthState;
+use crate::config::Config;
 
 /// Why the tables could not be built from a config that passed validation.
 #[derive(Debug, thiserror::Error)]
@@ -31,29 +29,17 @@ pub enum TablesError {
     Other(String),
 }
 
-/// The route table's health input for a tunnel's state.
-pub fn route_health(state: HealthState) -> Health {
-    match state {
-        HealthState::Healthy => Health::Healthy,
-        HealthState::Degraded => Health::Degraded,
-        HealthState::Down => Health::Down,
-    }
-}
-
 /// Builds the forwarding table with the given per-tunnel health (indexed like
 /// `config.tunnels`; missing entries count as healthy).
 pub fn forwarding_table(
     config: &Config,
-    health: &[HealthState],
+    health: &[Health],
 ) -> Result<ForwardingTable, TablesError> {
-    let mode = match config.ecmp.mode {
-        EcmpMode::Modulo => RouteEcmpMode::Modulo,
-        EcmpMode::Weighted => RouteEcmpMode::Weighted,
-        EcmpMode::Resilient => RouteEcmpMode::Resilient,
-    };
     let tunnels = config.tunnels.iter().enumerate().map(|(i, _)| {
-        let state = health.get(i).copied().unwrap_or(HealthState::Healthy);
-        (TunnelId(i as u32), route_health(state))
+        (
+            TunnelId(i as u32),
+            health.get(i).copied().unwrap_or_default(),
+        )
     });
     let ids: HashMap<&str, usize> = config
         .tunnels
@@ -76,7 +62,7 @@ pub fn forwarding_table(
         routes.push(route);
     }
     Ok(ForwardingTable::builder()
-        .mode(mode)
+        .mode(config.ecmp.mode)
         .tunnels(tunnels)
         .routes(routes)
         .build()?)
@@ -105,8 +91,8 @@ fn tunnel_of(t: &crate::config::TunnelConfig) -> Result<Tunnel, TablesError> {
 /// order; `gateway_mac` is the configured static MAC or the one ARP resolved.
 pub fn context(
     config: &Config,
-    port_macs: &[[u8; 6]],
-    gateway_mac: [u8; 6],
+    port_macs: &[EthernetAddress],
+    gateway_mac: EthernetAddress,
     table: Arc<ForwardingTable>,
 ) -> Result<Context, TablesError> {
     let (gateway_port, _) = config
@@ -118,7 +104,7 @@ pub fn context(
         .iter()
         .zip(port_macs)
         .map(|(p, mac)| pipeline::PortConfig {
-            mac: EthernetAddress(*mac),
+            mac: *mac,
             addresses: p.ipv4.iter().map(|c| c.addr()).collect(),
         })
         .collect();
@@ -131,7 +117,7 @@ pub fn context(
     let cc = ContextConfig {
         ports,
         gateway_port: gateway_port as u16,
-        gateway_mac: EthernetAddress(gateway_mac),
+        gateway_mac,
         local_endpoints: config.local_endpoints.clone(),
         tunnels,
         icmp_ttl_exceeded: config.icmp.ttl_exceeded,
@@ -141,8 +127,8 @@ pub fn context(
 }
 
 /// The configured static gateway MAC, if any.
-pub fn static_gateway_mac(config: &Config) -> Option<[u8; 6]> {
-    config.gateway.as_ref().and_then(|g| g.mac).map(|m| m.0)
+pub fn static_gateway_mac(config: &Config) -> Option<EthernetAddress> {
+    config.gateway.as_ref().and_then(|g| g.mac)
 }
 
 /// The gateway's IPv4 address and our address on its port (for ARP).

@@ -19,23 +19,23 @@ use conduit_packet::wire::{
 /// Result of a resolution attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Resolution {
-    pub mac: Option<[u8; 6]>,
+    pub mac: Option<EthernetAddress>,
     pub requests_sent: u32,
     pub frames_discarded: u64,
 }
 
 /// Builds the Ethernet + ARP request for `target` from `(our_mac, our_ip)`.
-pub fn arp_request(our_mac: [u8; 6], our_ip: Ipv4Addr, target: Ipv4Addr) -> [u8; 42] {
+pub fn arp_request(our_mac: EthernetAddress, our_ip: Ipv4Addr, target: Ipv4Addr) -> [u8; 42] {
     let mut frame = [0u8; 42];
     let eth = EthernetRepr {
-        src_addr: EthernetAddress(our_mac),
+        src_addr: our_mac,
         dst_addr: EthernetAddress::BROADCAST,
         vlan_tci: None,
         ethertype: EtherType::Arp,
     };
     let arp = ArpRepr {
         operation: ArpOperation::Request,
-        source_hardware_addr: EthernetAddress(our_mac),
+        source_hardware_addr: our_mac,
         source_protocol_addr: our_ip,
         target_hardware_addr: EthernetAddress([0; 6]),
         target_protocol_addr: target,
@@ -48,7 +48,7 @@ pub fn arp_request(our_mac: [u8; 6], our_ip: Ipv4Addr, target: Ipv4Addr) -> [u8;
 }
 
 /// The sender MAC if `frame` is an ARP reply (or request) from `target` to `our_ip`.
-pub fn arp_answer(frame: &[u8], our_ip: Ipv4Addr, target: Ipv4Addr) -> Option<[u8; 6]> {
+pub fn arp_answer(frame: &[u8], our_ip: Ipv4Addr, target: Ipv4Addr) -> Option<EthernetAddress> {
     let eth = EthernetFrame::new_checked(frame).ok()?;
     if eth.ethertype() != EtherType::Arp {
         return None;
@@ -58,13 +58,13 @@ pub fn arp_answer(frame: &[u8], our_ip: Ipv4Addr, target: Ipv4Addr) -> Option<[u
     (arp.source_protocol_addr == target
         && arp.target_protocol_addr == our_ip
         && arp.source_hardware_addr.is_unicast())
-    .then_some(arp.source_hardware_addr.0)
+    .then_some(arp.source_hardware_addr)
 }
 
 /// What to resolve, from where, and how patiently.
 #[derive(Debug, Clone, Copy)]
 pub struct ArpQuery {
-    pub our_mac: [u8; 6],
+    pub our_mac: EthernetAddress,
     pub our_ip: Ipv4Addr,
     pub target: Ipv4Addr,
     /// Time between requests.
@@ -126,8 +126,8 @@ mod tests {
 
     #[test]
     fn request_and_answer_round_trip() {
-        let ours = [2, 0, 0, 0, 0, 1];
-        let gw = [2, 0, 0, 0, 0, 0xfe];
+        let ours = EthernetAddress([2, 0, 0, 0, 0, 1]);
+        let gw = EthernetAddress([2, 0, 0, 0, 0, 0xfe]);
         let our_ip = Ipv4Addr::new(192, 0, 2, 10);
         let gw_ip = Ipv4Addr::new(192, 0, 2, 1);
         let req = arp_request(ours, our_ip, gw_ip);
@@ -138,11 +138,11 @@ mod tests {
         // The gateway's reply, built with the wire layer's own reply logic.
         let eth = EthernetFrame::new_checked(&req[..]).unwrap();
         let arp = ArpRepr::parse(&ArpPacket::new_checked(eth.payload()).unwrap());
-        let reply = arp.reply(EthernetAddress(gw)).unwrap();
+        let reply = arp.reply(gw).unwrap();
         let mut frame = [0u8; 42];
         let n = EthernetRepr {
-            src_addr: EthernetAddress(gw),
-            dst_addr: EthernetAddress(ours),
+            src_addr: gw,
+            dst_addr: ours,
             vlan_tci: None,
             ethertype: EtherType::Arp,
         }

@@ -10,6 +10,7 @@ use std::ffi::{CStr, CString};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use conduit_packet::wire::EthernetAddress;
 use dpdk_sys as sys;
 
 use crate::error::{check, DpdkError, Result};
@@ -395,13 +396,13 @@ impl Port {
     }
 
     /// The port's MAC address.
-    pub fn mac(&self) -> Result<[u8; 6]> {
+    pub fn mac(&self) -> Result<EthernetAddress> {
         let mut addr = sys::rte_ether_addr::default();
         // SAFETY: valid out-struct.
         check("rte_eth_macaddr_get", unsafe {
             sys::rte_eth_macaddr_get(self.id.0, &mut addr)
         })?;
-        Ok(addr.addr_bytes)
+        Ok(EthernetAddress(addr.addr_bytes))
     }
 
     /// Link status without waiting for autonegotiation.

@@ -23,6 +23,7 @@ use hdrhistogram::Histogram;
 use conduit_packet::pipeline::{Context, DropReason};
 use conduit_packet::publish::Publisher;
 use conduit_packet::stats::{CoreCounters, CoreSnapshot};
+use conduit_packet::wire::EthernetAddress;
 use control::config::Config;
 use dataplane::eal::{rdtsc, Eal};
 use dataplane::lcore::LcoreId;
@@ -353,9 +354,9 @@ fn build_context(
     let nq = cfg.dataplane.workers.len();
     let table = Arc::new(control::tables::forwarding_table(cfg, &[])?);
     let tstats = table.stats();
-    let ctx = control::tables::context(cfg, &[mac], GATEWAY_MAC, table)?;
+    let ctx = control::tables::context(cfg, &[mac], EthernetAddress(GATEWAY_MAC), table)?;
     let publisher = Publisher::with_capacity(ctx, nq, 1);
-    let templates = Templates::build(spec, mac, nq as u32);
+    let templates = Templates::build(spec, mac.octets(), nq as u32);
     eprintln!(
         "conduit-perf: {} | {} {} | TSC {:.3} GHz | workers {:?} | {:?} {} flows, {} tunnels, {} prefixes ({} routes, {} ECMP groups, {} KiB) built in {:.2} s",
         Eal::version(),

@@ -1,7 +1,7 @@
-//! Address types of the config file: IPv4 prefixes written `a.b.c.d/len` ([`Ipv4Cidr`]) and
-//! Ethernet addresses written `02:00:5e:00:53:01` ([`MacAddr`]). Both parse with precise errors
-//! that quote the offending text, and deserialize from YAML strings (so serde reports their
-//! line and column).
+//! Address types of the config file: IPv4 prefixes written `a.b.c.d/len` ([`Ipv4Cidr`]). They
+//! parse with precise errors that quote the offending text, and deserialize from YAML strings
+//! (so serde reports their line and column). MACs (`02:00:5e:00:53:01`) are the wire layer's
+//! `EthernetAddress`, which parses the same way.
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -145,72 +145,6 @@ impl<'de> Deserialize<'de> for Ipv4Cidr {
     }
 }
 
-/// An Ethernet (MAC) address.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct MacAddr(pub [u8; 6]);
-
-/// Why a text is not a MAC address.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-#[error("{0}: expected a MAC address such as 02:00:5e:00:53:01")]
-pub struct MacAddrError(String);
-
-impl MacAddr {
-    /// Group (multicast or broadcast) addresses have the I/G bit set.
-    pub const fn is_multicast(&self) -> bool {
-        self.0[0] & 1 != 0
-    }
-
-    /// Whether every octet is zero.
-    pub const fn is_zero(&self) -> bool {
-        u64::from_be_bytes([
-            0, 0, self.0[0], self.0[1], self.0[2], self.0[3], self.0[4], self.0[5],
-        ]) == 0
-    }
-}
-
-impl FromStr for MacAddr {
-    type Err = MacAddrError;
-
-    fn from_str(text: &str) -> Result<Self, MacAddrError> {
-        let err = || MacAddrError(text.to_string());
-        let mut out = [0u8; 6];
-        let mut parts = text.split(':');
-        for byte in &mut out {
-            let part = parts.next().ok_or_else(err)?;
-            // from_str_radix would accept a sign ("+1").
-            if part.len() != 2 || !part.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return Err(err());
-            }
-            *byte = u8::from_str_radix(part, 16).map_err(|_| err())?;
-        }
-        if parts.next().is_some() {
-            return Err(err());
-        }
-        Ok(MacAddr(out))
-    }
-}
-
-impl fmt::Display for MacAddr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let [a, b, c, d, e, g] = self.0;
-        write!(f, "{a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{g:02x}")
-    }
-}
-
-impl fmt::Debug for MacAddr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(self, f)
-    }
-}
-
-impl<'de> Deserialize<'de> for MacAddr {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_str(FromStrVisitor::<Self>::new(
-            "a MAC address such as 02:00:5e:00:53:01",
-        ))
-    }
-}
-
 /// Whether `ip` can be the address of one host on the wire: not unspecified (0.0.0.0/8),
 /// loopback, multicast, or the reserved/broadcast 240.0.0.0/4.
 pub fn is_unicast(ip: Ipv4Addr) -> bool {
@@ -333,35 +267,6 @@ mod tests {
         assert!(!a.overlaps(&cidr("10.0.0.4/31")));
         assert!(!cidr("10.0.0.0/31").overlaps(&cidr("10.0.0.2/31")));
         assert!(cidr("0.0.0.0/0").overlaps(&cidr("192.0.2.1/32")));
-    }
-
-    #[test]
-    fn mac_parses_and_prints() {
-        let m: MacAddr = "02:00:5E:00:53:0a".parse().unwrap();
-        assert_eq!(m.0, [2, 0, 0x5e, 0, 0x53, 0x0a]);
-        assert_eq!(m.to_string(), "02:00:5e:00:53:0a");
-        assert!(!m.is_multicast());
-        assert!(!m.is_zero());
-        assert!("01:00:5e:00:00:01"
-            .parse::<MacAddr>()
-            .unwrap()
-            .is_multicast());
-        assert!("00:00:00:00:00:00".parse::<MacAddr>().unwrap().is_zero());
-        for bad in [
-            "",
-            "02:00:5e:00:53",
-            "02:00:5e:00:53:01:02",
-            "02-00-5e-00-53-01",
-            "2:00:5e:00:53:01",
-            "02:00:5e:00:53:0g",
-            "02:00:5e:00:53:+1",
-        ] {
-            let e = bad.parse::<MacAddr>().unwrap_err();
-            assert_eq!(
-                e.to_string(),
-                format!("{bad}: expected a MAC address such as 02:00:5e:00:53:01")
-            );
-        }
     }
 
     #[test]

@@ -159,16 +159,7 @@ fn key_of(s: &str) -> Option<&str> {
 mod tests {
     use super::*;
 
-    const GOOD: &str = "\
-dataplane:
-  ports:
-    - device: net_ring0
-    - device: net_ring1
-      mtu: 1500
-  workers: [1]
-stats:
-  interval_ms: 0
-";
+    use crate::config::tests::GOOD;
 
     #[test]
     fn finds_nested_fields() {

@@ -5,7 +5,10 @@ use std::net::Ipv4Addr;
 
 use serde::Deserialize;
 
-use super::addr::{Ipv4Cidr, MacAddr};
+use conduit_packet::route::ecmp::{self, EcmpMode};
+use conduit_packet::wire::EthernetAddress;
+
+use super::addr::Ipv4Cidr;
 
 /// The next hop of every packet Conduit sends out (encapsulated or internet egress).
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -14,7 +17,7 @@ pub struct GatewayConfig {
     pub ipv4: Ipv4Addr,
     /// Static MAC address; without it the gateway is resolved with ARP from the port's `ipv4`.
     #[serde(default)]
-    pub mac: Option<MacAddr>,
+    pub mac: Option<EthernetAddress>,
     /// Device name of the port (one of `dataplane.ports`) that faces the gateway.
     pub port: String,
 }
@@ -35,8 +38,8 @@ pub struct RouteConfig {
     pub weight: Option<u16>,
 }
 
-/// Smallest and largest route weight.
-pub const WEIGHT_RANGE: std::ops::RangeInclusive<u16> = 1..=256;
+/// Smallest and largest route weight: the forwarding table's.
+pub const WEIGHT_RANGE: std::ops::RangeInclusive<u16> = ecmp::WEIGHT_RANGE;
 
 impl RouteConfig {
     /// The weight, 1 when not configured.
@@ -57,21 +60,8 @@ pub struct EcmpConfig {
     pub buckets: u32,
 }
 
-/// ECMP selection rule.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Hash, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum EcmpMode {
-    /// Flow hash modulo the number of tunnels (the seed's rule).
-    #[default]
-    Modulo,
-    /// Bucket table filled in proportion to the weights.
-    Weighted,
-    /// Bucket table where a failing tunnel moves only its own flows.
-    Resilient,
-}
-
-/// Default bucket count; the dataplane's table (`route::ecmp::BUCKETS`) uses the same.
-pub const DEFAULT_BUCKETS: u32 = 4096;
+/// Default bucket count: the size of the forwarding table's bucket runs ([`ecmp::BUCKETS`]).
+pub const DEFAULT_BUCKETS: u32 = ecmp::BUCKETS as u32;
 /// Allowed bucket counts (powers of two within).
 pub const BUCKETS_RANGE: std::ops::RangeInclusive<u32> = 64..=65536;
 

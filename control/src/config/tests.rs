@@ -6,7 +6,8 @@ use std::time::Duration;
 use super::*;
 use crate::health::{HealthConfig, ProbeRate};
 
-const GOOD: &str = "\
+/// The smallest valid config (io mode); other tests append to it.
+pub(super) const GOOD: &str = "\
 dataplane:
   ports:
     - device: net_ring0

@@ -13,6 +13,8 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 use thiserror::Error;
 
+use conduit_packet::pipeline::{Tunnel, TunnelKind};
+
 use super::addr::{FromStrVisitor, Ipv4Cidr};
 use crate::health::{HealthConfig, ProbeRate};
 
@@ -51,53 +53,11 @@ pub struct TunnelConfig {
     pub ipsec: Option<IpsecConfig>,
 }
 
-/// The encapsulation of a tunnel.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Hash)]
-#[serde(rename_all = "lowercase")]
-pub enum TunnelKind {
-    /// GRE (RFC 2784, key and sequence of RFC 2890).
-    Gre,
-    /// ESP tunnel mode with AES-GCM-256 (RFC 4303, RFC 4106), static SAs.
-    Ipsec,
-}
-
-impl fmt::Display for TunnelKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            TunnelKind::Gre => "GRE",
-            TunnelKind::Ipsec => "IPsec",
-        })
-    }
-}
-
-/// Outer IPv4 header.
-pub const IPV4_HEADER_LEN: u16 = 20;
-/// GRE header without and with the key field.
-pub const GRE_HEADER_LEN: u16 = 4;
-pub const GRE_KEY_LEN: u16 = 4;
-/// ESP header (SPI, sequence), AES-GCM explicit IV and ICV (RFC 4106), and the trailer's pad
-/// length and next-header bytes.
-pub const ESP_HEADER_LEN: u16 = 8;
-pub const ESP_IV_LEN: u16 = 8;
-pub const ESP_ICV_LEN: u16 = 16;
-pub const ESP_TRAILER_LEN: u16 = 2;
-
-/// The smallest tunnel MTU: the IPv4 datagram size every host must accept (RFC 791).
-pub const MIN_TUNNEL_MTU: u16 = 576;
-/// The smallest MSS clamp: the TCP default MSS for IPv4 (RFC 9293), i.e. MTU 576 − 40.
-pub const MIN_MSS: u16 = 536;
-/// Default TTL of the outer header.
-pub const DEFAULT_TTL: u8 = 64;
-/// Default IPsec tunnel MTU (SPEC).
-pub const DEFAULT_IPSEC_MTU: u16 = 1400;
-
 impl TunnelConfig {
-    /// SPEC defaults: 1500 minus the GRE overhead (1476, 1472 with a key), 1400 for IPsec.
+    /// SPEC defaults: 1500 minus the GRE overhead (1476, 1472 with a key), 1400 for IPsec
+    /// ([`TunnelKind::default_mtu`]).
     pub fn default_mtu(&self) -> u16 {
-        match self.kind {
-            TunnelKind::Gre => 1500 - self.gre_overhead(),
-            TunnelKind::Ipsec => DEFAULT_IPSEC_MTU,
-        }
+        self.kind.default_mtu(self.key.is_some())
     }
 
     /// The largest inner packet.
@@ -105,26 +65,15 @@ impl TunnelConfig {
         self.mtu.unwrap_or_else(|| self.default_mtu())
     }
 
-    /// The TCP MSS clamp.
+    /// The TCP MSS clamp (default MTU − 40, [`Tunnel::default_mss`]).
     pub fn mss(&self) -> u16 {
-        self.mss.unwrap_or_else(|| self.mtu().saturating_sub(40))
-    }
-
-    fn gre_overhead(&self) -> u16 {
-        IPV4_HEADER_LEN + GRE_HEADER_LEN + if self.key.is_some() { GRE_KEY_LEN } else { 0 }
+        self.mss.unwrap_or_else(|| Tunnel::default_mss(self.mtu()))
     }
 
     /// The largest inner packet whose encapsulation fits in `link_mtu` (the outer IP packet
-    /// size the gateway port carries). ESP pads payload + trailer to a multiple of 4.
+    /// size the gateway port carries); see [`TunnelKind::max_mtu_for_link`].
     pub fn max_mtu_for_link(&self, link_mtu: u16) -> u16 {
-        match self.kind {
-            TunnelKind::Gre => link_mtu.saturating_sub(self.gre_overhead()),
-            TunnelKind::Ipsec => {
-                let room = link_mtu
-                    .saturating_sub(IPV4_HEADER_LEN + ESP_HEADER_LEN + ESP_IV_LEN + ESP_ICV_LEN);
-                (room & !3).saturating_sub(ESP_TRAILER_LEN)
-            }
-        }
+        self.kind.max_mtu_for_link(self.key.is_some(), link_mtu)
     }
 
     /// Our side of the tunnel's link (the configured interface address).
@@ -163,7 +112,7 @@ impl TunnelConfig {
 }
 
 fn default_ttl() -> u8 {
-    DEFAULT_TTL
+    Tunnel::DEFAULT_TTL
 }
 
 /// Health checking of one tunnel (SPEC §4). Everything is optional; the timer and threshold

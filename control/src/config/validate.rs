@@ -34,9 +34,12 @@ use std::path::Path;
 
 use super::addr::is_unicast;
 use super::limits::{MAX_SETS_RANGE, REASSEMBLY_TIMEOUT_RANGE_MS};
-use super::routing::{EcmpMode, BUCKETS_RANGE, WEIGHT_RANGE};
-use super::tunnel::{ProbeType, TunnelKind, MAX_REPLAY_WINDOW, MIN_MSS, MIN_SPI, MIN_TUNNEL_MTU};
-use super::{locate, Config, ConfigError, ForwardMode, MAX_BURST};
+use conduit_packet::pipeline::{Tunnel, TunnelKind, MIN_MSS, MIN_MTU};
+use conduit_packet::route::EcmpMode;
+
+use super::routing::{BUCKETS_RANGE, WEIGHT_RANGE};
+use super::tunnel::{ProbeType, MAX_REPLAY_WINDOW, MIN_SPI};
+use super::{locate, Config, ConfigError, ForwardMode, TunnelConfig, MAX_BURST, PORT_MTU_RANGE};
 use crate::health::HealthConfigError;
 
 /// The longest tunnel name.
@@ -79,6 +82,13 @@ impl Config {
 }
 
 fn check_dataplane(cfg: &Config, c: &Checker) -> Check {
+    check_ports(cfg, c)?;
+    check_workers(cfg, c)?;
+    check_bursts_and_rings(cfg, c)
+}
+
+/// Device names, MTUs and port addresses.
+fn check_ports(cfg: &Config, c: &Checker) -> Check {
     let dp = &cfg.dataplane;
     if dp.ports.is_empty() {
         return Err(c.err("dataplane.ports", "at least one port is needed"));
@@ -95,10 +105,14 @@ fn check_dataplane(cfg: &Config, c: &Checker) -> Check {
             ));
         }
         if let Some(mtu) = p.mtu {
-            if !(68..=9600).contains(&mtu) {
+            if !PORT_MTU_RANGE.contains(&mtu) {
                 return Err(c.err(
                     format!("dataplane.ports[{i}].mtu"),
-                    format!("MTU {mtu} is outside 68..=9600"),
+                    format!(
+                        "MTU {mtu} is outside {}..={}",
+                        PORT_MTU_RANGE.start(),
+                        PORT_MTU_RANGE.end()
+                    ),
                 ));
             }
         }
@@ -121,6 +135,11 @@ fn check_dataplane(cfg: &Config, c: &Checker) -> Check {
             }
         }
     }
+    Ok(())
+}
+
+fn check_workers(cfg: &Config, c: &Checker) -> Check {
+    let dp = &cfg.dataplane;
     if dp.workers.is_empty() {
         return Err(c.err("dataplane.workers", "at least one worker lcore is needed"));
     }
@@ -133,6 +152,12 @@ fn check_dataplane(cfg: &Config, c: &Checker) -> Check {
             ));
         }
     }
+    Ok(())
+}
+
+/// Burst size, descriptor rings and the mbufs that must fill them.
+fn check_bursts_and_rings(cfg: &Config, c: &Checker) -> Check {
+    let dp = &cfg.dataplane;
     if dp.burst == 0 || dp.burst > MAX_BURST {
         return Err(c.err(
             "dataplane.burst",
@@ -230,84 +255,153 @@ fn valid_tunnel_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
+/// The per-tunnel rules, with what the tunnels checked so far claim.
+struct TunnelChecks<'a> {
+    cfg: &'a Config,
+    c: &'a Checker<'a>,
+    uplink: Uplink,
+    claimed: Claimed<'a>,
+}
+
+/// What earlier tunnels claim, for the uniqueness rules of the later ones.
+#[derive(Default)]
+struct Claimed<'a> {
+    names: HashMap<&'a str, usize>,
+    gre_ids: HashMap<(Ipv4Addr, Ipv4Addr, Option<u32>), usize>,
+    spis: HashMap<u32, usize>,
+    /// Tunnel indices by the /30 block of their interface address.
+    subnets: HashMap<u32, Vec<usize>>,
+}
+
+/// The gateway port's MTU and how messages name that port.
+struct Uplink {
+    mtu: u16,
+    name: String,
+}
+
 fn check_tunnels(cfg: &Config, c: &Checker) -> Check {
-    let uplink_mtu = cfg.uplink_mtu();
-    let uplink = match cfg.gateway_port() {
-        Some((_, p)) => format!("port {:?}", p.device),
-        None => "the uplink".to_string(),
+    let mut checks = TunnelChecks {
+        cfg,
+        c,
+        uplink: Uplink {
+            mtu: cfg.uplink_mtu(),
+            name: match cfg.gateway_port() {
+                Some((_, p)) => format!("port {:?}", p.device),
+                None => "the uplink".to_string(),
+            },
+        },
+        claimed: Claimed::default(),
     };
-    let mut names: HashMap<&str, usize> = HashMap::new();
-    let mut gre_ids: HashMap<(Ipv4Addr, Ipv4Addr, Option<u32>), usize> = HashMap::new();
-    let mut spis: HashMap<u32, usize> = HashMap::new();
-    let mut subnets: HashMap<u32, Vec<usize>> = HashMap::new();
     for (i, t) in cfg.tunnels.iter().enumerate() {
-        let f = |s: &str| format!("tunnels[{i}].{s}");
+        checks.name(i, t)?;
+        checks.endpoints(i, t)?;
+        checks.kind(i, t)?;
+        checks.interface_address(i, t)?;
+        checks.mtu_mss(i, t)?;
+        checks.gre_unique(i, t)?;
+        checks.ipsec(i, t)?;
+        check_health(t, i, c)?;
+    }
+    Ok(())
+}
+
+impl<'a> TunnelChecks<'a> {
+    /// An error at `tunnels[i].<field>`.
+    fn err(&self, i: usize, field: &str, message: impl Into<String>) -> ConfigError {
+        self.c.err(format!("tunnels[{i}].{field}"), message)
+    }
+
+    /// A valid name, not taken by an earlier tunnel.
+    fn name(&mut self, i: usize, t: &'a TunnelConfig) -> Check {
         if !valid_tunnel_name(&t.name) {
-            return Err(c.err(
-                f("name"),
+            return Err(self.err(
+                i,
+                "name",
                 format!(
                     "{:?}: tunnel names are 1..={TUNNEL_NAME_MAX} letters, digits, '-', '_' or '.'",
                     t.name
                 ),
             ));
         }
-        if names.insert(&t.name, i).is_some() {
-            return Err(c.err(f("name"), format!("tunnel {:?} is listed twice", t.name)));
+        if self.claimed.names.insert(&t.name, i).is_some() {
+            return Err(self.err(i, "name", format!("tunnel {:?} is listed twice", t.name)));
         }
-        if !cfg.local_endpoints.contains(&t.local) {
-            return Err(c.err(
-                f("local"),
+        Ok(())
+    }
+
+    /// Our endpoint is one of ours; the customer's is a unicast address that is not.
+    fn endpoints(&self, i: usize, t: &TunnelConfig) -> Check {
+        if !self.cfg.local_endpoints.contains(&t.local) {
+            return Err(self.err(
+                i,
+                "local",
                 format!("{} is not one of local_endpoints", t.local),
             ));
         }
         if !is_unicast(t.remote) {
-            return Err(c.err(
-                f("remote"),
+            return Err(self.err(
+                i,
+                "remote",
                 format!("{} is not a unicast address", t.remote),
             ));
         }
-        if cfg.local_endpoints.contains(&t.remote) {
-            return Err(c.err(
-                f("remote"),
+        if self.cfg.local_endpoints.contains(&t.remote) {
+            return Err(self.err(
+                i,
+                "remote",
                 format!("{} is one of our local_endpoints", t.remote),
             ));
         }
+        Ok(())
+    }
+
+    /// The fields that belong to one kind only, and the outer TTL.
+    fn kind(&self, i: usize, t: &TunnelConfig) -> Check {
         match t.kind {
             TunnelKind::Gre if t.ipsec.is_some() => {
-                return Err(c.err(
-                    f("ipsec"),
+                return Err(self.err(
+                    i,
+                    "ipsec",
                     "only IPsec tunnels have an ipsec block (this one is GRE)",
                 ));
             }
             TunnelKind::Ipsec if t.key.is_some() => {
-                return Err(c.err(
-                    f("key"),
+                return Err(self.err(
+                    i,
+                    "key",
                     "only GRE tunnels have a key (IPsec keys go in the ipsec block)",
                 ));
             }
             TunnelKind::Ipsec if t.ipsec.is_none() => {
-                return Err(c.err(
-                    f("ipsec"),
+                return Err(self.err(
+                    i,
+                    "ipsec",
                     "an IPsec tunnel needs an ipsec block with spi_in, spi_out, key_in and key_out",
                 ));
             }
             _ => {}
         }
         if t.ttl == 0 {
-            return Err(c.err(f("ttl"), "TTL 0 is outside 1..=255"));
+            return Err(self.err(i, "ttl", "TTL 0 is outside 1..=255"));
         }
+        Ok(())
+    }
 
+    /// A usable host of a /30 or /31 that overlaps no earlier tunnel's.
+    fn interface_address(&mut self, i: usize, t: &TunnelConfig) -> Check {
         let a = t.interface_address;
-        let field = f("interface_address");
+        let field = "interface_address";
         if a.prefix_len() != 30 && a.prefix_len() != 31 {
-            return Err(c.err(
+            return Err(self.err(
+                i,
                 field,
                 format!("{a}: a tunnel interface address must be a /30 or /31"),
             ));
         }
         if a.prefix_len() == 30 && (a.addr() == a.network() || a.addr() == a.broadcast()) {
             let n = a.network().to_bits();
-            return Err(c.err(
+            return Err(self.err(
+                i,
                 field,
                 format!(
                     "{a} is not a usable host of the /30 (use {}/30 or {}/30)",
@@ -319,14 +413,15 @@ fn check_tunnels(cfg: &Config, c: &Checker) -> Check {
         // Interface subnets are /30s or /31s, so two overlap only inside the same /30 block:
         // a hash lookup per tunnel instead of a scan of every earlier one.
         let block = a.addr().to_bits() & !3;
-        let earlier = subnets.entry(block).or_default();
+        let earlier = self.claimed.subnets.entry(block).or_default();
         let overlapping = earlier
             .iter()
-            .map(|&j| &cfg.tunnels[j])
+            .map(|&j| &self.cfg.tunnels[j])
             .find(|o| o.interface_address.overlaps(&a));
         earlier.push(i);
         if let Some(other) = overlapping {
-            return Err(c.err(
+            return Err(self.err(
+                i,
                 field,
                 format!(
                     "{a} overlaps {} of tunnel {:?}",
@@ -334,103 +429,121 @@ fn check_tunnels(cfg: &Config, c: &Checker) -> Check {
                 ),
             ));
         }
+        Ok(())
+    }
 
+    /// The MTU fits the uplink after encapsulation; the MSS fits the MTU.
+    fn mtu_mss(&self, i: usize, t: &TunnelConfig) -> Check {
         let mtu = t.mtu();
         let default = if t.mtu.is_none() {
             " (the default)"
         } else {
             ""
         };
-        if mtu < MIN_TUNNEL_MTU {
-            return Err(c.err(
-                f("mtu"),
-                format!("MTU {mtu} is below the minimum {MIN_TUNNEL_MTU}"),
+        if mtu < MIN_MTU {
+            return Err(self.err(
+                i,
+                "mtu",
+                format!("MTU {mtu} is below the minimum {MIN_MTU}"),
             ));
         }
-        let max = t.max_mtu_for_link(uplink_mtu);
+        let max = t.max_mtu_for_link(self.uplink.mtu);
         if mtu > max {
-            return Err(c.err(
-                f("mtu"),
+            return Err(self.err(i, "mtu",
                 format!(
-                    "MTU {mtu}{default} does not fit the {uplink_mtu}-byte MTU of {uplink} after {} encapsulation: at most {max}",
-                    t.kind
+                    "MTU {mtu}{default} does not fit the {}-byte MTU of {} after {} encapsulation: at most {max}",
+                    self.uplink.mtu, self.uplink.name, t.kind
                 ),
             ));
         }
         let mss = t.mss();
-        if mss > mtu - 40 {
-            return Err(c.err(
-                f("mss"),
-                format!("MSS {mss} exceeds MTU {mtu} - 40 = {}", mtu - 40),
+        let overhead = Tunnel::MSS_OVERHEAD;
+        if mss > mtu - overhead {
+            return Err(self.err(
+                i,
+                "mss",
+                format!(
+                    "MSS {mss} exceeds MTU {mtu} - {overhead} = {}",
+                    mtu - overhead
+                ),
             ));
         }
         if mss < MIN_MSS {
-            return Err(c.err(
-                f("mss"),
+            return Err(self.err(
+                i,
+                "mss",
                 format!("MSS {mss} is below the minimum {MIN_MSS}"),
             ));
         }
-
-        if t.kind == TunnelKind::Gre {
-            if let Some(&j) = gre_ids.get(&(t.local, t.remote, t.key)) {
-                let other = &cfg.tunnels[j].name;
-                return Err(match t.key {
-                    Some(key) => c.err(
-                        f("key"),
-                        format!("tunnel {other:?} has the same local, remote and key {key}: GRE packets could not be told apart"),
-                    ),
-                    None => c.err(
-                        f("remote"),
-                        format!("tunnel {other:?} has the same local and remote and no key either: give them different keys"),
-                    ),
-                });
-            }
-            gre_ids.insert((t.local, t.remote, t.key), i);
-        }
-
-        if let Some(sa) = &t.ipsec {
-            for (name, spi) in [("spi_in", sa.spi_in), ("spi_out", sa.spi_out)] {
-                if spi < MIN_SPI {
-                    return Err(c.err(
-                        f(&format!("ipsec.{name}")),
-                        format!(
-                            "SPI {spi} is reserved (0..={}); use {MIN_SPI} or above",
-                            MIN_SPI - 1
-                        ),
-                    ));
-                }
-            }
-            if let Some(&j) = spis.get(&sa.spi_in) {
-                return Err(c.err(
-                    f("ipsec.spi_in"),
-                    format!(
-                        "inbound SPI {} is already used by tunnel {:?}",
-                        sa.spi_in, cfg.tunnels[j].name
-                    ),
-                ));
-            }
-            spis.insert(sa.spi_in, i);
-            if sa.key_in == sa.key_out {
-                return Err(c.err(
-                    f("ipsec.key_out"),
-                    "equals key_in: both directions would reuse AES-GCM nonces under one key; give each SA its own key",
-                ));
-            }
-            let w = sa.replay_window;
-            if w != 0 && (w % 32 != 0 || w > MAX_REPLAY_WINDOW) {
-                return Err(c.err(
-                    f("ipsec.replay_window"),
-                    format!("replay window {w} must be 0 (off) or a multiple of 32 up to {MAX_REPLAY_WINDOW}"),
-                ));
-            }
-        }
-
-        check_health(t, i, c)?;
+        Ok(())
     }
-    Ok(())
+
+    /// GRE packets are told apart by (local, remote, key).
+    fn gre_unique(&mut self, i: usize, t: &TunnelConfig) -> Check {
+        if t.kind != TunnelKind::Gre {
+            return Ok(());
+        }
+        if let Some(&j) = self.claimed.gre_ids.get(&(t.local, t.remote, t.key)) {
+            let other = &self.cfg.tunnels[j].name;
+            return Err(match t.key {
+                Some(key) => self.err(i, "key",
+                    format!("tunnel {other:?} has the same local, remote and key {key}: GRE packets could not be told apart"),
+                ),
+                None => self.err(i, "remote",
+                    format!("tunnel {other:?} has the same local and remote and no key either: give them different keys"),
+                ),
+            });
+        }
+        self.claimed.gre_ids.insert((t.local, t.remote, t.key), i);
+        Ok(())
+    }
+
+    /// SPIs, keys and the replay window of the static SAs.
+    fn ipsec(&mut self, i: usize, t: &TunnelConfig) -> Check {
+        let Some(sa) = &t.ipsec else {
+            return Ok(());
+        };
+        for (name, spi) in [("spi_in", sa.spi_in), ("spi_out", sa.spi_out)] {
+            if spi < MIN_SPI {
+                return Err(self.err(
+                    i,
+                    &format!("ipsec.{name}"),
+                    format!(
+                        "SPI {spi} is reserved (0..={}); use {MIN_SPI} or above",
+                        MIN_SPI - 1
+                    ),
+                ));
+            }
+        }
+        if let Some(&j) = self.claimed.spis.get(&sa.spi_in) {
+            return Err(self.err(
+                i,
+                "ipsec.spi_in",
+                format!(
+                    "inbound SPI {} is already used by tunnel {:?}",
+                    sa.spi_in, self.cfg.tunnels[j].name
+                ),
+            ));
+        }
+        self.claimed.spis.insert(sa.spi_in, i);
+        if sa.key_in == sa.key_out {
+            return Err(self.err(i, "ipsec.key_out",
+                "equals key_in: both directions would reuse AES-GCM nonces under one key; give each SA its own key",
+            ));
+        }
+        let w = sa.replay_window;
+        if w != 0 && (w % 32 != 0 || w > MAX_REPLAY_WINDOW) {
+            return Err(self.err(i, "ipsec.replay_window",
+                format!(
+                    "replay window {w} must be 0 (off) or a multiple of 32 up to {MAX_REPLAY_WINDOW}"
+                ),
+            ));
+        }
+        Ok(())
+    }
 }
 
-fn check_health(t: &super::TunnelConfig, i: usize, c: &Checker) -> Check {
+fn check_health(t: &TunnelConfig, i: usize, c: &Checker) -> Check {
     let hc = &t.health_check;
     let f = |s: &str| format!("tunnels[{i}].health_check.{s}");
     if hc.rate.is_some() && hc.interval_ms.is_some() {

@@ -9,7 +9,8 @@
 //! machine fails fast (one failed probe of a healthy tunnel is retried twice at once, three
 //! failures in a row mean down) and recovers slowly (consecutive successes plus a hold-down).
 //! State changes come out as [`Transition`]s that the caller logs, counts and turns into a new
-//! forwarding table, where [`HealthState::penalty`] raises route priorities. The module does no
+//! forwarding table, where [`Health::penalty`] raises route priorities. The state itself is
+//! [`conduit_packet::route::Health`], the forwarding table's type (see there for `disabled`). The module does no
 //! I/O, starts no thread, reads no clock and allocates only in `TunnelHealth::new`.
 //!
 //! # Decisions where SPEC is silent
@@ -58,6 +59,9 @@
 //! - **Transitions** queue up inside the monitor (16 at most; older ones are dropped and
 //!   counted) until [`TunnelHealth::take_transitions`] drains them; the state is always current.
 
+#[cfg(doc)]
+use conduit_packet::route::Health;
+
 mod clock;
 mod config;
 mod tunnel;
@@ -71,7 +75,7 @@ pub use config::{
     HealthConfig, HealthConfigError, ProbeRate, DEFAULT_TIMEOUT_CAP, MAX_TIMEOUT_INTERVALS,
 };
 pub use tunnel::{
-    HealthCounters, HealthState, ProbeOutcome, ProbeRequest, ReplyStatus, Transition,
-    TransitionReason, TunnelHealth, DEGRADED_PENALTY, DOWN_PENALTY,
+    HealthCounters, ProbeOutcome, ProbeRequest, ReplyStatus, Transition, TransitionReason,
+    TunnelHealth,
 };
 pub use window::LossCount;

@@ -3,10 +3,11 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
+use conduit_packet::route::Health;
 use proptest::prelude::*;
 
 use super::*;
-use HealthState::{Degraded, Down, Healthy};
+use Health::{Degraded, Down, Healthy};
 
 const RTT: Duration = Duration::from_millis(10);
 
@@ -60,11 +61,11 @@ impl Sim {
         }
     }
 
-    fn state(&self) -> HealthState {
+    fn state(&self) -> Health {
         self.h.state()
     }
 
-    fn path(&self) -> Vec<(HealthState, HealthState)> {
+    fn path(&self) -> Vec<(Health, Health)> {
         self.log.iter().map(|t| (t.from, t.to)).collect()
     }
 
@@ -186,7 +187,7 @@ fn high_rate() -> HealthConfig {
 }
 
 /// Checks the invariants every transition log must satisfy, whatever the probe outcomes.
-fn check_transition_log(log: &[Transition], config: &HealthConfig, final_state: HealthState) {
+fn check_transition_log(log: &[Transition], config: &HealthConfig, final_state: Health) {
     let mut state = Healthy;
     let mut bad_since: Option<Timestamp> = None;
     let mut last_at = Timestamp::ZERO;
@@ -245,8 +246,8 @@ fn health_scripts_table() {
         ..d()
     };
     // (name, config, script, final state, transitions)
-    type Path = Vec<(HealthState, HealthState)>;
-    let cases: Vec<(&str, HealthConfig, String, HealthState, Path)> = vec![
+    type Path = Vec<(Health, Health)>;
+    let cases: Vec<(&str, HealthConfig, String, Health, Path)> = vec![
         (
             "successes keep a tunnel healthy",
             d(),

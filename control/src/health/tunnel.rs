@@ -4,53 +4,16 @@ use std::collections::vec_deque::{self, VecDeque};
 use std::fmt;
 use std::time::Duration;
 
+use conduit_packet::route::Health;
+
 use super::clock::{duration_to_nanos, Timestamp};
 use super::config::{HealthConfig, HealthConfigError};
 use super::window::{LossCount, LossWindow};
-
-/// Route-priority penalty of a degraded tunnel (SPEC section 3).
-pub const DEGRADED_PENALTY: u32 = 500_000;
-/// Route-priority penalty of a down tunnel (SPEC section 3).
-pub const DOWN_PENALTY: u32 = 1_000_000;
 
 /// Finished probes remembered to tell a late or duplicate reply from an unknown one.
 const RECENT_PROBES: usize = 64;
 /// Transitions kept until the caller drains them; older ones are dropped (and counted) beyond.
 const TRANSITION_QUEUE: usize = 16;
-
-/// Health of a tunnel as route selection sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum HealthState {
-    Healthy,
-    Degraded,
-    Down,
-}
-
-impl HealthState {
-    /// Added to the priority of every route through the tunnel: 0, 500,000 or 1,000,000.
-    pub const fn penalty(self) -> u32 {
-        match self {
-            HealthState::Healthy => 0,
-            HealthState::Degraded => DEGRADED_PENALTY,
-            HealthState::Down => DOWN_PENALTY,
-        }
-    }
-
-    /// Lower-case name for logs, telemetry and metrics labels.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            HealthState::Healthy => "healthy",
-            HealthState::Degraded => "degraded",
-            HealthState::Down => "down",
-        }
-    }
-}
-
-impl fmt::Display for HealthState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// A probe the caller must send now, carrying `seq` as its ICMP sequence number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,11 +83,11 @@ impl fmt::Display for TransitionReason {
     }
 }
 
-/// A change of [`HealthState`]: the caller logs it, counts it and republishes the forwarding table.
+/// A change of [`Health`]: the caller logs it, counts it and republishes the forwarding table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Transition {
-    pub from: HealthState,
-    pub to: HealthState,
+    pub from: Health,
+    pub to: Health,
     /// When the deciding outcome happened (a reply's arrival or a probe's deadline).
     pub at: Timestamp,
     pub reason: TransitionReason,
@@ -194,7 +157,7 @@ pub struct TunnelHealth {
     config: HealthConfig,
     interval_nanos: u64,
     timeout: Duration,
-    state: HealthState,
+    state: Health,
     /// Latest `now` seen; earlier times are clamped to it.
     now: Timestamp,
     /// Regular probes go out at `origin + k·interval`.
@@ -233,7 +196,7 @@ impl TunnelHealth {
             config,
             interval_nanos,
             timeout,
-            state: HealthState::Healthy,
+            state: Health::Healthy,
             now: Timestamp::ZERO,
             origin: first_probe_at,
             next_regular: first_probe_at,
@@ -262,8 +225,8 @@ impl TunnelHealth {
         &self.config
     }
 
-    /// Current state; always [`HealthState::Healthy`] when checks are disabled.
-    pub fn state(&self) -> HealthState {
+    /// Current state; always [`Health::Healthy`] when checks are disabled.
+    pub fn state(&self) -> Health {
         self.state
     }
 
@@ -484,7 +447,7 @@ impl TunnelHealth {
             }
             // An older regular probe failing during the chain is just one more failure.
             Some(_) => {}
-            None if !success && self.state == HealthState::Healthy && self.config.retries > 0 => {
+            None if !success && self.state == Health::Healthy && self.config.retries > 0 => {
                 // Regular probes wait until the chain ends; `end_retries` resumes them.
                 self.retry = Some(RetryEpisode {
                     left: self.config.retries,
@@ -496,27 +459,27 @@ impl TunnelHealth {
 
         let c = &self.config;
         match self.state {
-            HealthState::Healthy | HealthState::Degraded
+            Health::Healthy | Health::Degraded
                 if self.consecutive_failures >= c.down_after_failures =>
             {
                 let failures = self.consecutive_failures;
                 self.transition(
-                    HealthState::Down,
+                    Health::Down,
                     at,
                     TransitionReason::ConsecutiveFailures { failures },
                 );
             }
-            HealthState::Healthy if self.retry.is_none() => {
+            Health::Healthy if self.retry.is_none() => {
                 let loss = self.loss.count(at);
                 if loss.exceeds(c.degraded_loss_ppm, c.degraded_min_failures) {
                     let reason = TransitionReason::LossRatio {
                         failed: loss.failed,
                         probes: loss.probes,
                     };
-                    self.transition(HealthState::Degraded, at, reason);
+                    self.transition(Health::Degraded, at, reason);
                 }
             }
-            HealthState::Degraded if self.consecutive_successes >= c.successes_to_healthy => {
+            Health::Degraded if self.consecutive_successes >= c.successes_to_healthy => {
                 let held = at.saturating_duration_since(self.bad_since.unwrap_or(Timestamp::ZERO));
                 // Leaving while the loss window still says "degraded" would bounce straight back.
                 let clean = !self
@@ -526,16 +489,16 @@ impl TunnelHealth {
                 if held >= c.hold_down && clean {
                     let successes = self.consecutive_successes;
                     self.transition(
-                        HealthState::Healthy,
+                        Health::Healthy,
                         at,
                         TransitionReason::Recovered { successes, held },
                     );
                 }
             }
-            HealthState::Down if self.consecutive_successes >= c.successes_to_degraded => {
+            Health::Down if self.consecutive_successes >= c.successes_to_degraded => {
                 let successes = self.consecutive_successes;
                 self.transition(
-                    HealthState::Degraded,
+                    Health::Degraded,
                     at,
                     TransitionReason::Recovering { successes },
                 );
@@ -551,10 +514,10 @@ impl TunnelHealth {
         }
     }
 
-    fn transition(&mut self, to: HealthState, at: Timestamp, reason: TransitionReason) {
+    fn transition(&mut self, to: Health, at: Timestamp, reason: TransitionReason) {
         let from = self.state;
         self.state = to;
-        if to != HealthState::Healthy {
+        if to != Health::Healthy {
             self.bad_since = Some(at);
             // Retries are for healthy tunnels only.
             self.end_retries(at);

@@ -3,7 +3,11 @@ use std::collections::{BTreeMap, HashSet};
 
 /// A snapshot with awkward names: quotes, backslashes and newlines in labels.
 pub(crate) fn sample_snapshot() -> Snapshot {
-    let mut a = TunnelMetrics::new("gre-a", TunnelKind::Gre, TunnelStatus::Healthy);
+    let mut a = TunnelMetrics::new(
+        "gre-a",
+        TunnelKind::Gre,
+        TunnelStatus::Checked(Health::Healthy),
+    );
     a.probes_sent = 100;
     a.probe_replies = 97;
     a.probes_lost = 3;
@@ -20,7 +24,11 @@ pub(crate) fn sample_snapshot() -> Snapshot {
         p99_us: 9000,
         max_us: 12_345,
     });
-    let mut b = TunnelMetrics::new("ipsec.b", TunnelKind::Ipsec, TunnelStatus::Down);
+    let mut b = TunnelMetrics::new(
+        "ipsec.b",
+        TunnelKind::Ipsec,
+        TunnelStatus::Checked(Health::Down),
+    );
     b.penalty = 1_000_000;
     b.probes_sent = 7;
     b.probes_lost = 7;
@@ -438,11 +446,14 @@ fn every_drop_reason_name_is_a_plain_label_value() {
 
 #[test]
 fn status_from_health() {
-    use crate::health::HealthState as H;
-    assert_eq!(TunnelStatus::from_health(H::Down, true), TunnelStatus::Down);
+    use conduit_packet::route::Health as H;
+    assert_eq!(
+        TunnelStatus::from_health(H::Down, true),
+        TunnelStatus::Checked(Health::Down)
+    );
     assert_eq!(
         TunnelStatus::from_health(H::Degraded, true),
-        TunnelStatus::Degraded
+        TunnelStatus::Checked(Health::Degraded)
     );
     assert_eq!(
         TunnelStatus::from_health(H::Healthy, false),
@@ -482,7 +493,7 @@ fn health_counters_map_to_their_fields() {
         transitions: 4,
         ..Default::default()
     };
-    let mut t = TunnelMetrics::new("t", TunnelKind::Gre, TunnelStatus::Healthy);
+    let mut t = TunnelMetrics::new("t", TunnelKind::Gre, TunnelStatus::Checked(Health::Healthy));
     t.set_health_counters(&c);
     assert_eq!(
         (
@@ -494,4 +505,12 @@ fn health_counters_map_to_their_fields() {
         ),
         (10, 6, 3, 1, 4)
     );
+}
+
+/// The exposition of [`sample_snapshot`], byte for byte: families, order, help texts, label
+/// escaping and number formats are what scrapers and dashboards depend on.
+#[test]
+fn exposition_matches_the_recorded_one() {
+    let expected = include_str!("sample_snapshot.prom");
+    assert_eq!(render_prometheus(&sample_snapshot()), expected);
 }

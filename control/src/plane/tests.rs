@@ -7,6 +7,10 @@ use std::time::Duration;
 
 use super::*;
 
+/// The port's and the gateway's MACs in these tests.
+const PORT_MAC: EthernetAddress = EthernetAddress([2, 0, 0, 0, 0, 1]);
+const GATEWAY_MAC: EthernetAddress = EthernetAddress([2, 0, 0x5e, 0, 0x53, 1]);
+
 const CONFIG: &str = "\
 dataplane:
   ports:
@@ -65,8 +69,8 @@ fn plane(text: &str) -> (ControlPlane, Vec<Reader<Context>>) {
     ControlPlane::new(
         Path::new("test.yaml"),
         config(text),
-        vec![[2, 0, 0, 0, 0, 1]],
-        [2, 0, 0x5e, 0, 0x53, 1],
+        vec![PORT_MAC],
+        GATEWAY_MAC,
         2,
         16,
         Timestamp::ZERO,
@@ -227,7 +231,7 @@ fn failover_by_priority_and_slow_recovery() {
         waited >= Duration::from_millis(200),
         "failed over too early: {waited:?}"
     );
-    assert_eq!(p.tunnels()[0].state(), HealthState::Down);
+    assert_eq!(p.tunnels()[0].state(), Health::Down);
     let _ = silenced_at;
 
     // Both primaries silent: everything on the backup.
@@ -237,14 +241,14 @@ fn failover_by_priority_and_slow_recovery() {
     // Both answer again: down -> degraded after 3 successes, but degraded (+500k) still loses to
     // the healthy backup until 30 successes *and* the 2 s hold-down.
     sim.run(&mut p, Duration::from_millis(1000), &[A, B, BACKUP]);
-    assert_eq!(p.tunnels()[0].state(), HealthState::Degraded);
+    assert_eq!(p.tunnels()[0].state(), Health::Degraded);
     assert_eq!(
         targets(&p),
         vec![BACKUP],
         "recovery waits for the hold-down"
     );
     sim.run(&mut p, Duration::from_millis(2500), &[A, B, BACKUP]);
-    assert_eq!(p.tunnels()[0].state(), HealthState::Healthy);
+    assert_eq!(p.tunnels()[0].state(), Health::Healthy);
     assert_eq!(targets(&p), vec![A, B], "back on both primaries");
     assert!(p.counters().publications >= 4);
 }
@@ -304,7 +308,7 @@ fn reload_applies_routes_and_keeps_health() {
     let (mut p, _readers) = plane(CONFIG);
     let mut sim = Sim::new();
     sim.run(&mut p, Duration::from_millis(500), &[B, BACKUP]);
-    assert_eq!(p.tunnels()[0].state(), HealthState::Down);
+    assert_eq!(p.tunnels()[0].state(), Health::Down);
     let changed = CONFIG.replace(
         "  - { prefix: 172.16.0.0/16, tunnel: backup, priority: 200 }\n",
         "  - { prefix: 172.16.0.0/16, tunnel: backup, priority: 200 }\n  - { prefix: 10.9.0.0/16, tunnel: primary-a, priority: 1 }\n",
@@ -312,11 +316,7 @@ fn reload_applies_routes_and_keeps_health() {
     let before = p.generation();
     let g = p.apply(config(&changed), sim.now).expect("reload applies");
     assert_eq!(g, before + 1);
-    assert_eq!(
-        p.tunnels()[0].state(),
-        HealthState::Down,
-        "health carried over"
-    );
+    assert_eq!(p.tunnels()[0].state(), Health::Down, "health carried over");
     assert_eq!(targets(&p), vec![B]);
     assert_eq!(
         p.context()
@@ -357,8 +357,8 @@ fn reload_beyond_the_tunnel_capacity_is_refused() {
     let (mut p, _readers) = ControlPlane::new(
         Path::new("test.yaml"),
         config(CONFIG),
-        vec![[2, 0, 0, 0, 0, 1]],
-        [2, 0, 0x5e, 0, 0x53, 1],
+        vec![PORT_MAC],
+        GATEWAY_MAC,
         1,
         3,
         Timestamp::ZERO,
@@ -382,8 +382,8 @@ fn reload_from_a_broken_file_keeps_the_running_config() {
     let (mut p, _readers) = ControlPlane::new(
         &path,
         config(CONFIG),
-        vec![[2, 0, 0, 0, 0, 1]],
-        [2, 0, 0x5e, 0, 0x53, 1],
+        vec![PORT_MAC],
+        GATEWAY_MAC,
         1,
         16,
         Timestamp::ZERO,

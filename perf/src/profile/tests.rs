@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use conduit_packet::pipeline::{process, TokenBucket, VecBuf, Verdict, WorkerState};
 use conduit_packet::wire::{
-    EtherType, EthernetFrame, GrePacket, IcmpPacket, IpProtocol, Ipv4Packet, TcpPacket, UdpPacket,
+    EtherType, EthernetAddress, EthernetFrame, GrePacket, IcmpPacket, IpProtocol, Ipv4Packet,
+    TcpPacket, UdpPacket,
 };
 
 use super::*;
@@ -150,7 +151,13 @@ fn trailer_detects_damage() {
 fn run_through_pipeline(s: &ProfileSpec) {
     let cfg = s.config("perf_ring0", &[1], 32).unwrap();
     let table = Arc::new(control::tables::forwarding_table(&cfg, &[]).unwrap());
-    let ctx = control::tables::context(&cfg, &[PORT_MAC], GATEWAY_MAC, table).unwrap();
+    let ctx = control::tables::context(
+        &cfg,
+        &[EthernetAddress(PORT_MAC)],
+        EthernetAddress(GATEWAY_MAC),
+        table,
+    )
+    .unwrap();
     let mut state = WorkerState::new(TokenBucket::new(100, 50, 1_000_000, 0), 0);
     for f in 0..s.flows {
         let mut frame = s.frame(f, PORT_MAC);

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use thiserror::Error;
 
 use crate::route::{EcmpMode, ForwardingTable, GroupId, TunnelId};
-use crate::wire::{checksum, ethernet, gre, ipv4, EtherType, EthernetAddress};
+use crate::wire::{checksum, esp, ethernet, gre, ipv4, tcp, EtherType, EthernetAddress};
 
 /// Default ICMP identifier of health-check probes.
 pub const DEFAULT_PROBE_IDENT: u16 = 0xC0DE;
@@ -33,17 +33,93 @@ pub const MAX_TUNNEL_ID: u32 = (1 << 20) - 1;
 pub const MIN_MTU: u16 = 576;
 /// Largest tunnel MTU (the outer packet must stay below 64 KiB).
 pub const MAX_MTU: u16 = 65_000;
+/// The smallest MSS clamp: the TCP default MSS for IPv4 (RFC 9293), i.e. [`MIN_MTU`] − 40.
+pub const MIN_MSS: u16 = MIN_MTU - Tunnel::MSS_OVERHEAD;
+
+/// SPEC §2 default TTL, of the outer header and of the ICMP messages Conduit generates.
+pub const DEFAULT_TTL: u8 = 64;
+/// The link MTU the SPEC's default tunnel MTUs are computed from (plain Ethernet).
+pub const ETHERNET_MTU: u16 = 1500;
+
+/// Outer IPv4 header (no options).
+pub const OUTER_IPV4_LEN: u16 = ipv4::HEADER_LEN as u16;
+/// GRE header without the key (RFC 2784).
+pub const GRE_HEADER_LEN: u16 = gre::BASE_HEADER_LEN as u16;
+/// The GRE key field (RFC 2890).
+pub const GRE_KEY_LEN: u16 = 4;
+/// ESP header: SPI and sequence number (RFC 4303).
+pub const ESP_HEADER_LEN: u16 = esp::HEADER_LEN as u16;
+/// AES-GCM explicit IV (RFC 4106).
+pub const ESP_IV_LEN: u16 = 8;
+/// AES-GCM-256 integrity check value (RFC 4106, 16 bytes).
+pub const ESP_ICV_LEN: u16 = 16;
+/// ESP trailer after the padding: pad length and next header.
+pub const ESP_TRAILER_LEN: u16 = 2;
 
 /// Ethernet + outer IPv4 + GRE with key.
-pub(crate) const MAX_ENCAP_LEN: usize = ethernet::HEADER_LEN + ipv4::HEADER_LEN + 8;
+pub(crate) const MAX_ENCAP_LEN: usize =
+    ethernet::HEADER_LEN + (OUTER_IPV4_LEN + GRE_HEADER_LEN + GRE_KEY_LEN) as usize;
 
-/// Tunnel encapsulation.
+/// Tunnel encapsulation: the config file's `kind` (`gre`, `ipsec`) and the packet path's alike.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Deserialize),
+    serde(rename_all = "lowercase")
+)]
 pub enum TunnelKind {
     /// GRE (RFC 2784, key of RFC 2890).
     Gre,
-    /// ESP tunnel mode (not yet in the dataplane: packets routed to it are dropped `EspNoSa`).
+    /// ESP tunnel mode with AES-GCM-256 (RFC 4303, RFC 4106), static SAs (not yet in the
+    /// dataplane: packets routed to it are dropped `EspNoSa`).
     Ipsec,
+}
+
+impl TunnelKind {
+    /// Lower-case name, as in the config file, metrics labels and telemetry (`gre`, `ipsec`).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            TunnelKind::Gre => "gre",
+            TunnelKind::Ipsec => "ipsec",
+        }
+    }
+
+    /// The SPEC default MTU: [`ETHERNET_MTU`] minus the GRE overhead (1476, 1472 with a
+    /// key), 1400 for IPsec.
+    pub const fn default_mtu(self, keyed: bool) -> u16 {
+        match self {
+            TunnelKind::Gre => ETHERNET_MTU - gre_overhead(keyed),
+            TunnelKind::Ipsec => Tunnel::IPSEC_MTU,
+        }
+    }
+
+    /// The largest inner packet whose encapsulation fits in `link_mtu` (the outer IP packet
+    /// size the gateway port carries). ESP pads payload + trailer to a multiple of 4.
+    pub const fn max_mtu_for_link(self, keyed: bool, link_mtu: u16) -> u16 {
+        match self {
+            TunnelKind::Gre => link_mtu.saturating_sub(gre_overhead(keyed)),
+            TunnelKind::Ipsec => {
+                let room = link_mtu
+                    .saturating_sub(OUTER_IPV4_LEN + ESP_HEADER_LEN + ESP_IV_LEN + ESP_ICV_LEN);
+                (room & !3).saturating_sub(ESP_TRAILER_LEN)
+            }
+        }
+    }
+}
+
+/// Capitalised as in prose and messages (`GRE`, `IPsec`).
+impl fmt::Display for TunnelKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TunnelKind::Gre => "GRE",
+            TunnelKind::Ipsec => "IPsec",
+        })
+    }
+}
+
+/// Outer IPv4 + GRE header bytes, with or without the key.
+const fn gre_overhead(keyed: bool) -> u16 {
+    OUTER_IPV4_LEN + GRE_HEADER_LEN + if keyed { GRE_KEY_LEN } else { 0 }
 }
 
 /// One configured tunnel, as the packet path needs it.
@@ -72,15 +148,20 @@ pub struct Tunnel {
 
 impl Tunnel {
     /// SPEC §2 default TTL.
-    pub const DEFAULT_TTL: u8 = 64;
+    pub const DEFAULT_TTL: u8 = DEFAULT_TTL;
     /// Default MTU of a GRE tunnel (1500 − 20 − 4).
-    pub const GRE_MTU: u16 = 1476;
+    pub const GRE_MTU: u16 = TunnelKind::Gre.default_mtu(false);
     /// Default MTU of a keyed GRE tunnel (1500 − 20 − 8).
-    pub const GRE_KEY_MTU: u16 = 1472;
-    /// Default MTU of an IPsec tunnel.
+    pub const GRE_KEY_MTU: u16 = TunnelKind::Gre.default_mtu(true);
+    /// Default MTU of an IPsec tunnel (SPEC).
     pub const IPSEC_MTU: u16 = 1400;
     /// MSS default: MTU minus IPv4 and TCP headers.
-    pub const MSS_OVERHEAD: u16 = 40;
+    pub const MSS_OVERHEAD: u16 = (ipv4::HEADER_LEN + tcp::HEADER_LEN) as u16;
+
+    /// The default MSS clamp for `mtu`.
+    pub const fn default_mss(mtu: u16) -> u16 {
+        mtu.saturating_sub(Self::MSS_OVERHEAD)
+    }
 
     /// A keyless GRE tunnel with SPEC defaults (TTL 64, MTU 1476, MSS 1436, DF copied).
     pub fn gre(
@@ -96,7 +177,7 @@ impl Tunnel {
             key: None,
             ttl: Self::DEFAULT_TTL,
             mtu: Self::GRE_MTU,
-            mss: Self::GRE_MTU - Self::MSS_OVERHEAD,
+            mss: Self::default_mss(Self::GRE_MTU),
             clear_df: false,
             interface,
             peer_interface,
@@ -113,7 +194,7 @@ impl Tunnel {
         Tunnel {
             kind: TunnelKind::Ipsec,
             mtu: Self::IPSEC_MTU,
-            mss: Self::IPSEC_MTU - Self::MSS_OVERHEAD,
+            mss: Self::default_mss(Self::IPSEC_MTU),
             ..Self::gre(local, remote, interface, peer_interface)
         }
     }
@@ -131,7 +212,7 @@ impl Tunnel {
     pub fn with_mtu(self, mtu: u16) -> Self {
         Tunnel {
             mtu,
-            mss: mtu.saturating_sub(Self::MSS_OVERHEAD),
+            mss: Self::default_mss(mtu),
             ..self
         }
     }
@@ -204,7 +285,7 @@ impl Default for ContextConfig {
             local_endpoints: Vec::new(),
             tunnels: Vec::new(),
             probe_ident: DEFAULT_PROBE_IDENT,
-            icmp_ttl: 64,
+            icmp_ttl: DEFAULT_TTL,
             icmp_ttl_exceeded: false,
         }
     }
@@ -787,6 +868,19 @@ mod tests {
         assert_eq!((t.mtu, t.mss, t.key), (1472, 1432, Some(7)));
         let t = Tunnel::ipsec(a, a, a, a);
         assert_eq!((t.kind, t.mtu, t.mss), (TunnelKind::Ipsec, 1400, 1360));
+        assert_eq!((MIN_MTU, MIN_MSS, MAX_ENCAP_LEN), (576, 536, 14 + 20 + 8));
+        // Outer IPv4 + ESP header + IV + ICV = 52, trailer padded to 4: 1446 of 1500.
+        assert_eq!(TunnelKind::Ipsec.max_mtu_for_link(false, 1500), 1446);
+        assert_eq!(TunnelKind::Gre.max_mtu_for_link(true, 9000), 8972);
+        // The names the config file, metrics labels and messages use.
+        assert_eq!(
+            (TunnelKind::Gre.as_str(), TunnelKind::Ipsec.as_str()),
+            ("gre", "ipsec")
+        );
+        assert_eq!(
+            (TunnelKind::Gre.to_string(), TunnelKind::Ipsec.to_string()),
+            ("GRE".into(), "IPsec".into())
+        );
         assert_eq!(
             probe_payload(TunnelId(0x0102_0304)),
             *b"CNDT\x01\x02\x03\x04"

@@ -67,6 +67,11 @@ pub use context::{
     probe_payload, Context, ContextConfig, ContextError, PortConfig, Tunnel, TunnelKind,
     DEFAULT_PROBE_IDENT, PROBE_MAGIC,
 };
+/// Tunnel defaults and the header lengths they derive from, shared with the config.
+pub use context::{
+    DEFAULT_TTL, ESP_HEADER_LEN, ESP_ICV_LEN, ESP_IV_LEN, ESP_TRAILER_LEN, ETHERNET_MTU,
+    GRE_HEADER_LEN, GRE_KEY_LEN, MAX_MTU, MIN_MSS, MIN_MTU, OUTER_IPV4_LEN,
+};
 pub use fragment::{write_fragment, Fragment, FragmentPlan};
 pub use probe::{
     read_probe_echo, write_probe, ProbeKind, ProbeReply, ProbeSpec, PROBE_DATA_LEN,

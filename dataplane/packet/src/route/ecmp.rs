@@ -59,8 +59,14 @@ pub const IPPROTO_TCP: u8 = 6;
 /// IP protocol number of UDP.
 pub const IPPROTO_UDP: u8 = 17;
 
-/// How a hash picks one member of an equal-cost group.
+/// How a hash picks one member of an equal-cost group: the config file's `ecmp.mode`
+/// (`modulo`, `weighted`, `resilient`) and the forwarding table's rule alike.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Deserialize),
+    serde(rename_all = "lowercase")
+)]
 pub enum EcmpMode {
     /// `hash % n` over the members (the seed's rule); weights ignored.
     #[default]

@@ -15,5 +15,5 @@ pub use ecmp::{flow_hash, EcmpMode, FlowKey};
 pub use lpm::{Lpm, LpmError};
 pub use table::{
     BuildError, ForwardingTable, ForwardingTableBuilder, GroupId, Health, Penalties, PrefixUse,
-    Route, TableStats, TunnelId,
+    Route, TableStats, TunnelId, DEGRADED_PENALTY, DOWN_PENALTY,
 };

@@ -48,7 +48,12 @@ impl fmt::Debug for GroupId {
     }
 }
 
-/// A tunnel's health as seen by the health checker (SPEC §4).
+/// A tunnel's health as the health checker decides it and route selection uses it (SPEC §4).
+///
+/// The one health enum of Conduit: the forwarding table, the control plane's health monitors,
+/// telemetry and metrics all use it. Whether a tunnel's checks are enabled is configuration, not
+/// a health state: a tunnel without checks is simply `Healthy` forever, and the control plane
+/// keeps the `enabled` flag beside it (metrics show such a tunnel as `disabled`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Health {
     #[default]
@@ -57,6 +62,37 @@ pub enum Health {
     Down,
 }
 
+impl Health {
+    /// Every state, best first.
+    pub const ALL: [Health; 3] = [Health::Healthy, Health::Degraded, Health::Down];
+
+    /// Added to the priority of every route through the tunnel with the SPEC's penalties
+    /// ([`Penalties::SPEC`]): 0, 500,000 or 1,000,000.
+    pub const fn penalty(self) -> u32 {
+        Penalties::SPEC.of(self)
+    }
+
+    /// Lower-case name for logs, telemetry and metrics labels.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Health::Healthy => "healthy",
+            Health::Degraded => "degraded",
+            Health::Down => "down",
+        }
+    }
+}
+
+impl fmt::Display for Health {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Route-priority penalty of a degraded tunnel (SPEC §3).
+pub const DEGRADED_PENALTY: u32 = 500_000;
+/// Route-priority penalty of a down tunnel (SPEC §3).
+pub const DOWN_PENALTY: u32 = 1_000_000;
+
 /// Added to a route's priority by its tunnel's health (SPEC §3; lower effective priority wins).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Penalties {
@@ -64,23 +100,26 @@ pub struct Penalties {
     pub down: u32,
 }
 
-impl Default for Penalties {
-    fn default() -> Self {
-        Self {
-            degraded: 500_000,
-            down: 1_000_000,
-        }
-    }
-}
-
 impl Penalties {
+    /// The SPEC's penalties, which the appliance uses.
+    pub const SPEC: Penalties = Penalties {
+        degraded: DEGRADED_PENALTY,
+        down: DOWN_PENALTY,
+    };
+
     /// The penalty for a health state.
-    pub fn of(&self, health: Health) -> u32 {
+    pub const fn of(&self, health: Health) -> u32 {
         match health {
             Health::Healthy => 0,
             Health::Degraded => self.degraded,
             Health::Down => self.down,
         }
+    }
+}
+
+impl Default for Penalties {
+    fn default() -> Self {
+        Self::SPEC
     }
 }
 

@@ -55,6 +55,63 @@ impl EthernetAddress {
     pub fn is_unicast(&self) -> bool {
         !self.is_multicast()
     }
+
+    /// Whether every octet is zero.
+    #[inline]
+    pub fn is_zero(&self) -> bool {
+        self.0 == [0; 6]
+    }
+}
+
+/// Why a text is not a MAC address.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}: expected a MAC address such as 02:00:5e:00:53:01")]
+pub struct ParseEthernetAddressError(String);
+
+/// Six colon-separated pairs of hex digits, either case (`02:00:5e:00:53:01`).
+impl core::str::FromStr for EthernetAddress {
+    type Err = ParseEthernetAddressError;
+
+    fn from_str(text: &str) -> core::result::Result<Self, ParseEthernetAddressError> {
+        let err = || ParseEthernetAddressError(text.to_string());
+        let mut out = [0u8; 6];
+        let mut parts = text.split(':');
+        for byte in &mut out {
+            let part = parts.next().ok_or_else(err)?;
+            // from_str_radix would accept a sign ("+1").
+            if part.len() != 2 || !part.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(err());
+            }
+            *byte = u8::from_str_radix(part, 16).map_err(|_| err())?;
+        }
+        if parts.next().is_some() {
+            return Err(err());
+        }
+        Ok(EthernetAddress(out))
+    }
+}
+
+/// From a YAML/JSON string through `FromStr`, so the parse error is the message.
+#[cfg(feature = "serde")]
+impl<'de> serde::Deserialize<'de> for EthernetAddress {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> core::result::Result<Self, D::Error> {
+        struct MacVisitor;
+        impl serde::de::Visitor<'_> for MacVisitor {
+            type Value = EthernetAddress;
+
+            fn expecting(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+                f.write_str("a MAC address such as 02:00:5e:00:53:01")
+            }
+
+            fn visit_str<E: serde::de::Error>(
+                self,
+                v: &str,
+            ) -> core::result::Result<EthernetAddress, E> {
+                v.parse().map_err(E::custom)
+            }
+        }
+        d.deserialize_str(MacVisitor)
+    }
 }
 
 impl core::fmt::Display for EthernetAddress {
@@ -286,6 +343,39 @@ mod tests {
         0x08, 0x06, // ARP
         0x00, 0x01,
     ];
+
+    #[test]
+    fn address_parses_and_prints() {
+        let m: EthernetAddress = "02:00:5E:00:53:0a".parse().unwrap();
+        assert_eq!(m.0, [2, 0, 0x5e, 0, 0x53, 0x0a]);
+        assert_eq!(m.to_string(), "02:00:5e:00:53:0a");
+        assert_eq!(format!("{m:?}"), "02:00:5e:00:53:0a");
+        assert!(!m.is_multicast());
+        assert!(!m.is_zero());
+        assert!("01:00:5e:00:00:01"
+            .parse::<EthernetAddress>()
+            .unwrap()
+            .is_multicast());
+        assert!("00:00:00:00:00:00"
+            .parse::<EthernetAddress>()
+            .unwrap()
+            .is_zero());
+        for bad in [
+            "",
+            "02:00:5e:00:53",
+            "02:00:5e:00:53:01:02",
+            "02-00-5e-00-53-01",
+            "2:00:5e:00:53:01",
+            "02:00:5e:00:53:0g",
+            "02:00:5e:00:53:+1",
+        ] {
+            let e = bad.parse::<EthernetAddress>().unwrap_err();
+            assert_eq!(
+                e.to_string(),
+                format!("{bad}: expected a MAC address such as 02:00:5e:00:53:01")
+            );
+        }
+    }
 
     #[test]
     fn deconstruct_untagged() {
