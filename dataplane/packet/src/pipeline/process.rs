@@ -4,7 +4,7 @@
 
 use core::net::Ipv4Addr;
 
-use crate::route::ecmp::FlowKey;
+use crate::route::ecmp::{self, FlowKey};
 use crate::route::TunnelId;
 use crate::wire::icmp::{self, IcmpError};
 use crate::wire::{
@@ -187,6 +187,16 @@ fn transport(ip_bytes: &[u8], ip: &IpInfo) -> Result<L4> {
             })
         }
         _ => Ok(L4::default()),
+    }
+}
+
+/// The flow hash's key by the seed rule ([`ecmp::hashes_ports`]).
+#[inline(always)]
+fn flow_key(ip: &IpInfo, l4: L4) -> FlowKey {
+    if ecmp::hashes_ports(ip.protocol, ip.fragment) {
+        FlowKey::new(ip.src, ip.dst, l4.src_port(), l4.dst_port())
+    } else {
+        FlowKey::addresses(ip.src, ip.dst)
     }
 }
 
@@ -588,14 +598,7 @@ impl<B: PacketBuf> Job<'_, B> {
         let l4 = transport(self.pkt.data().get(ip_off..).unwrap_or(&[]), &ip)?;
         // The flow hash is only computed when the group has a choice to make. The closure owns
         // a copy of the key: one that borrowed `ip` would keep `ip` in memory.
-        let key = FlowKey::new(
-            ip.src,
-            ip.dst,
-            ip.protocol,
-            ip.fragment,
-            l4.src_port(),
-            l4.dst_port(),
-        );
+        let key = flow_key(&ip, l4);
         let id = ctx.select(group, move || key.hash());
         let entry = ctx.entry(id).ok_or(DropReason::UnknownTunnel)?;
         let t = &entry.tunnel;
@@ -1011,6 +1014,38 @@ mod tests {
                 }
                 (Err(a), Err(b)) => prop_assert_eq!(a, DropReason::Wire(b)),
                 (a, b) => prop_assert!(false, "{:?} vs {:?}", a.map(|_| ()), b.map(|_| ())),
+            }
+        }
+
+        #[test]
+        fn flow_key_follows_the_seed_rule(
+            segment in prop::collection::vec(any::<u8>(), 0..70),
+            protocol in prop::sample::select(vec![1u8, 6, 17, 47, 50, 132]),
+            fragment in any::<bool>(),
+            (src, dst) in any::<(u32, u32)>(),
+        ) {
+            let mut ip = vec![0x45, 0, 0, 0, 0, 0, 0, 0, 64, protocol];
+            ip.resize(20, 0);
+            ip.extend_from_slice(&segment);
+            let info = IpInfo {
+                header_len: 20,
+                total_len: ip.len(),
+                src,
+                dst,
+                protocol,
+                ttl: 64,
+                tos: 0,
+                dont_frag: false,
+                fragment,
+            };
+            if let Ok(l4) = transport(&ip, &info) {
+                // The ports as the bytes say, whatever the protocol: the rule decides.
+                let port = |at: usize| u16::from_be_bytes([segment[at], segment[at + 1]]);
+                let (sport, dport) = if segment.len() >= 4 { (port(0), port(2)) } else { (0, 0) };
+                prop_assert_eq!(
+                    flow_key(&info, l4).hash(),
+                    crate::route::flow_hash(src, dst, protocol, fragment, sport, dport)
+                );
             }
         }
 

@@ -176,6 +176,8 @@ struct Group {
     members: u32,
     /// Start in `buckets`, or [`NO_BUCKETS`] for `hash % members`.
     first_bucket: u32,
+    /// [`ecmp::fastmod_multiplier`]`(members)`, for `hash % members`.
+    multiplier: u64,
 }
 
 const NO_BUCKETS: u32 = u32::MAX;
@@ -360,6 +362,7 @@ impl ForwardingTableBuilder {
                         first_member: members.len() as u32,
                         members: key.len() as u32,
                         first_bucket,
+                        multiplier: ecmp::fastmod_multiplier(key.len() as u32),
                     });
                     members.extend(key.iter().map(|m| m.0));
                     group_ids.insert(key.clone().into_boxed_slice(), g);
@@ -405,7 +408,7 @@ impl ForwardingTable {
     pub fn select_in(&self, group: GroupId, flow_hash: u32) -> TunnelId {
         let g = self.groups[group.0 as usize];
         let index = if g.first_bucket == NO_BUCKETS {
-            flow_hash % g.members
+            ecmp::fastmod(flow_hash, g.members, g.multiplier)
         } else {
             u32::from(self.buckets[g.first_bucket as usize + ecmp::bucket_of(flow_hash)])
         };
