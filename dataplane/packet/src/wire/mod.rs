@@ -37,13 +37,22 @@ macro_rules! enum_with_unknown {
             }
         }
 
-        impl From<$name> for $ty {
+        impl $name {
+            /// The raw value; `const`, so that a named value becomes a number at compile time
+            /// (`const { EtherType::Vlan.value() }`) for code that compares raw fields.
             #[inline]
-            fn from(value: $name) -> Self {
-                match value {
+            pub const fn value(self) -> $ty {
+                match self {
                     $( $name::$variant => $value, )+
                     $name::Unknown(other) => other,
                 }
+            }
+        }
+
+        impl From<$name> for $ty {
+            #[inline]
+            fn from(value: $name) -> Self {
+                value.value()
             }
         }
     };
@@ -71,10 +80,10 @@ pub use ethernet::{EtherType, EthernetAddress, EthernetFrame, EthernetRepr};
 pub use gre::{GrePacket, GreRepr};
 pub use icmp::{IcmpError, IcmpMessage, IcmpPacket, IcmpRepr};
 pub use ip::IpProtocol;
-pub use ipv4::{Ipv4Packet, Ipv4Repr};
+pub use ipv4::{Ipv4Header, Ipv4Packet, Ipv4Repr};
 pub use ipv6::{Ipv6Packet, Ipv6Repr};
-pub use tcp::{MssChange, TcpFlags, TcpOption, TcpPacket};
-pub use udp::{UdpPacket, UdpRepr};
+pub use tcp::{MssChange, TcpFlags, TcpHeader, TcpOption, TcpPacket};
+pub use udp::{UdpHeader, UdpPacket, UdpRepr};
 
 /// Result of a wire operation.
 pub type Result<T> = core::result::Result<T, Error>;
