@@ -44,6 +44,13 @@ pub const FLAG_MF: u16 = 0x2000;
 /// Fragment offset (in 8-byte units) in the flags/fragment-offset word.
 pub const OFFSET_MASK: u16 = 0x1fff;
 
+/// Option kind "end of option list" (RFC 791).
+pub const OPTION_END: u8 = 0;
+/// Option kind "no operation" (RFC 791).
+pub const OPTION_NOP: u8 = 1;
+/// The "copied" flag of an option kind: the option is repeated in every fragment (RFC 791).
+pub const OPTION_COPIED: u8 = 0x80;
+
 /// ECN mask of the type-of-service byte (RFC 3168).
 pub const ECN_MASK: u8 = 0x03;
 /// ECN "congestion experienced".
