@@ -88,6 +88,13 @@ pub use udp::{UdpHeader, UdpPacket, UdpRepr};
 /// Result of a wire operation.
 pub type Result<T> = core::result::Result<T, Error>;
 
+/// The source and destination ports that open a TCP or UDP header, from its fixed-size array, as
+/// one big-endian word (source port in the high half): one load, for the flow hash.
+#[inline(always)]
+fn ports_word<const N: usize>(header: &[u8; N]) -> u32 {
+    header.first_chunk().map_or(0, |&p| u32::from_be_bytes(p))
+}
+
 /// Reads the byte at `at` (zero if out of range, which `check_len` rules out).
 #[inline(always)]
 pub(crate) fn byte(data: &[u8], at: usize) -> u8 {

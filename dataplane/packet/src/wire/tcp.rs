@@ -243,29 +243,10 @@ impl<'a> TcpHeader<'a> {
         Ok(h)
     }
 
-    /// Source port.
-    #[inline(always)]
-    pub fn src_port(&self) -> u16 {
-        u16::from_be_bytes([self.0[field::SRC_PORT], self.0[field::SRC_PORT + 1]])
-    }
-
-    /// Both ports as one big-endian word, source port in the high half (one load, for the
-    /// flow hash).
+    /// Source port << 16 | destination port (as the flow hash takes them).
     #[inline(always)]
     pub fn ports(&self) -> u32 {
-        let h = self.0;
-        u32::from_be_bytes([
-            h[field::SRC_PORT],
-            h[field::SRC_PORT + 1],
-            h[field::DST_PORT],
-            h[field::DST_PORT + 1],
-        ])
-    }
-
-    /// Destination port.
-    #[inline(always)]
-    pub fn dst_port(&self) -> u16 {
-        u16::from_be_bytes([self.0[field::DST_PORT], self.0[field::DST_PORT + 1]])
+        super::ports_word(self.0)
     }
 
     /// Header length in bytes (data offset * 4).

@@ -37,41 +37,17 @@ impl<'a> UdpHeader<'a> {
         Ok(h)
     }
 
-    #[inline(always)]
-    fn be16(&self, at: usize) -> u16 {
-        u16::from_be_bytes([self.0[at], self.0[at + 1]])
-    }
-
-    /// Source port.
-    #[inline(always)]
-    pub fn src_port(&self) -> u16 {
-        self.be16(field::SRC_PORT)
-    }
-
-    /// Both ports as one big-endian word, source port in the high half (one load, for the
-    /// flow hash).
+    /// Both ports, source in the high half.
     #[inline(always)]
     pub fn ports(&self) -> u32 {
-        let h = self.0;
-        u32::from_be_bytes([
-            h[field::SRC_PORT],
-            h[field::SRC_PORT + 1],
-            h[field::DST_PORT],
-            h[field::DST_PORT + 1],
-        ])
-    }
-
-    /// Destination port.
-    #[inline(always)]
-    pub fn dst_port(&self) -> u16 {
-        self.be16(field::DST_PORT)
+        super::ports_word(self.0)
     }
 
     /// Length field (header + payload).
     #[inline(always)]
     #[allow(clippy::len_without_is_empty)]
     pub fn len(&self) -> u16 {
-        self.be16(field::LENGTH)
+        u16::from_be_bytes([self.0[field::LENGTH], self.0[field::LENGTH + 1]])
     }
 }
 
