@@ -460,13 +460,8 @@ impl<B: PacketBuf> Job<'_, B> {
         if fragment {
             return Err(DropReason::EspNoSa);
         }
-        let start = ETH_LEN + header_len;
-        let payload = self
-            .pkt
-            .data()
-            .get(start..ETH_LEN + total_len)
-            .unwrap_or(&[]);
-        let esp = crate::wire::EspPacket::new_checked(payload)?;
+        let esp =
+            crate::wire::EspPacket::new_checked(self.payload(ETH_LEN, header_len, total_len))?;
         let _spi = esp.spi();
         Err(DropReason::EspNoSa)
     }
@@ -648,6 +643,15 @@ impl<B: PacketBuf> Job<'_, B> {
         Ok(())
     }
 
+    /// The payload of the IP packet at `ip_off` with these lengths (empty if out of range).
+    #[inline(always)]
+    fn payload(&self, ip_off: usize, header_len: usize, total_len: usize) -> &[u8] {
+        self.pkt
+            .data()
+            .get(ip_off + header_len..ip_off + total_len)
+            .unwrap_or(&[])
+    }
+
     /// Removes everything in front of the IP packet at `ip_off`.
     #[inline]
     fn strip(&mut self, ip_off: usize) -> Result<()> {
@@ -685,12 +689,7 @@ impl<B: PacketBuf> Job<'_, B> {
             return Err(DropReason::LocalUnsupported);
         }
         let (msg_type, code, ident) = {
-            let payload = self
-                .pkt
-                .data()
-                .get(ip_off + ip.header_len..ip_off + ip.total_len)
-                .unwrap_or(&[]);
-            let icmp = IcmpPacket::new_checked(payload)?;
+            let icmp = IcmpPacket::new_checked(self.payload(ip_off, ip.header_len, ip.total_len))?;
             (icmp.msg_type(), icmp.msg_code(), icmp.echo_ident())
         };
         match msg_type {
@@ -751,12 +750,7 @@ impl<B: PacketBuf> Job<'_, B> {
     /// tunnel id, then hands it to control starting at its IPv4 header.
     fn probe_reply(&mut self, ip_off: usize, ip: IpInfo) -> Result<Verdict> {
         let tunnel = {
-            let payload = self
-                .pkt
-                .data()
-                .get(ip_off + ip.header_len..ip_off + ip.total_len)
-                .unwrap_or(&[]);
-            let icmp = IcmpPacket::new_checked(payload)?;
+            let icmp = IcmpPacket::new_checked(self.payload(ip_off, ip.header_len, ip.total_len))?;
             icmp.check_checksum()?;
             let data = icmp.data();
             let (Some(magic), Some(&[a, b, c, d])) = (data.get(..4), data.get(4..8)) else {
