@@ -6,9 +6,10 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use conduit_packet::route::ecmp::{flow_hash, IPPROTO_TCP};
+use conduit_packet::route::ecmp::flow_hash;
 use conduit_packet::route::lpm::{mask, Lpm};
 use conduit_packet::route::{EcmpMode, ForwardingTable, Health, Route, TunnelId};
+use conduit_packet::wire::IpProtocol;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 
 /// Deterministic PRNG (splitmix64) so every run measures the same tables.
@@ -196,7 +197,7 @@ fn select(c: &mut Criterion) {
                 flow_hash(
                     (x >> 32) as u32,
                     dst,
-                    IPPROTO_TCP,
+                    IpProtocol::Tcp,
                     false,
                     (x >> 8) as u16,
                     443,
@@ -211,7 +212,7 @@ fn select(c: &mut Criterion) {
         b.iter(|| {
             let mut acc = 0u32;
             for &(dst, h) in black_box(&packets) {
-                acc ^= flow_hash(h, dst, IPPROTO_TCP, false, h as u16, 443);
+                acc ^= flow_hash(h, dst, IpProtocol::Tcp, false, h as u16, 443);
             }
             acc
         })

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use thiserror::Error;
 
-use crate::route::{EcmpMode, ForwardingTable, GroupId, TunnelId};
+use crate::route::{ecmp, EcmpMode, ForwardingTable, GroupId, TunnelId};
 use crate::wire::{checksum, esp, ethernet, gre, ipv4, tcp, EtherType, EthernetAddress};
 
 /// Default ICMP identifier of health-check probes.
@@ -455,16 +455,9 @@ pub struct Context {
     icmp_ttl_exceeded: bool,
 }
 
-/// Lemire's "fastmod" multiplier for divisor `d`: `a % d` is
-/// `((FASTMOD.wrapping_mul(a) as u128 * d) >> 64)` for every `u32` `a` (d = 1 gives 0, which is
-/// right too), a multiply instead of a ~25-cycle division on the packet path.
-fn fastmod_multiplier(d: u64) -> u64 {
-    (u64::MAX / d).wrapping_add(1)
-}
-
 /// The groups of a modulo-mode table, flattened for the packet path: one 16-byte record per
-/// group (its members' range and the fastmod multiplier of its size), so selection is one load,
-/// two multiplies and the member's load, with no call into the table.
+/// group (its members' range and the [`ecmp::fastmod_multiplier`] of its size), so selection is
+/// one load, two multiplies and the member's load, with no call into the table.
 #[derive(Debug, Clone, Default)]
 struct ModuloGroups {
     groups: Box<[ModuloGroup]>,
@@ -477,7 +470,7 @@ struct ModuloGroups {
 struct ModuloGroup {
     first: u32,
     len: u32,
-    /// `fastmod_multiplier(len)`.
+    /// [`ecmp::fastmod_multiplier`]`(len)`.
     multiplier: u64,
 }
 
@@ -499,7 +492,7 @@ fn check_table(
         groups.push(ModuloGroup {
             first: all.len() as u32,
             len: members.len() as u32,
-            multiplier: fastmod_multiplier(members.len().max(1) as u64),
+            multiplier: ecmp::fastmod_multiplier(members.len() as u32),
         });
         all.extend_from_slice(members);
     }
@@ -730,9 +723,9 @@ impl Context {
         self.probe_ident
     }
 
-    /// [`ForwardingTable::select_in`] for the flow hash that `hash` computes, with the modulo
-    /// of the default ECMP mode computed by a multiplication (the table divides). Same result:
-    /// in modulo mode the table picks `members[hash % n]` of the group's members by ascending
+    /// [`ForwardingTable::select_in`] for the flow hash that `hash` computes, from the group
+    /// records prepared with the context rather than the table's. Same result: in modulo mode
+    /// both pick `members[`[`ecmp::fastmod`]`(hash, n)]` of the group's members by ascending
     /// id, which [`ForwardingTable::group_tunnels`] returns. A group of one member needs no hash,
     /// so `hash` is then not called.
     #[inline(always)]
@@ -742,10 +735,7 @@ impl Context {
             let i = match g.len {
                 1 => Some(0),
                 0 => None,
-                n => {
-                    let low = g.multiplier.wrapping_mul(u64::from(hash()));
-                    Some(((u128::from(low) * u128::from(n)) >> 64) as usize)
-                }
+                n => Some(ecmp::fastmod(hash(), n, g.multiplier) as usize),
             };
             if let Some(&t) = i.and_then(|i| m.members.get(g.first as usize + i)) {
                 return t;
@@ -813,26 +803,6 @@ mod tests {
         assert_eq!(m.get(0x0a00_0001), None);
         assert_eq!(FlatMap::build(&[(5, 1), (5, 2)]).unwrap_err(), 5);
         assert_eq!(FlatMap::build(&[]).unwrap().get(0), None);
-    }
-
-    #[test]
-    fn fastmod_is_the_remainder() {
-        let mut x = 0x9E37_79B9_7F4A_7C15u64;
-        for d in 1..=300u64 {
-            let m = fastmod_multiplier(d);
-            for a in [0u32, 1, 2, d as u32 - 1, d as u32, u32::MAX, u32::MAX - 1]
-                .into_iter()
-                .chain((0..200).map(|_| {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    x as u32
-                }))
-            {
-                let r = ((u128::from(m.wrapping_mul(u64::from(a))) * u128::from(d)) >> 64) as u64;
-                assert_eq!(r, u64::from(a) % d, "{a} % {d}");
-            }
-        }
     }
 
     #[test]

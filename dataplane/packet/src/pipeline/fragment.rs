@@ -9,11 +9,10 @@
 //! datagram (a fragment can be fragmented again), and MF set except on the last fragment of a
 //! packet that was itself the last (or only) fragment.
 
-use crate::wire::{checksum, ipv4, Error, Ipv4Packet};
+use crate::wire::ipv4::{FLAG_MF, OPTION_COPIED, OPTION_END, OPTION_NOP};
+use crate::wire::{checksum, ipv4, Error, Ipv4Header, Ipv4Packet};
 
 use super::verdict::DropReason;
-
-const FLAG_MF: u16 = 0x2000;
 
 /// One fragment of a plan: a range of the original payload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,15 +95,15 @@ fn copied_options(
     let mut len = 0;
     while let Some(&kind) = options.get(at) {
         match kind {
-            0 => break,
-            1 => at += 1,
+            OPTION_END => break,
+            OPTION_NOP => at += 1,
             _ => {
                 let n = usize::from(*options.get(at + 1).ok_or(DropReason::Ipv4BadOptions)?);
                 let option = options
                     .get(at..at + n)
                     .filter(|_| n >= 2)
                     .ok_or(DropReason::Ipv4BadOptions)?;
-                if kind & 0x80 != 0 {
+                if kind & OPTION_COPIED != 0 {
                     out.get_mut(len..len + n)
                         .ok_or(DropReason::Ipv4BadOptions)?
                         .copy_from_slice(option);
@@ -165,16 +164,19 @@ pub fn write_fragment(
         ipv4::HEADER_LEN
     };
     out[..copied].copy_from_slice(&ip.header()[..copied]);
-    out[0] = 0x40 | (header_len / 4) as u8;
-    out[2..4].copy_from_slice(&(total as u16).to_be_bytes());
     let mut flags = (offset / 8) as u16;
     if !fragment.last || ip.more_frags() {
         flags |= FLAG_MF;
     }
-    out[6..8].copy_from_slice(&flags.to_be_bytes());
-    out[10..12].fill(0);
+    let mut h = Ipv4Header::from_prefix_mut(out).ok_or(Error::BufferTooSmall)?;
+    h.set_header_len(header_len);
+    h.set_total_len(total as u16);
+    h.set_flags_offset(flags);
+    h.set_checksum(0);
     let ck = checksum::checksum(&out[..header_len]);
-    out[10..12].copy_from_slice(&ck.to_be_bytes());
+    Ipv4Header::from_prefix_mut(out)
+        .ok_or(Error::BufferTooSmall)?
+        .set_checksum(ck);
     out[header_len..].copy_from_slice(data);
     Ok(total)
 }

@@ -20,7 +20,7 @@ use core::net::Ipv4Addr;
 
 use super::context::PROBE_MAGIC;
 use crate::route::TunnelId;
-use crate::wire::{checksum, icmp, ipv4, IpProtocol};
+use crate::wire::{icmp, ipv4, IcmpPacket, IcmpRepr, IpProtocol, Ipv4Repr};
 
 /// Bytes of ICMP data in a probe.
 pub const PROBE_DATA_LEN: usize = 16;
@@ -72,34 +72,30 @@ pub fn write_probe(
     sent_tsc: u64,
 ) -> Option<usize> {
     let pkt = buf.get_mut(..PROBE_PACKET_LEN)?;
-    let (ip, rest) = pkt.split_at_mut(ipv4::HEADER_LEN);
-    ip[0] = 0x45;
-    ip[1] = 0;
-    ip[2..4].copy_from_slice(&(PROBE_PACKET_LEN as u16).to_be_bytes());
-    ip[4..6].copy_from_slice(&ip_ident.to_be_bytes());
-    ip[6..8].copy_from_slice(&0u16.to_be_bytes());
-    ip[8] = spec.ttl;
-    ip[9] = u8::from(IpProtocol::Icmp);
-    ip[10..12].copy_from_slice(&[0, 0]);
-    ip[12..16].copy_from_slice(&spec.src.octets());
-    ip[16..20].copy_from_slice(&spec.dst.octets());
-    let c = checksum::checksum(ip);
-    ip[10..12].copy_from_slice(&c.to_be_bytes());
-
-    let (hdr, data) = rest.split_at_mut(icmp::HEADER_LEN);
-    hdr[0] = match spec.kind {
-        ProbeKind::Reply => 0,
-        ProbeKind::Request => 8,
-    };
-    hdr[1] = 0;
-    hdr[2..4].copy_from_slice(&[0, 0]);
-    hdr[4..6].copy_from_slice(&ident.to_be_bytes());
-    hdr[6..8].copy_from_slice(&seq.to_be_bytes());
+    let (ip, message) = pkt.split_at_mut(ipv4::HEADER_LEN);
+    Ipv4Repr {
+        src_addr: spec.src,
+        dst_addr: spec.dst,
+        protocol: IpProtocol::Icmp,
+        payload_len: (icmp::HEADER_LEN + PROBE_DATA_LEN) as u16,
+        ttl: spec.ttl,
+        tos: 0,
+        ident: ip_ident,
+        dont_frag: false,
+        more_frags: false,
+        frag_offset: 0,
+    }
+    .emit(ip)
+    .ok()?;
+    let data = message.get_mut(icmp::HEADER_LEN..)?;
     data[..4].copy_from_slice(&PROBE_MAGIC);
     data[4..8].copy_from_slice(&tunnel.0.to_be_bytes());
     data[8..16].copy_from_slice(&sent_tsc.to_be_bytes());
-    let c = checksum::checksum(rest);
-    rest[2..4].copy_from_slice(&c.to_be_bytes());
+    let echo = match spec.kind {
+        ProbeKind::Reply => IcmpRepr::EchoReply { ident, seq_no: seq },
+        ProbeKind::Request => IcmpRepr::EchoRequest { ident, seq_no: seq },
+    };
+    echo.emit(message).ok()?;
     Some(PROBE_PACKET_LEN)
 }
 
@@ -109,13 +105,9 @@ pub fn write_probe(
 /// `None` if the packet is too short to carry them (a probe of another sender's format).
 pub fn read_probe_echo(packet: &[u8]) -> Option<(u16, u64)> {
     let ihl = usize::from(packet.first()? & 0x0f) * 4;
-    let icmp = packet.get(ihl..)?;
-    let seq = u16::from_be_bytes([*icmp.get(6)?, *icmp.get(7)?]);
-    let stamp: [u8; 8] = icmp
-        .get(icmp::HEADER_LEN + 8..icmp::HEADER_LEN + 16)?
-        .try_into()
-        .ok()?;
-    Some((seq, u64::from_be_bytes(stamp)))
+    let echo = IcmpPacket::new_checked(packet.get(ihl..)?).ok()?;
+    let stamp: [u8; 8] = echo.data().get(8..16)?.try_into().ok()?;
+    Some((echo.echo_seq_no(), u64::from_be_bytes(stamp)))
 }
 
 #[cfg(test)]

@@ -4,12 +4,13 @@
 
 use core::net::Ipv4Addr;
 
-use crate::route::ecmp::FlowKey;
+use crate::route::ecmp::{self, FlowKey};
 use crate::route::TunnelId;
 use crate::wire::icmp::{self, IcmpError};
+use crate::wire::ipv4::{ECN_CE, ECN_MASK, FLAG_DF, FLAG_MF, OFFSET_MASK};
 use crate::wire::{
-    checksum, ethernet, ipv4, ArpOperation, ArpPacket, EtherType, EthernetAddress, EthernetFrame,
-    GrePacket, IcmpMessage, IcmpPacket, TcpFlags, TcpPacket,
+    ethernet, ipv4, ArpOperation, ArpPacket, EtherType, EthernetAddress, EthernetFrame, GrePacket,
+    IcmpMessage, IcmpPacket, IpProtocol, Ipv4Header, TcpHeader, TcpPacket, UdpHeader,
 };
 
 use super::buf::PacketBuf;
@@ -21,19 +22,6 @@ use super::verdict::{Control, DropReason, Outcome, Verdict};
 const ETH_LEN: usize = ethernet::HEADER_LEN;
 /// Ethernet + outer IPv4 + keyless GRE.
 const BASE_ENCAP_LEN: usize = MAX_ENCAP_LEN - 4;
-const ECN_MASK: u8 = 0x03;
-const ECN_CE: u8 = 0x03;
-const FLAG_DF: u16 = 0x4000;
-const PROTO_ICMP: u8 = 1;
-const PROTO_TCP: u8 = 6;
-const PROTO_UDP: u8 = 17;
-const PROTO_GRE: u8 = 47;
-const PROTO_ESP: u8 = 50;
-const FLAG_MF: u16 = 0x2000;
-const FRAG_OFFSET: u16 = 0x1fff;
-const ETHERTYPE_IPV4: u16 = 0x0800;
-const ETHERTYPE_ARP: u16 = 0x0806;
-const ETHERTYPE_VLAN: u16 = 0x8100;
 
 type Result<T> = core::result::Result<T, DropReason>;
 
@@ -44,8 +32,8 @@ struct IpInfo {
     total_len: usize,
     src: u32,
     dst: u32,
-    /// IP protocol number (raw: the flow hash takes the number, and matching on constants
-    /// avoids converting through the `IpProtocol` enum on the hot path).
+    /// Payload protocol number (converted to `IpProtocol` where it is matched, which compiles
+    /// into the match; a stored `IpProtocol` cost a compare chain per packet).
     protocol: u8,
     ttl: u8,
     tos: u8,
@@ -53,74 +41,47 @@ struct IpInfo {
     fragment: bool,
 }
 
-/// One's-complement sum of a 20-byte header (the common, option-less case), as five native
-/// 32-bit words: by RFC 1071's byte-order independence the folded native sum is the big-endian
-/// sum with its bytes swapped, which [`checksum::sum`] undoes the same way.
-#[inline(always)]
-fn sum20(h: &[u8; ipv4::HEADER_LEN]) -> u16 {
-    let w = |i: usize| u64::from(u32::from_ne_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]));
-    // Below 5 * 2^32: one 32-bit fold, then three 16-bit folds reach 16 bits.
-    let acc = w(0) + w(4) + w(8) + w(12) + w(16);
-    let acc = (acc & 0xffff_ffff) + (acc >> 32);
-    let acc = (acc & 0xffff) + (acc >> 16);
-    let acc = (acc & 0xffff) + (acc >> 16);
-    let acc = (acc & 0xffff) + (acc >> 16);
-    u16::from_be_bytes((acc as u16).to_ne_bytes())
-}
-
-/// The fixed 20-byte part of an IPv4 header at the start of `bytes`, if present.
-#[inline(always)]
-fn header20(bytes: &[u8]) -> Option<&[u8; ipv4::HEADER_LEN]> {
-    bytes.get(..ipv4::HEADER_LEN)?.try_into().ok()
-}
-
-/// Validates the IPv4 packet at the start of `bytes` by exactly [`crate::wire::Ipv4Packet::new_checked`]'s
-/// rules, in its order and with its errors, then the header checksum; and reads the fields the
-/// pipeline decides on. Written out over the fixed 20-byte header (rather than through the view)
-/// because it runs once or twice per packet: the hot path is about 30 instructions shorter. A
-/// property test pins it to the wire parser.
+/// Validates the IPv4 packet at the start of `bytes` by exactly [`Ipv4Header::check`]'s rules
+/// (those of [`crate::wire::Ipv4Packet::new_checked`]), in its order and with its errors, then
+/// the header checksum; and reads the fields the pipeline decides on. Written out over the
+/// fixed-size header view rather than calling `check` because it runs once or twice per packet:
+/// with `check` returning the view through a `Result`, `scripts/icount.sh` counted 21 more
+/// instructions per encapsulated packet. A property test pins it to the wire parser.
 #[inline(always)]
 fn parse_ipv4(bytes: &[u8]) -> Result<IpInfo> {
     use crate::wire::Error as W;
-    let h = header20(bytes).ok_or(W::Ipv4Truncated)?;
-    if h[0] >> 4 != 4 {
+    let h = Ipv4Header::from_prefix(bytes).ok_or(W::Ipv4Truncated)?;
+    if h.version() != 4 {
         return Err(W::Ipv4BadVersion.into());
     }
-    let header_len = usize::from(h[0] & 0x0f) * 4;
+    let header_len = h.header_len();
     if header_len < ipv4::HEADER_LEN {
         return Err(W::Ipv4BadIhl.into());
     }
     if bytes.len() < header_len {
         return Err(W::Ipv4Truncated.into());
     }
-    let total_len = usize::from(u16::from_be_bytes([h[2], h[3]]));
+    let total_len = usize::from(h.total_len());
     if total_len < header_len || total_len > bytes.len() {
         return Err(W::Ipv4BadTotalLength.into());
     }
-    let flags = u16::from_be_bytes([h[6], h[7]]);
-    if usize::from(flags & FRAG_OFFSET) * 8 + (total_len - header_len) > usize::from(u16::MAX) {
+    let flags = h.flags_offset();
+    if usize::from(flags & OFFSET_MASK) * 8 + (total_len - header_len) > usize::from(u16::MAX) {
         return Err(W::Ipv4BadFragmentOffset.into());
     }
-    let valid = if header_len == ipv4::HEADER_LEN {
-        sum20(h) == 0xffff
-    } else {
-        bytes
-            .get(..header_len)
-            .is_some_and(|header| checksum::sum(header) == 0xffff)
-    };
-    if !valid {
+    if !h.verify_checksum(bytes) {
         return Err(W::Ipv4BadChecksum.into());
     }
     Ok(IpInfo {
         header_len,
         total_len,
-        src: u32::from_be_bytes([h[12], h[13], h[14], h[15]]),
-        dst: u32::from_be_bytes([h[16], h[17], h[18], h[19]]),
-        protocol: h[9],
-        ttl: h[8],
-        tos: h[1],
+        src: u32::from(h.src_addr()),
+        dst: u32::from(h.dst_addr()),
+        protocol: h.protocol_number(),
+        ttl: h.ttl(),
+        tos: h.tos(),
         dont_frag: flags & FLAG_DF != 0,
-        fragment: flags & (FLAG_MF | FRAG_OFFSET) != 0,
+        fragment: flags & (FLAG_MF | OFFSET_MASK) != 0,
     })
 }
 
@@ -156,37 +117,29 @@ fn transport(ip_bytes: &[u8], ip: &IpInfo) -> Result<L4> {
     }
     let segment = ip_bytes.get(ip.header_len..ip.total_len).unwrap_or(&[]);
     // `TcpPacket::new_checked` / `UdpPacket::new_checked`'s rules and errors, over fixed arrays.
-    use crate::wire::Error as W;
-    match ip.protocol {
-        PROTO_TCP => {
-            let h: &[u8; 20] = segment
-                .get(..20)
-                .and_then(|h| h.try_into().ok())
-                .ok_or(W::TcpTruncated)?;
-            let header_len = usize::from(h[12] >> 4) * 4;
-            if header_len < 20 || header_len > segment.len() {
-                return Err(W::TcpBadDataOffset.into());
-            }
+    match IpProtocol::from(ip.protocol) {
+        IpProtocol::Tcp => {
+            let h = TcpHeader::check(segment)?;
             Ok(L4 {
-                ports: u32::from_be_bytes([h[0], h[1], h[2], h[3]]),
-                syn: TcpFlags(h[13]).syn(),
+                ports: h.ports(),
+                syn: h.flags().syn(),
             })
         }
-        PROTO_UDP => {
-            let h: &[u8; 8] = segment
-                .get(..8)
-                .and_then(|h| h.try_into().ok())
-                .ok_or(W::UdpTruncated)?;
-            let len = usize::from(u16::from_be_bytes([h[4], h[5]]));
-            if len < 8 || len > segment.len() {
-                return Err(W::UdpBadLength.into());
-            }
-            Ok(L4 {
-                ports: u32::from_be_bytes([h[0], h[1], h[2], h[3]]),
-                syn: false,
-            })
-        }
+        IpProtocol::Udp => Ok(L4 {
+            ports: UdpHeader::check(segment)?.ports(),
+            syn: false,
+        }),
         _ => Ok(L4::default()),
+    }
+}
+
+/// The flow hash's key by the seed rule ([`ecmp::hashes_ports`]).
+#[inline(always)]
+fn flow_key(ip: &IpInfo, l4: L4) -> FlowKey {
+    if ecmp::hashes_ports(IpProtocol::from(ip.protocol), ip.fragment) {
+        FlowKey::new(ip.src, ip.dst, l4.src_port(), l4.dst_port())
+    } else {
+        FlowKey::addresses(ip.src, ip.dst)
     }
 }
 
@@ -238,26 +191,12 @@ fn reframe<B: PacketBuf>(pkt: &mut B, have: usize, need: usize) -> Result<()> {
     Ok(())
 }
 
-/// Decrements the TTL of the 20-byte IPv4 header `h`, patching its checksum (RFC 1624).
-/// `TtlExceeded` (and no change) on TTL 0; callers have already dropped TTL <= 1.
+/// Decrements the TTL of `h` (checksum patched); `TtlExceeded` (and no change) on TTL 0:
+/// callers have already dropped TTL <= 1.
 #[inline(always)]
-fn decrement_ttl(h: &mut [u8; ipv4::HEADER_LEN]) -> Result<()> {
-    if h[8] == 0 {
-        return Err(DropReason::TtlExceeded);
-    }
-    h[8] -= 1;
-    let ck = ttl_decremented_checksum(u16::from_be_bytes([h[10], h[11]]));
-    h[10..12].copy_from_slice(&ck.to_be_bytes());
+fn decrement_ttl(mut h: Ipv4Header<&mut [u8; ipv4::HEADER_LEN]>) -> Result<()> {
+    h.decrement_ttl().ok_or(DropReason::TtlExceeded)?;
     Ok(())
-}
-
-/// [`checksum::update_u16`] for the TTL/protocol word going from `m` to `m - 0x100` (TTL ≥ 1):
-/// `~m + m'` is the constant `0xFEFF` whatever the TTL and protocol, so the update is one
-/// one's-complement addition. Same result bit for bit (both sums are congruent modulo 0xFFFF
-/// and neither can be zero); an exhaustive test checks it.
-#[inline(always)]
-fn ttl_decremented_checksum(checksum: u16) -> u16 {
-    !checksum::add(!checksum, 0xFEFF)
 }
 
 /// The encapsulation header values of one packet.
@@ -272,7 +211,8 @@ struct Outer {
 
 /// Writes `entry`'s header template and `outer`'s fields over the first `L - 20` bytes of `h`
 /// (`L` = 58 keyless, 62 with a key) and, if `forwarded`, decrements the TTL of the inner
-/// header that follows: one fixed-size view, so every index is a constant and unchecked.
+/// header that follows: one fixed-size array, so the views into it are at constant offsets and
+/// unchecked.
 #[inline(always)]
 fn fill_encap<const L: usize>(
     h: &mut [u8; L],
@@ -282,15 +222,15 @@ fn fill_encap<const L: usize>(
 ) -> Result<()> {
     let hlen = L - ipv4::HEADER_LEN;
     h[..hlen].copy_from_slice(&entry.header[..hlen]);
-    h[15] = outer.tos;
-    h[16..18].copy_from_slice(&outer.len.to_be_bytes());
-    h[18..20].copy_from_slice(&outer.ident.to_be_bytes());
-    h[20..22].copy_from_slice(&outer.flags.to_be_bytes());
-    h[24..26].copy_from_slice(&outer.checksum.to_be_bytes());
+    let mut ip = Ipv4Header::from_prefix_mut(&mut h[ETH_LEN..]).ok_or(DropReason::Headroom)?;
+    ip.set_tos(outer.tos);
+    ip.set_total_len(outer.len);
+    ip.set_ident(outer.ident);
+    ip.set_flags_offset(outer.flags);
+    ip.set_checksum(outer.checksum);
     if forwarded {
-        let inner: &mut [u8; ipv4::HEADER_LEN] = (&mut h[hlen..])
-            .try_into()
-            .map_err(|_| crate::wire::Error::Ipv4Truncated)?;
+        let inner =
+            Ipv4Header::from_prefix_mut(&mut h[hlen..]).ok_or(crate::wire::Error::Ipv4Truncated)?;
         decrement_ttl(inner)?;
     }
     Ok(())
@@ -359,12 +299,8 @@ fn propagate_ce(ip_bytes: &mut [u8], tos: u8) -> u8 {
         return tos;
     }
     let new = tos | ECN_CE;
-    if let Some(h) = ip_bytes.get_mut(..ipv4::HEADER_LEN) {
-        let old_word = u16::from_be_bytes([h[0], tos]);
-        let new_word = u16::from_be_bytes([h[0], new]);
-        let ck = checksum::update_u16(u16::from_be_bytes([h[10], h[11]]), old_word, new_word);
-        h[1] = new;
-        h[10..12].copy_from_slice(&ck.to_be_bytes());
+    if let Some(mut h) = Ipv4Header::from_prefix_mut(ip_bytes) {
+        h.update_tos(new);
     }
     new
 }
@@ -438,34 +374,40 @@ impl<B: PacketBuf> Job<'_, B> {
             .ctx
             .port_mac(self.rx_port)
             .ok_or(DropReason::UnknownPort)?;
-        // The Ethernet header read over a fixed 14-byte array, with `EthernetFrame::new_checked`'s
-        // errors for short frames. The EtherType is matched as a number (the values of
-        // `EtherType`, which the tests pin): converting to the enum first cost a compare chain.
+        // The Ethernet header read over a fixed 14-byte array (named offsets, and a number that
+        // is a constant at compile time: through a header view with accessors,
+        // `scripts/icount.sh` counted 8 to 19 more instructions per packet), with
+        // `EthernetFrame::new_checked`'s errors for short frames.
+        const VLAN: u16 = EtherType::Vlan.value();
+        use ethernet::field::ETHERTYPE;
         let ethertype = {
             let data = self.pkt.data();
             let h: &[u8; ETH_LEN] = data
                 .get(..ETH_LEN)
                 .and_then(|h| h.try_into().ok())
                 .ok_or(crate::wire::Error::EthernetTruncated)?;
-            let ethertype = u16::from_be_bytes([h[12], h[13]]);
-            if ethertype == ETHERTYPE_VLAN && data.len() < ethernet::VLAN_HEADER_LEN {
+            let ethertype = u16::from_be_bytes([h[ETHERTYPE], h[ETHERTYPE + 1]]);
+            if ethertype == VLAN && data.len() < ethernet::VLAN_HEADER_LEN {
                 return Err(crate::wire::Error::VlanTruncated.into());
             }
-            let dst = [h[0], h[1], h[2], h[3], h[4], h[5]];
+            // The destination address: the first six bytes.
+            let [d0, d1, d2, d3, d4, d5, ..] = *h;
+            let dst = [d0, d1, d2, d3, d4, d5];
             // Any unicast destination is accepted (the NIC filters unicast in hardware when the
             // port is not promiscuous; replayed captures need not know the port's MAC), plus
             // broadcast for ARP. Other group addresses are not ours.
             if dst[0] & 1 != 0 && dst != EthernetAddress::BROADCAST.0 {
                 return Err(DropReason::EthernetNotForUs);
             }
-            if ethertype == ETHERTYPE_VLAN {
+            if ethertype == VLAN {
                 return Err(DropReason::VlanTagged);
             }
             ethertype
         };
-        match ethertype {
-            ETHERTYPE_IPV4 => self.ipv4(),
-            ETHERTYPE_ARP => self.arp(port_mac),
+        // Converted where it is matched, which compiles into the match.
+        match EtherType::from(ethertype) {
+            EtherType::Ipv4 => self.ipv4(),
+            EtherType::Arp => self.arp(port_mac),
             _ => Err(DropReason::UnsupportedEtherType),
         }
     }
@@ -483,8 +425,8 @@ impl<B: PacketBuf> Job<'_, B> {
     /// A plain packet to one of our addresses.
     #[inline(always)]
     fn deliver_local(&mut self, ip: IpInfo, local: Local) -> Result<Verdict> {
-        match ip.protocol {
-            PROTO_GRE if local == Local::Endpoint => {
+        match IpProtocol::from(ip.protocol) {
+            IpProtocol::Gre if local == Local::Endpoint => {
                 if !ip.fragment {
                     self.decap_gre(ip)
                 } else if self.ctx.gre_candidates(ip.dst, ip.src).is_empty() {
@@ -493,10 +435,10 @@ impl<B: PacketBuf> Job<'_, B> {
                     Ok(Verdict::Reassemble)
                 }
             }
-            PROTO_ESP if local == Local::Endpoint => {
+            IpProtocol::Esp if local == Local::Endpoint => {
                 self.classify_esp(ip.header_len, ip.total_len, ip.fragment)
             }
-            PROTO_ICMP => self.local_icmp(ETH_LEN, local, Source::Plain),
+            IpProtocol::Icmp => self.local_icmp(ETH_LEN, local, Source::Plain),
             _ => Err(DropReason::LocalUnsupported),
         }
     }
@@ -518,13 +460,8 @@ impl<B: PacketBuf> Job<'_, B> {
         if fragment {
             return Err(DropReason::EspNoSa);
         }
-        let start = ETH_LEN + header_len;
-        let payload = self
-            .pkt
-            .data()
-            .get(start..ETH_LEN + total_len)
-            .unwrap_or(&[]);
-        let esp = crate::wire::EspPacket::new_checked(payload)?;
+        let esp =
+            crate::wire::EspPacket::new_checked(self.payload(ETH_LEN, header_len, total_len))?;
         let _spi = esp.spi();
         Err(DropReason::EspNoSa)
     }
@@ -576,8 +513,8 @@ impl<B: PacketBuf> Job<'_, B> {
         let ctx = self.ctx;
         if source != Source::Plain {
             if let Some(local) = ctx.local(ip.dst) {
-                return match (source, ip.protocol) {
-                    (Source::Tunnel(_), PROTO_ICMP) => self.local_icmp(ip_off, local, source),
+                return match (source, IpProtocol::from(ip.protocol)) {
+                    (Source::Tunnel(_), IpProtocol::Icmp) => self.local_icmp(ip_off, local, source),
                     _ => Err(DropReason::LocalUnsupported),
                 };
             }
@@ -588,14 +525,7 @@ impl<B: PacketBuf> Job<'_, B> {
         let l4 = transport(self.pkt.data().get(ip_off..).unwrap_or(&[]), &ip)?;
         // The flow hash is only computed when the group has a choice to make. The closure owns
         // a copy of the key: one that borrowed `ip` would keep `ip` in memory.
-        let key = FlowKey::new(
-            ip.src,
-            ip.dst,
-            ip.protocol,
-            ip.fragment,
-            l4.src_port(),
-            l4.dst_port(),
-        );
+        let key = flow_key(&ip, l4);
         let id = ctx.select(group, move || key.hash());
         let entry = ctx.entry(id).ok_or(DropReason::UnknownTunnel)?;
         let t = &entry.tunnel;
@@ -680,11 +610,11 @@ impl<B: PacketBuf> Job<'_, B> {
     /// incrementally).
     #[inline(always)]
     fn rewrite(&mut self, ip_off: usize, ip: &IpInfo, l4: L4, mss: u16) -> Result<()> {
-        let h: &mut [u8; ipv4::HEADER_LEN] = self
+        let h = self
             .pkt
             .data_mut()
-            .get_mut(ip_off..ip_off + ipv4::HEADER_LEN)
-            .and_then(|h| h.try_into().ok())
+            .get_mut(ip_off..)
+            .and_then(Ipv4Header::from_prefix_mut)
             .ok_or(crate::wire::Error::Ipv4Truncated)?;
         decrement_ttl(h)?;
         if l4.syn {
@@ -711,6 +641,15 @@ impl<B: PacketBuf> Job<'_, B> {
             .unwrap_or(&mut []);
         TcpPacket::new_checked(segment)?.clamp_mss_and_update_checksum(mss)?;
         Ok(())
+    }
+
+    /// The payload of the IP packet at `ip_off` with these lengths (empty if out of range).
+    #[inline(always)]
+    fn payload(&self, ip_off: usize, header_len: usize, total_len: usize) -> &[u8] {
+        self.pkt
+            .data()
+            .get(ip_off + header_len..ip_off + total_len)
+            .unwrap_or(&[])
     }
 
     /// Removes everything in front of the IP packet at `ip_off`.
@@ -750,12 +689,7 @@ impl<B: PacketBuf> Job<'_, B> {
             return Err(DropReason::LocalUnsupported);
         }
         let (msg_type, code, ident) = {
-            let payload = self
-                .pkt
-                .data()
-                .get(ip_off + ip.header_len..ip_off + ip.total_len)
-                .unwrap_or(&[]);
-            let icmp = IcmpPacket::new_checked(payload)?;
+            let icmp = IcmpPacket::new_checked(self.payload(ip_off, ip.header_len, ip.total_len))?;
             (icmp.msg_type(), icmp.msg_code(), icmp.echo_ident())
         };
         match msg_type {
@@ -816,12 +750,7 @@ impl<B: PacketBuf> Job<'_, B> {
     /// tunnel id, then hands it to control starting at its IPv4 header.
     fn probe_reply(&mut self, ip_off: usize, ip: IpInfo) -> Result<Verdict> {
         let tunnel = {
-            let payload = self
-                .pkt
-                .data()
-                .get(ip_off + ip.header_len..ip_off + ip.total_len)
-                .unwrap_or(&[]);
-            let icmp = IcmpPacket::new_checked(payload)?;
+            let icmp = IcmpPacket::new_checked(self.payload(ip_off, ip.header_len, ip.total_len))?;
             icmp.check_checksum()?;
             let data = icmp.data();
             let (Some(magic), Some(&[a, b, c, d])) = (data.get(..4), data.get(4..8)) else {
@@ -931,47 +860,6 @@ mod tests {
     use crate::wire::{IpProtocol, Ipv4Packet, UdpPacket};
     use proptest::prelude::*;
 
-    #[test]
-    fn protocol_numbers_match_the_wire_enum() {
-        for (n, p) in [
-            (PROTO_ICMP, IpProtocol::Icmp),
-            (PROTO_TCP, IpProtocol::Tcp),
-            (PROTO_UDP, IpProtocol::Udp),
-            (PROTO_GRE, IpProtocol::Gre),
-            (PROTO_ESP, IpProtocol::Esp),
-        ] {
-            assert_eq!(IpProtocol::from(n), p);
-        }
-    }
-
-    #[test]
-    fn ethertype_numbers_match_the_wire_enum() {
-        for (n, e) in [
-            (ETHERTYPE_IPV4, EtherType::Ipv4),
-            (ETHERTYPE_ARP, EtherType::Arp),
-            (ETHERTYPE_VLAN, EtherType::Vlan),
-        ] {
-            assert_eq!(EtherType::from(n), e);
-        }
-    }
-
-    #[test]
-    fn ttl_decrement_matches_the_general_update() {
-        for ck in 0..=u16::MAX {
-            for ttl in [1u8, 2, 63, 64, 65, 128, 254, 255] {
-                for proto in [0u8, 1, 6, 17, 47, 50, 255, ck as u8] {
-                    let old = u16::from_be_bytes([ttl, proto]);
-                    let new = u16::from_be_bytes([ttl - 1, proto]);
-                    assert_eq!(
-                        ttl_decremented_checksum(ck),
-                        checksum::update_u16(ck, old, new),
-                        "checksum {ck:#06x} ttl {ttl} protocol {proto}"
-                    );
-                }
-            }
-        }
-    }
-
     proptest! {
         #[test]
         fn parse_ipv4_agrees_with_the_wire_parser(
@@ -991,7 +879,7 @@ mod tests {
                 let ihl = usize::from(bytes[0] & 0xf) * 4;
                 if ihl >= 20 && bytes.len() >= ihl {
                     bytes[10..12].fill(0);
-                    let ck = checksum::checksum(&bytes[..ihl]);
+                    let ck = crate::wire::checksum::checksum(&bytes[..ihl]);
                     bytes[10..12].copy_from_slice(&ck.to_be_bytes());
                 }
             }
@@ -1011,6 +899,38 @@ mod tests {
                 }
                 (Err(a), Err(b)) => prop_assert_eq!(a, DropReason::Wire(b)),
                 (a, b) => prop_assert!(false, "{:?} vs {:?}", a.map(|_| ()), b.map(|_| ())),
+            }
+        }
+
+        #[test]
+        fn flow_key_follows_the_seed_rule(
+            segment in prop::collection::vec(any::<u8>(), 0..70),
+            protocol in prop::sample::select(vec![1u8, 6, 17, 47, 50, 132]),
+            fragment in any::<bool>(),
+            (src, dst) in any::<(u32, u32)>(),
+        ) {
+            let mut ip = vec![0x45, 0, 0, 0, 0, 0, 0, 0, 64, protocol];
+            ip.resize(20, 0);
+            ip.extend_from_slice(&segment);
+            let info = IpInfo {
+                header_len: 20,
+                total_len: ip.len(),
+                src,
+                dst,
+                protocol,
+                ttl: 64,
+                tos: 0,
+                dont_frag: false,
+                fragment,
+            };
+            if let Ok(l4) = transport(&ip, &info) {
+                // The ports as the bytes say, whatever the protocol: the rule decides.
+                let port = |at: usize| u16::from_be_bytes([segment[at], segment[at + 1]]);
+                let (sport, dport) = if segment.len() >= 4 { (port(0), port(2)) } else { (0, 0) };
+                prop_assert_eq!(
+                    flow_key(&info, l4).hash(),
+                    crate::route::flow_hash(src, dst, protocol, fragment, sport, dport)
+                );
             }
         }
 

@@ -15,7 +15,8 @@
 //! datagram, drops the whole set (as Linux does for IPv4 since 2018 and RFC 5722 requires for
 //! IPv6), since overlapping fragments are a classic way to smuggle different bytes past a check.
 
-use crate::wire::{checksum, ipv4, Error, Ipv4Packet};
+use crate::wire::ipv4::{FLAG_DF, FLAG_RESERVED};
+use crate::wire::{checksum, ipv4, Error, Ipv4Header, Ipv4Packet};
 
 use super::verdict::DropReason;
 
@@ -340,13 +341,17 @@ impl Reassembler {
         };
         let (header, body) = out.split_at_mut(slot.header_len);
         header.copy_from_slice(&slot.header[..slot.header_len]);
-        header[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+        let Some(mut h) = Ipv4Header::from_prefix_mut(header) else {
+            return self.reject(i, Error::BufferTooSmall.into());
+        };
+        h.set_total_len(len as u16);
         // Keep DF (and the reserved bit) only: MF and the offset go.
-        header[6] &= 0xc0;
-        header[7] = 0;
-        header[10..12].fill(0);
+        h.set_flags_offset(h.flags_offset() & (FLAG_RESERVED | FLAG_DF));
+        h.set_checksum(0);
         let ck = checksum::checksum(header);
-        header[10..12].copy_from_slice(&ck.to_be_bytes());
+        if let Some(mut h) = Ipv4Header::from_prefix_mut(header) {
+            h.set_checksum(ck);
+        }
         let base = i * self.config.max_datagram;
         body.copy_from_slice(&self.data[base..base + slot.total]);
         self.free(i);

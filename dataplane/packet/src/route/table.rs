@@ -215,6 +215,8 @@ struct Group {
     members: u32,
     /// Start in `buckets`, or [`NO_BUCKETS`] for `hash % members`.
     first_bucket: u32,
+    /// [`ecmp::fastmod_multiplier`]`(members)`, for `hash % members`.
+    multiplier: u64,
 }
 
 const NO_BUCKETS: u32 = u32::MAX;
@@ -399,6 +401,7 @@ impl ForwardingTableBuilder {
                         first_member: members.len() as u32,
                         members: key.len() as u32,
                         first_bucket,
+                        multiplier: ecmp::fastmod_multiplier(key.len() as u32),
                     });
                     members.extend(key.iter().map(|m| m.0));
                     group_ids.insert(key.clone().into_boxed_slice(), g);
@@ -444,7 +447,7 @@ impl ForwardingTable {
     pub fn select_in(&self, group: GroupId, flow_hash: u32) -> TunnelId {
         let g = self.groups[group.0 as usize];
         let index = if g.first_bucket == NO_BUCKETS {
-            flow_hash % g.members
+            ecmp::fastmod(flow_hash, g.members, g.multiplier)
         } else {
             u32::from(self.buckets[g.first_bucket as usize + ecmp::bucket_of(flow_hash)])
         };
@@ -504,7 +507,8 @@ impl ForwardingTable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::route::ecmp::{flow_hash, IPPROTO_TCP, IPPROTO_UDP};
+    use crate::route::ecmp::flow_hash;
+    use crate::wire::IpProtocol;
 
     fn ip(s: &str) -> u32 {
         u32::from(s.parse::<Ipv4Addr>().unwrap())
@@ -529,7 +533,7 @@ mod tests {
             flow_hash(
                 r as u32,
                 ip("203.0.113.10"),
-                IPPROTO_TCP,
+                IpProtocol::Tcp,
                 false,
                 (r >> 32) as u16,
                 (r >> 48) as u16,
@@ -1013,20 +1017,29 @@ mod tests {
         }
     }
 
-    type GoldenFlow = (&'static str, &'static str, u8, bool, u16, u16, u32, u32);
+    type GoldenFlow = (
+        &'static str,
+        &'static str,
+        IpProtocol,
+        bool,
+        u16,
+        u16,
+        u32,
+        u32,
+    );
 
     /// Documented flows and the tunnel each must take. Must never change: anycast appliances must
     /// agree, and a change moves live flows. Values computed once by this implementation.
     /// Columns: the packet, then the tunnel picked among T1..=T4 by modulo and by resilient mode.
     #[rustfmt::skip]
     const GOLDEN_FLOWS: [GoldenFlow; 6] = [
-        // src            dst              protocol     fragment sport  dport  modulo resilient
-        ("198.51.100.7", "203.0.113.10",  IPPROTO_TCP, false,   40000, 443,   3,     3),
-        ("198.51.100.7", "203.0.113.10",  IPPROTO_TCP, false,   40001, 443,   2,     1),
-        ("198.51.100.8", "203.0.113.10",  IPPROTO_UDP, false,   53000, 53,    1,     2),
-        ("192.0.2.1",    "203.0.113.200", 1,           false,   0,     0,     3,     3), // ICMP
-        ("192.0.2.1",    "203.0.113.200", IPPROTO_UDP, true,    4500,  4500,  3,     3), // fragment
-        ("10.9.8.7",     "203.0.113.1",   50,          false,   0,     0,     1,     2), // ESP
+        // src            dst              protocol          fragment sport  dport  modulo resilient
+        ("198.51.100.7", "203.0.113.10",  IpProtocol::Tcp,  false,   40000, 443,   3,     3),
+        ("198.51.100.7", "203.0.113.10",  IpProtocol::Tcp,  false,   40001, 443,   2,     1),
+        ("198.51.100.8", "203.0.113.10",  IpProtocol::Udp,  false,   53000, 53,    1,     2),
+        ("192.0.2.1",    "203.0.113.200", IpProtocol::Icmp, false,   0,     0,     3,     3),
+        ("192.0.2.1",    "203.0.113.200", IpProtocol::Udp,  true,    4500,  4500,  3,     3), // fragment
+        ("10.9.8.7",     "203.0.113.1",   IpProtocol::Esp,  false,   0,     0,     1,     2),
     ];
 
     #[test]
@@ -1043,7 +1056,7 @@ mod tests {
             assert_eq!(
                 got,
                 (want_mod, want_res),
-                "{src} -> {dst} proto {proto} {sp}->{dp}"
+                "{src} -> {dst} {proto:?} {sp}->{dp}"
             );
         }
     }

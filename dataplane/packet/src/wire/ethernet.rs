@@ -131,7 +131,9 @@ impl core::fmt::Debug for EthernetAddress {
     }
 }
 
-mod field {
+/// Byte offsets of the header fields (for code over fixed-size arrays).
+pub mod field {
+    #![allow(missing_docs)]
     pub const DESTINATION: usize = 0;
     pub const SOURCE: usize = 6;
     pub const ETHERTYPE: usize = 12;

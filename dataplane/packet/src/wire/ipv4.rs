@@ -6,6 +6,7 @@
 //! trusts a NIC's checksum offload can skip it. Forwarding uses [`Ipv4Packet::decrement_ttl`],
 //! which patches the checksum incrementally (RFC 1624) instead of re-summing the header.
 
+use core::borrow::{Borrow, BorrowMut};
 use core::net::Ipv4Addr;
 
 use super::checksum;
@@ -34,18 +35,289 @@ pub const HEADER_LEN: usize = field::HEADER_LEN;
 /// Largest IPv4 header (IHL 15).
 pub const MAX_HEADER_LEN: usize = 60;
 
-const FLAG_DF: u16 = 0x4000;
-const FLAG_MF: u16 = 0x2000;
-const OFFSET_MASK: u16 = 0x1fff;
+/// Reserved bit of the flags/fragment-offset word (must be zero; carried unchanged).
+pub const FLAG_RESERVED: u16 = 0x8000;
+/// Don't-fragment bit of the flags/fragment-offset word.
+pub const FLAG_DF: u16 = 0x4000;
+/// More-fragments bit of the flags/fragment-offset word.
+pub const FLAG_MF: u16 = 0x2000;
+/// Fragment offset (in 8-byte units) in the flags/fragment-offset word.
+pub const OFFSET_MASK: u16 = 0x1fff;
 
-/// Sum of the `header_len`-byte header at the start of `data`. The common 20-byte case gets a
-/// slice of constant length, so the inlined [`checksum::sum`] unrolls to a handful of adds.
+/// Option kind "end of option list" (RFC 791).
+pub const OPTION_END: u8 = 0;
+/// Option kind "no operation" (RFC 791).
+pub const OPTION_NOP: u8 = 1;
+/// The "copied" flag of an option kind: the option is repeated in every fragment (RFC 791).
+pub const OPTION_COPIED: u8 = 0x80;
+
+/// ECN mask of the type-of-service byte (RFC 3168).
+pub const ECN_MASK: u8 = 0x03;
+/// ECN "congestion experienced".
+pub const ECN_CE: u8 = 0x03;
+
+/// Sum of the `header_len`-byte header at the start of `data`.
 #[inline(always)]
 fn header_sum(data: &[u8], header_len: usize) -> u16 {
-    if header_len == field::HEADER_LEN {
-        data.get(..field::HEADER_LEN).map_or(0, checksum::sum)
-    } else {
-        data.get(..header_len).map_or(0, checksum::sum)
+    match Ipv4Header::from_prefix(data) {
+        Some(h) if header_len == field::HEADER_LEN => h.sum(),
+        _ => data.get(..header_len).map_or(0, checksum::sum),
+    }
+}
+
+/// The fixed 20-byte part of an IPv4 header as an array (`[u8; 20]`, `&[u8; 20]` or
+/// `&mut [u8; 20]`), for the packet path: once the array exists, every accessor is a load or a
+/// store at a constant offset, with no bounds check and no `Option`. It validates nothing by
+/// itself; [`Ipv4Header::check`] applies [`Ipv4Packet::new_checked`]'s rules (which are
+/// written over it). Options, if any, follow the 20 bytes and are not part of the view.
+#[derive(Debug, Clone, Copy)]
+pub struct Ipv4Header<T>(T);
+
+impl<T: Borrow<[u8; HEADER_LEN]>> Ipv4Header<T> {
+    /// Wraps the 20 bytes, unvalidated.
+    #[inline(always)]
+    pub fn new(header: T) -> Self {
+        Ipv4Header(header)
+    }
+
+    #[inline(always)]
+    fn b(&self) -> &[u8; HEADER_LEN] {
+        self.0.borrow()
+    }
+
+    #[inline(always)]
+    fn be16(&self, at: usize) -> u16 {
+        let h = self.b();
+        u16::from_be_bytes([h[at], h[at + 1]])
+    }
+
+    #[inline(always)]
+    fn addr(&self, at: usize) -> Ipv4Addr {
+        let h = self.b();
+        Ipv4Addr::new(h[at], h[at + 1], h[at + 2], h[at + 3])
+    }
+
+    /// The version field.
+    #[inline(always)]
+    pub fn version(&self) -> u8 {
+        self.b()[field::VER_IHL] >> 4
+    }
+
+    /// Header length in bytes (IHL * 4).
+    #[inline(always)]
+    pub fn header_len(&self) -> usize {
+        usize::from(self.b()[field::VER_IHL] & 0x0f) * 4
+    }
+
+    /// The type-of-service byte (DSCP << 2 | ECN).
+    #[inline(always)]
+    pub fn tos(&self) -> u8 {
+        self.b()[field::DSCP_ECN]
+    }
+
+    /// Total length (header + payload).
+    #[inline(always)]
+    pub fn total_len(&self) -> u16 {
+        self.be16(field::LENGTH)
+    }
+
+    /// The flags/fragment-offset word ([`FLAG_DF`], [`FLAG_MF`], [`OFFSET_MASK`]).
+    #[inline(always)]
+    pub fn flags_offset(&self) -> u16 {
+        self.be16(field::FLG_OFF)
+    }
+
+    /// Time to live.
+    #[inline(always)]
+    pub fn ttl(&self) -> u8 {
+        self.b()[field::TTL]
+    }
+
+    /// Payload protocol.
+    #[inline(always)]
+    pub fn protocol(&self) -> IpProtocol {
+        IpProtocol::from(self.protocol_number())
+    }
+
+    /// Payload protocol number, for a caller that keeps it and converts where it matches: an
+    /// `IpProtocol` kept in a struct is built with a compare chain, one converted in a `match`
+    /// is compiled into that match.
+    #[inline(always)]
+    pub fn protocol_number(&self) -> u8 {
+        self.b()[field::PROTOCOL]
+    }
+
+    /// Header checksum field.
+    #[inline(always)]
+    pub fn checksum(&self) -> u16 {
+        self.be16(field::CHECKSUM)
+    }
+
+    /// Source address.
+    #[inline(always)]
+    pub fn src_addr(&self) -> Ipv4Addr {
+        self.addr(field::SRC_ADDR)
+    }
+
+    /// Destination address.
+    #[inline(always)]
+    pub fn dst_addr(&self) -> Ipv4Addr {
+        self.addr(field::DST_ADDR)
+    }
+
+    /// One's-complement sum of the 20 bytes (the whole header when it has no options; 0xffff
+    /// when its checksum is right), as five native 32-bit words: by RFC 1071's byte-order
+    /// independence the folded native sum is the big-endian sum with its bytes swapped, which
+    /// [`checksum::sum`] undoes the same way.
+    #[inline(always)]
+    pub fn sum(&self) -> u16 {
+        let h = self.b();
+        let w = |i: usize| u64::from(u32::from_ne_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]));
+        // Below 5 * 2^32: one 32-bit fold, then three 16-bit folds reach 16 bits.
+        let acc = w(0) + w(4) + w(8) + w(12) + w(16);
+        let acc = (acc & 0xffff_ffff) + (acc >> 32);
+        let acc = (acc & 0xffff) + (acc >> 16);
+        let acc = (acc & 0xffff) + (acc >> 16);
+        let acc = (acc & 0xffff) + (acc >> 16);
+        u16::from_be_bytes((acc as u16).to_ne_bytes())
+    }
+
+    /// Whether the header checksum is right; `packet` is the buffer the header starts (holding
+    /// the options, if any).
+    #[inline(always)]
+    pub fn verify_checksum(&self, packet: &[u8]) -> bool {
+        let header_len = self.header_len();
+        let sum = if header_len == HEADER_LEN {
+            self.sum()
+        } else {
+            packet.get(..header_len).map_or(0, checksum::sum)
+        };
+        sum == 0xffff
+    }
+}
+
+impl<'a> Ipv4Header<&'a [u8; HEADER_LEN]> {
+    /// The first 20 bytes of `bytes`, if there are as many.
+    #[inline(always)]
+    pub fn from_prefix(bytes: &'a [u8]) -> Option<Self> {
+        bytes.first_chunk().map(Ipv4Header)
+    }
+
+    /// The header at the start of `packet` after [`Ipv4Packet::new_checked`]'s checks, in its
+    /// order and with its errors (version 4, IHL >= 5 with the options inside `packet`, total
+    /// length between the header length and `packet`'s, fragment ending at or below 65535).
+    /// The checksum is not verified.
+    #[inline(always)]
+    pub fn check(packet: &'a [u8]) -> Result<Self> {
+        let h = Self::from_prefix(packet).ok_or(Error::Ipv4Truncated)?;
+        if h.version() != 4 {
+            return Err(Error::Ipv4BadVersion);
+        }
+        let header_len = h.header_len();
+        if header_len < HEADER_LEN {
+            return Err(Error::Ipv4BadIhl);
+        }
+        if packet.len() < header_len {
+            return Err(Error::Ipv4Truncated);
+        }
+        let total_len = usize::from(h.total_len());
+        if total_len < header_len || total_len > packet.len() {
+            return Err(Error::Ipv4BadTotalLength);
+        }
+        let offset = usize::from(h.flags_offset() & OFFSET_MASK) * 8;
+        if offset + (total_len - header_len) > usize::from(u16::MAX) {
+            return Err(Error::Ipv4BadFragmentOffset);
+        }
+        Ok(h)
+    }
+}
+
+impl<'a> Ipv4Header<&'a mut [u8; HEADER_LEN]> {
+    /// The first 20 bytes of `bytes`, if there are as many.
+    #[inline(always)]
+    pub fn from_prefix_mut(bytes: &'a mut [u8]) -> Option<Self> {
+        bytes.first_chunk_mut().map(Ipv4Header)
+    }
+}
+
+impl<T: BorrowMut<[u8; HEADER_LEN]>> Ipv4Header<T> {
+    #[inline(always)]
+    fn b_mut(&mut self) -> &mut [u8; HEADER_LEN] {
+        self.0.borrow_mut()
+    }
+
+    #[inline(always)]
+    fn set_be16(&mut self, at: usize, value: u16) {
+        self.b_mut()[at..at + 2].copy_from_slice(&value.to_be_bytes());
+    }
+
+    /// Sets the version to 4 and the header length (a multiple of 4, 20..=60).
+    #[inline(always)]
+    pub fn set_header_len(&mut self, header_len: usize) {
+        self.b_mut()[field::VER_IHL] = 0x40 | (header_len / 4) as u8;
+    }
+
+    /// Sets the type-of-service byte (checksum not updated).
+    #[inline(always)]
+    pub fn set_tos(&mut self, tos: u8) {
+        self.b_mut()[field::DSCP_ECN] = tos;
+    }
+
+    /// Sets the total length (checksum not updated).
+    #[inline(always)]
+    pub fn set_total_len(&mut self, len: u16) {
+        self.set_be16(field::LENGTH, len)
+    }
+
+    /// Sets the identification (checksum not updated).
+    #[inline(always)]
+    pub fn set_ident(&mut self, ident: u16) {
+        self.set_be16(field::IDENT, ident)
+    }
+
+    /// Sets the flags/fragment-offset word (checksum not updated).
+    #[inline(always)]
+    pub fn set_flags_offset(&mut self, value: u16) {
+        self.set_be16(field::FLG_OFF, value)
+    }
+
+    /// Sets the checksum field.
+    #[inline(always)]
+    pub fn set_checksum(&mut self, value: u16) {
+        self.set_be16(field::CHECKSUM, value)
+    }
+
+    /// Recomputes the checksum of an option-less header from scratch.
+    #[inline(always)]
+    pub fn fill_checksum(&mut self) {
+        self.set_checksum(0);
+        let sum = self.sum();
+        self.set_checksum(!sum)
+    }
+
+    /// Sets the type-of-service byte and patches the checksum incrementally (RFC 1624).
+    #[inline(always)]
+    pub fn update_tos(&mut self, tos: u8) {
+        let ver_ihl = self.b()[field::VER_IHL];
+        let old = u16::from_be_bytes([ver_ihl, self.tos()]);
+        let new = u16::from_be_bytes([ver_ihl, tos]);
+        let ck = checksum::update_u16(self.checksum(), old, new);
+        self.set_tos(tos);
+        self.set_checksum(ck);
+    }
+
+    /// Decrements the TTL and patches the checksum; returns the new TTL, or `None` (header
+    /// unchanged) if it was 0. Same result as [`Ipv4Packet::decrement_ttl`] in one
+    /// one's-complement addition: for the TTL/protocol word going from `m` to `m - 0x100`,
+    /// RFC 1624's `~m + m'` is the constant `0xFEFF` whatever the TTL and protocol (both sums
+    /// are congruent modulo 0xFFFF and neither can be zero; an exhaustive test checks it).
+    #[inline(always)]
+    pub fn decrement_ttl(&mut self) -> Option<u8> {
+        let ttl = self.ttl().checked_sub(1)?;
+        self.b_mut()[field::TTL] = ttl;
+        let ck = !checksum::add(!self.checksum(), 0xFEFF);
+        self.set_checksum(ck);
+        Some(ttl)
     }
 }
 
@@ -60,29 +332,7 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
     /// validating version, IHL, total length and fragment extent. Does not verify the checksum.
     #[inline]
     pub fn new_checked(buffer: T) -> Result<Self> {
-        let data = buffer.as_ref();
-        if data.len() < field::HEADER_LEN {
-            return Err(Error::Ipv4Truncated);
-        }
-        let ver_ihl = data[field::VER_IHL];
-        if ver_ihl >> 4 != 4 {
-            return Err(Error::Ipv4BadVersion);
-        }
-        let header_len = usize::from(ver_ihl & 0x0f) * 4;
-        if header_len < field::HEADER_LEN {
-            return Err(Error::Ipv4BadIhl);
-        }
-        if data.len() < header_len {
-            return Err(Error::Ipv4Truncated);
-        }
-        let total_len = usize::from(be16(data, field::LENGTH));
-        if total_len < header_len || total_len > data.len() {
-            return Err(Error::Ipv4BadTotalLength);
-        }
-        let offset = usize::from(be16(data, field::FLG_OFF) & OFFSET_MASK) * 8;
-        if offset + (total_len - header_len) > usize::from(u16::MAX) {
-            return Err(Error::Ipv4BadFragmentOffset);
-        }
+        Ipv4Header::check(buffer.as_ref())?;
         Ok(Ipv4Packet { buffer })
     }
 
@@ -601,6 +851,54 @@ mod tests {
         let before = p.checksum();
         assert_eq!(p.decrement_ttl(), None);
         assert_eq!((p.ttl(), p.checksum()), (0, before));
+    }
+
+    #[test]
+    fn header_view_ttl_decrement_matches_the_general_update() {
+        for ck in 0..=u16::MAX {
+            for ttl in [1u8, 2, 63, 64, 65, 128, 254, 255] {
+                for proto in [0u8, 1, 6, 17, 47, 50, 255, ck as u8] {
+                    let mut h = [0u8; HEADER_LEN];
+                    h[8] = ttl;
+                    h[9] = proto;
+                    h[10..12].copy_from_slice(&ck.to_be_bytes());
+                    let mut view = Ipv4Header::new(&mut h);
+                    assert_eq!(view.decrement_ttl(), Some(ttl - 1));
+                    let old = u16::from_be_bytes([ttl, proto]);
+                    let new = u16::from_be_bytes([ttl - 1, proto]);
+                    assert_eq!(
+                        view.checksum(),
+                        checksum::update_u16(ck, old, new),
+                        "checksum {ck:#06x} ttl {ttl} protocol {proto}"
+                    );
+                }
+            }
+        }
+        let mut h = [0u8; HEADER_LEN];
+        assert_eq!(Ipv4Header::new(&mut h).decrement_ttl(), None);
+        assert_eq!(h, [0; HEADER_LEN]);
+    }
+
+    #[test]
+    fn header_view_reads_what_the_packet_view_reads() {
+        let bytes = outer();
+        let p = Ipv4Packet::new_checked(&bytes[..]).unwrap();
+        let h = Ipv4Header::check(&bytes[..]).unwrap();
+        assert_eq!((h.version(), h.header_len(), h.tos()), (4, 20, p.tos()));
+        assert_eq!(
+            (h.total_len(), h.ttl(), h.protocol()),
+            (60, 64, IpProtocol::Gre)
+        );
+        assert_eq!((h.src_addr(), h.dst_addr()), (p.src_addr(), p.dst_addr()));
+        assert_eq!(h.checksum(), p.checksum());
+        assert!(h.verify_checksum(&bytes) && h.sum() == 0xffff);
+        let mut copy: [u8; HEADER_LEN] = bytes[..20].try_into().unwrap();
+        let mut v = Ipv4Header::new(&mut copy);
+        v.update_tos(0x03);
+        assert_eq!(v.sum(), 0xffff);
+        v.set_ident(7);
+        v.fill_checksum();
+        assert_eq!(v.sum(), 0xffff);
     }
 
     #[test]

@@ -37,13 +37,22 @@ macro_rules! enum_with_unknown {
             }
         }
 
-        impl From<$name> for $ty {
+        impl $name {
+            /// The raw value; `const`, so that a named value becomes a number at compile time
+            /// (`const { EtherType::Vlan.value() }`) for code that compares raw fields.
             #[inline]
-            fn from(value: $name) -> Self {
-                match value {
+            pub const fn value(self) -> $ty {
+                match self {
                     $( $name::$variant => $value, )+
                     $name::Unknown(other) => other,
                 }
+            }
+        }
+
+        impl From<$name> for $ty {
+            #[inline]
+            fn from(value: $name) -> Self {
+                value.value()
             }
         }
     };
@@ -71,13 +80,20 @@ pub use ethernet::{EtherType, EthernetAddress, EthernetFrame, EthernetRepr};
 pub use gre::{GrePacket, GreRepr};
 pub use icmp::{IcmpError, IcmpMessage, IcmpPacket, IcmpRepr};
 pub use ip::IpProtocol;
-pub use ipv4::{Ipv4Packet, Ipv4Repr};
+pub use ipv4::{Ipv4Header, Ipv4Packet, Ipv4Repr};
 pub use ipv6::{Ipv6Packet, Ipv6Repr};
-pub use tcp::{MssChange, TcpFlags, TcpOption, TcpPacket};
-pub use udp::{UdpPacket, UdpRepr};
+pub use tcp::{MssChange, TcpFlags, TcpHeader, TcpOption, TcpPacket};
+pub use udp::{UdpHeader, UdpPacket, UdpRepr};
 
 /// Result of a wire operation.
 pub type Result<T> = core::result::Result<T, Error>;
+
+/// The source and destination ports that open a TCP or UDP header, from its fixed-size array, as
+/// one big-endian word (source port in the high half): one load, for the flow hash.
+#[inline(always)]
+fn ports_word<const N: usize>(header: &[u8; N]) -> u32 {
+    header.first_chunk().map_or(0, |&p| u32::from_be_bytes(p))
+}
 
 /// Reads the byte at `at` (zero if out of range, which `check_len` rules out).
 #[inline(always)]

@@ -225,6 +225,43 @@ impl MssChange {
     }
 }
 
+/// The fixed 20-byte TCP header as an array, for the packet path: once the array exists every
+/// accessor is a load at a constant offset, with no bounds check. Validates nothing by itself.
+#[derive(Debug, Clone, Copy)]
+pub struct TcpHeader<'a>(&'a [u8; HEADER_LEN]);
+
+impl<'a> TcpHeader<'a> {
+    /// The header at the start of `segment` after [`TcpPacket::new_checked`]'s checks, with its
+    /// errors (20 bytes; a data offset between 20 and `segment`'s length).
+    #[inline(always)]
+    pub fn check(segment: &'a [u8]) -> Result<Self> {
+        let h = TcpHeader(segment.first_chunk().ok_or(Error::TcpTruncated)?);
+        let header_len = h.header_len();
+        if header_len < field::HEADER_LEN || header_len > segment.len() {
+            return Err(Error::TcpBadDataOffset);
+        }
+        Ok(h)
+    }
+
+    /// Source port << 16 | destination port (as the flow hash takes them).
+    #[inline(always)]
+    pub fn ports(&self) -> u32 {
+        super::ports_word(self.0)
+    }
+
+    /// Header length in bytes (data offset * 4).
+    #[inline(always)]
+    pub fn header_len(&self) -> usize {
+        usize::from(self.0[field::DATA_OFFSET] >> 4) * 4
+    }
+
+    /// The flag byte.
+    #[inline(always)]
+    pub fn flags(&self) -> TcpFlags {
+        TcpFlags(self.0[field::FLAGS])
+    }
+}
+
 /// A read (and, with `T: AsMut`, write) view of a TCP segment. The buffer must be exactly the
 /// segment (the IP payload), since the checksum covers all of it.
 #[derive(Debug, Clone)]
@@ -237,14 +274,7 @@ impl<T: AsRef<[u8]>> TcpPacket<T> {
     /// checksum or the options.
     #[inline]
     pub fn new_checked(buffer: T) -> Result<Self> {
-        let data = buffer.as_ref();
-        if data.len() < field::HEADER_LEN {
-            return Err(Error::TcpTruncated);
-        }
-        let header_len = usize::from(data[field::DATA_OFFSET] >> 4) * 4;
-        if header_len < field::HEADER_LEN || header_len > data.len() {
-            return Err(Error::TcpBadDataOffset);
-        }
+        TcpHeader::check(buffer.as_ref())?;
         Ok(TcpPacket { buffer })
     }
 

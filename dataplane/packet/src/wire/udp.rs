@@ -19,6 +19,38 @@ mod field {
 /// Length of the UDP header.
 pub const HEADER_LEN: usize = field::HEADER_LEN;
 
+/// The 8-byte UDP header as an array, for the packet path: once the array exists every
+/// accessor is a load at a constant offset, with no bounds check. Validates nothing by itself.
+#[derive(Debug, Clone, Copy)]
+pub struct UdpHeader<'a>(&'a [u8; HEADER_LEN]);
+
+impl<'a> UdpHeader<'a> {
+    /// The header at the start of `datagram` after [`UdpPacket::new_checked`]'s checks, with
+    /// its errors (8 bytes; a length field between 8 and `datagram`'s length).
+    #[inline(always)]
+    pub fn check(datagram: &'a [u8]) -> Result<Self> {
+        let h = UdpHeader(datagram.first_chunk().ok_or(Error::UdpTruncated)?);
+        let len = usize::from(h.len());
+        if len < field::HEADER_LEN || len > datagram.len() {
+            return Err(Error::UdpBadLength);
+        }
+        Ok(h)
+    }
+
+    /// Both ports, source in the high half.
+    #[inline(always)]
+    pub fn ports(&self) -> u32 {
+        super::ports_word(self.0)
+    }
+
+    /// Length field (header + payload).
+    #[inline(always)]
+    #[allow(clippy::len_without_is_empty)]
+    pub fn len(&self) -> u16 {
+        u16::from_be_bytes([self.0[field::LENGTH], self.0[field::LENGTH + 1]])
+    }
+}
+
 /// A read (and, with `T: AsMut`, write) view of a UDP datagram.
 #[derive(Debug, Clone)]
 pub struct UdpPacket<T: AsRef<[u8]>> {
@@ -29,14 +61,7 @@ impl<T: AsRef<[u8]>> UdpPacket<T> {
     /// Wraps `buffer` after checking the header and the length field.
     #[inline]
     pub fn new_checked(buffer: T) -> Result<Self> {
-        let data = buffer.as_ref();
-        if data.len() < field::HEADER_LEN {
-            return Err(Error::UdpTruncated);
-        }
-        let len = usize::from(be16(data, field::LENGTH));
-        if len < field::HEADER_LEN || len > data.len() {
-            return Err(Error::UdpBadLength);
-        }
+        UdpHeader::check(buffer.as_ref())?;
         Ok(UdpPacket { buffer })
     }
 
