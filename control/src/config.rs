@@ -19,8 +19,9 @@
 //! stats:            # { interval_ms, prometheus_listen? }
 //! ```
 //!
-//! `configs/lab.yaml` is the commented reference. Defaults are the numbers of SPEC; where SPEC is
-//! silent the choice is documented on the field, and the rules' choices in `config/validate.rs`.
+//! `configs/lab.yaml` is the commented reference. Defaults are the numbers of docs/behaviour.md;
+//! where it is silent the choice is documented on the field, and the rules' choices in
+//! `config/validate.rs`.
 
 mod addr;
 mod limits;

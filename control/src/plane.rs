@@ -5,10 +5,10 @@
 //! [`ControlPlane::update`] to turn state changes into a newly published table. Tests drive it
 //! on a simulated clock.
 //!
-//! # Decisions where SPEC is silent
+//! # Decisions where the behaviour is not prescribed
 //!
-//! - **Probe addresses** (SPEC section 4). `reply` probes: inner source = the customer side of the
-//!   tunnel's interface subnet, inner destination = the tunnel's local endpoint
+//! - **Probe addresses** (docs/behaviour.md §4). `reply` probes: inner source = the customer side
+//!   of the tunnel's interface subnet, inner destination = the tunnel's local endpoint
 //!   (unidirectional: the customer router routes it back plain) or our interface address
 //!   (bidirectional: it comes back through the tunnel). `request` probes: source = the local
 //!   endpoint (unidirectional) or our interface address (bidirectional), destination = the

@@ -8,10 +8,12 @@
 //! - [`eal`]: arguments for a private, hugepage-free, PCI-free EAL instance (and, with the `eal`
 //!   feature, `init_eal`).
 //! - [`telemetry`]: DPDK's own telemetry client, `dpdk-telemetry.py`, driven from a test.
+//! - [`rng`]: a seeded PRNG for reproducible test inputs.
 //!
 //! The checks that need `conduit_packet`'s types (the test context and the outcome checker) live
 //! in `conduit_packet::testing`, behind that crate's `test-support` feature.
 
 pub mod eal;
 pub mod frames;
+pub mod rng;
 pub mod telemetry;

@@ -1,5 +1,5 @@
 //! Bounded resources of the packet path: the rate limit of the ICMP errors Conduit generates
-//! (SPEC §6) and the outer-fragment reassembly table (SPEC §2).
+//! (docs/behaviour.md §6) and the outer-fragment reassembly table (docs/behaviour.md §2).
 
 use serde::Deserialize;
 

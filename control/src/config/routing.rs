@@ -1,5 +1,6 @@
 //! Where traffic goes: the `gateway:` next hop for everything Conduit sends, the customer
-//! `routes:` onto tunnels, and the `ecmp:` choice among equally good tunnels (SPEC §1 and §3).
+//! `routes:` onto tunnels, and the `ecmp:` choice among equally good tunnels (docs/behaviour.md §1
+//! and §3).
 
 use std::net::Ipv4Addr;
 

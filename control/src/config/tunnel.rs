@@ -1,7 +1,8 @@
 //! The `tunnels:` section: one entry per GRE or IPsec tunnel, with its endpoints, interface
-//! addresses, MTU/MSS, GRE key or static ESP SAs, and health-check settings (SPEC §2 and §4).
+//! addresses, MTU/MSS, GRE key or static ESP SAs, and health-check settings (docs/behaviour.md §2
+//! and §4).
 //!
-//! Fields left out take the SPEC defaults, computed by the accessors ([`TunnelConfig::mtu`],
+//! Fields left out take the documented defaults, computed by the accessors ([`TunnelConfig::mtu`],
 //! [`TunnelConfig::mss`], [`TunnelConfig::health`], ...) because several depend on other fields
 //! (the MTU on the kind and the key, the MSS on the MTU, the probe direction on the kind).
 
@@ -54,7 +55,7 @@ pub struct TunnelConfig {
 }
 
 impl TunnelConfig {
-    /// SPEC defaults: 1500 minus the GRE overhead (1476, 1472 with a key), 1400 for IPsec
+    /// Documented defaults: 1500 minus the GRE overhead (1476, 1472 with a key), 1400 for IPsec
     /// ([`TunnelKind::default_mtu`]).
     pub fn default_mtu(&self) -> u16 {
         self.kind.default_mtu(self.key.is_some())
@@ -105,7 +106,7 @@ impl TunnelConfig {
         self.health_check.target.unwrap_or(self.remote)
     }
 
-    /// The health state machine's settings (SPEC defaults, overridden by the config).
+    /// The health state machine's settings (the documented defaults, overridden by the config).
     pub fn health(&self) -> HealthConfig {
         self.health_check.to_health_config()
     }
@@ -115,8 +116,8 @@ fn default_ttl() -> u8 {
     Tunnel::DEFAULT_TTL
 }
 
-/// Health checking of one tunnel (SPEC §4). Everything is optional; the timer and threshold
-/// overrides exist so that labs and tests can run the state machine in seconds.
+/// Health checking of one tunnel (docs/behaviour.md §4). Everything is optional; the timer and
+/// threshold overrides exist so that labs and tests can run the state machine in seconds.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct HealthCheckConfig {
@@ -216,7 +217,7 @@ impl HealthCheckConfig {
     }
 }
 
-/// What a probe is (SPEC §4).
+/// What a probe is (docs/behaviour.md §4).
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum ProbeType {
@@ -227,7 +228,7 @@ pub enum ProbeType {
     Request,
 }
 
-/// How the answer to a probe returns (SPEC §4).
+/// How the answer to a probe returns (docs/behaviour.md §4).
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum ProbeDirection {

@@ -3,7 +3,7 @@
 //! `local_endpoints`, `gateway`, `tunnels`, `ecmp`, `routes`, `icmp`, `reassembly`, `stats`, and
 //! last the requirements of `pipeline` mode.
 //!
-//! Decisions where SPEC is silent:
+//! Decisions where the behaviour is not prescribed:
 //! - Addresses that go on the wire (endpoints, gateway, port addresses, probe targets) must be
 //!   unicast: not 0.0.0.0/8, loopback, multicast or 240.0.0.0/4.
 //! - A port address (`192.0.2.10/24`) must be a host of its subnet (not the network or broadcast

@@ -1,5 +1,5 @@
 //! Health-check settings of one tunnel: probe rate, timeout, and the windows and thresholds of the
-//! state machine, with the defaults of SPEC section 4.
+//! state machine, with the defaults of docs/behaviour.md §4.
 
 use std::time::Duration;
 
@@ -10,7 +10,7 @@ use thiserror::Error;
 pub enum ProbeRate {
     /// One probe every 10 s.
     Low,
-    /// One probe every second (the SPEC default).
+    /// One probe every second (the documented default).
     #[default]
     Mid,
     /// One probe every 100 ms.
@@ -39,8 +39,9 @@ pub const DEFAULT_TIMEOUT_CAP: Duration = Duration::from_secs(1);
 /// probes in flight (and keeps sequence numbers far from wrapping onto an outstanding probe).
 pub const MAX_TIMEOUT_INTERVALS: u32 = 64;
 
-/// Health-check settings of one tunnel. Build with `HealthConfig::default()` (SPEC defaults) and
-/// change fields; [`HealthConfig::validate`] (also run by `TunnelHealth::new`) rejects nonsense.
+/// Health-check settings of one tunnel. Build with `HealthConfig::default()` (documented defaults)
+/// and change fields; [`HealthConfig::validate`] (also run by `TunnelHealth::new`) rejects
+/// nonsense.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HealthConfig {
     /// `false`: no probes are sent and the tunnel always counts as healthy.
@@ -49,22 +50,22 @@ pub struct HealthConfig {
     pub rate: ProbeRate,
     /// How long to wait for a reply; `None` means `min(interval, 1 s)`.
     pub timeout: Option<Duration>,
-    /// Immediate retries after a failed probe of a healthy tunnel (SPEC: 2).
+    /// Immediate retries after a failed probe of a healthy tunnel (default: 2).
     pub retries: u32,
-    /// Down when this many consecutive probe outcomes failed (SPEC: 3).
+    /// Down when this many consecutive probe outcomes failed (default: 3).
     pub down_after_failures: u32,
-    /// Length of the loss window of the degraded rule (SPEC: 5 minutes).
+    /// Length of the loss window of the degraded rule (default: 5 minutes).
     pub loss_window: Duration,
     /// Loss ratio, in parts per million, at or above which a healthy tunnel becomes degraded
-    /// (SPEC: 0.1 % = 1000 ppm).
+    /// (default: 0.1 % = 1000 ppm).
     pub degraded_loss_ppm: u32,
-    /// ...provided at least this many probes failed within the loss window (SPEC: 2).
+    /// ...provided at least this many probes failed within the loss window (default: 2).
     pub degraded_min_failures: u32,
-    /// Down → degraded after this many consecutive successes (SPEC: 3).
+    /// Down → degraded after this many consecutive successes (default: 3).
     pub successes_to_degraded: u32,
-    /// Degraded → healthy after this many consecutive successes... (SPEC: 30)
+    /// Degraded → healthy after this many consecutive successes... (default: 30)
     pub successes_to_healthy: u32,
-    /// ...and at least this long since the last entry into down or degraded (SPEC: 5 minutes).
+    /// ...and at least this long since the last entry into down or degraded (default: 5 minutes).
     pub hold_down: Duration,
 }
 
@@ -87,7 +88,7 @@ impl Default for HealthConfig {
 }
 
 impl HealthConfig {
-    /// SPEC defaults with health checking switched off.
+    /// Documented defaults with health checking switched off.
     pub fn disabled() -> Self {
         HealthConfig {
             enabled: false,

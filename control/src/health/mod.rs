@@ -1,5 +1,5 @@
 //! Per-tunnel health checks: when to probe, how to read the outcomes, and the
-//! healthy / degraded / down state machine of SPEC section 4.
+//! healthy / degraded / down state machine of docs/behaviour.md §4.
 //!
 //! Each tunnel has one [`TunnelHealth`]. The control thread polls it with its own monotonic clock
 //! ([`Timestamp`], nanoseconds since any epoch the caller picks): `poll` says when to send an ICMP
@@ -10,10 +10,10 @@
 //! failures in a row mean down) and recovers slowly (consecutive successes plus a hold-down).
 //! State changes come out as [`Transition`]s that the caller logs, counts and turns into a new
 //! forwarding table, where [`Health::penalty`] raises route priorities. The state itself is
-//! [`conduit_packet::route::Health`], the forwarding table's type (see there for `disabled`). The module does no
-//! I/O, starts no thread, reads no clock and allocates only in `TunnelHealth::new`.
+//! [`conduit_packet::route::Health`], the forwarding table's type (see there for `disabled`). The
+//! module does no I/O, starts no thread, reads no clock and allocates only in `TunnelHealth::new`.
 //!
-//! # Decisions where SPEC is silent
+//! # Decisions where the behaviour is not prescribed
 //!
 //! - **Start**: a new monitor is `Healthy` and sends its first probe at the `first_probe_at`
 //!   given to `new` (staggering is the caller's). Routes are never removed, so optimism costs at

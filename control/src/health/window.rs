@@ -6,7 +6,7 @@ use std::time::Duration;
 use super::clock::{duration_to_nanos, Timestamp};
 
 /// Number of buckets the window is cut into: the window's old edge is exact to 1 % of its length
-/// (3 s for the SPEC's 5 minutes).
+/// (3 s for the documented 5 minutes).
 pub(crate) const LOSS_WINDOW_BUCKETS: usize = 100;
 
 /// Probes and failures counted over the loss window.

@@ -10,24 +10,14 @@ use conduit_packet::route::ecmp::flow_hash;
 use conduit_packet::route::lpm::{mask, Lpm};
 use conduit_packet::route::{EcmpMode, ForwardingTable, Health, Route, TunnelId};
 use conduit_packet::wire::IpProtocol;
+// Seeded, so every run measures the same tables.
+use conduit_test_support::rng::SplitMix64 as Rng;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-
-/// Deterministic PRNG (splitmix64) so every run measures the same tables.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-}
 
 /// `n` distinct prefixes with an Internet-like length mix: 60% /24, 30% /17../23, 8% /8../16,
 /// 2% /25../32 (so the second level is exercised too).
 fn prefixes(n: usize, seed: u64) -> Vec<(u32, u8)> {
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let mut out = Vec::with_capacity(n + n / 8);
     while out.len() < n {
         let r = rng.next();
@@ -47,7 +37,7 @@ fn prefixes(n: usize, seed: u64) -> Vec<(u32, u8)> {
 }
 
 fn addresses(n: usize, seed: u64) -> Vec<u32> {
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     (0..n).map(|_| rng.next() as u32).collect()
 }
 
@@ -67,7 +57,7 @@ fn routes_1m() -> (Vec<(TunnelId, Health)>, Vec<Route>) {
             )
         })
         .collect();
-    let mut rng = Rng(7);
+    let mut rng = Rng::new(7);
     let mut routes = Vec::with_capacity(1_000_000);
     for (p, len) in prefixes(500_000, 8) {
         let r = rng.next();
@@ -185,7 +175,7 @@ fn select(c: &mut Criterion) {
     // Spread over the whole table, as in `lpm/*/spread1M`.
     const BATCH: usize = 1 << 20;
     let (tunnels, routes) = routes_1m();
-    let mut rng = Rng(11);
+    let mut rng = Rng::new(11);
     // Destinations inside routed prefixes, so every lookup reaches a group.
     let packets: Vec<(u32, u32)> = (0..BATCH)
         .map(|_| {

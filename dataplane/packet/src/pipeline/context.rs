@@ -12,7 +12,7 @@ use std::sync::Arc;
 use thiserror::Error;
 
 use crate::route::{ecmp, EcmpMode, ForwardingTable, GroupId, TunnelId};
-use crate::wire::{checksum, esp, ethernet, gre, ipv4, tcp, EtherType, EthernetAddress};
+use crate::wire::{esp, ethernet, gre, ipv4, tcp, EtherType, EthernetAddress, IpProtocol};
 
 /// Default ICMP identifier of health-check probes.
 pub const DEFAULT_PROBE_IDENT: u16 = 0xC0DE;
@@ -36,9 +36,10 @@ pub const MAX_MTU: u16 = 65_000;
 /// The smallest MSS clamp: the TCP default MSS for IPv4 (RFC 9293), i.e. [`MIN_MTU`] − 40.
 pub const MIN_MSS: u16 = MIN_MTU - Tunnel::MSS_OVERHEAD;
 
-/// SPEC §2 default TTL, of the outer header and of the ICMP messages Conduit generates.
+/// docs/behaviour.md §2 default TTL, of the outer header and of the ICMP messages Conduit
+/// generates.
 pub const DEFAULT_TTL: u8 = 64;
-/// The link MTU the SPEC's default tunnel MTUs are computed from (plain Ethernet).
+/// The link MTU the default tunnel MTUs are computed from (plain Ethernet).
 pub const ETHERNET_MTU: u16 = 1500;
 
 /// Outer IPv4 header (no options).
@@ -84,7 +85,7 @@ impl TunnelKind {
         }
     }
 
-    /// The SPEC default MTU: [`ETHERNET_MTU`] minus the GRE overhead (1476, 1472 with a
+    /// The default MTU: [`ETHERNET_MTU`] minus the GRE overhead (1476, 1472 with a
     /// key), 1400 for IPsec.
     pub const fn default_mtu(self, keyed: bool) -> u16 {
         match self {
@@ -147,13 +148,13 @@ pub struct Tunnel {
 }
 
 impl Tunnel {
-    /// SPEC §2 default TTL.
+    /// docs/behaviour.md §2 default TTL.
     pub const DEFAULT_TTL: u8 = DEFAULT_TTL;
     /// Default MTU of a GRE tunnel (1500 − 20 − 4).
     pub const GRE_MTU: u16 = TunnelKind::Gre.default_mtu(false);
     /// Default MTU of a keyed GRE tunnel (1500 − 20 − 8).
     pub const GRE_KEY_MTU: u16 = TunnelKind::Gre.default_mtu(true);
-    /// Default MTU of an IPsec tunnel (SPEC).
+    /// Default MTU of an IPsec tunnel (docs/behaviour.md §2).
     pub const IPSEC_MTU: u16 = 1400;
     /// MSS default: MTU minus IPv4 and TCP headers.
     pub const MSS_OVERHEAD: u16 = (ipv4::HEADER_LEN + tcp::HEADER_LEN) as u16;
@@ -163,7 +164,7 @@ impl Tunnel {
         mtu.saturating_sub(Self::MSS_OVERHEAD)
     }
 
-    /// A keyless GRE tunnel with SPEC defaults (TTL 64, MTU 1476, MSS 1436, DF copied).
+    /// A keyless GRE tunnel with the documented defaults (TTL 64, MTU 1476, MSS 1436, DF copied).
     pub fn gre(
         local: Ipv4Addr,
         remote: Ipv4Addr,
@@ -184,7 +185,7 @@ impl Tunnel {
         }
     }
 
-    /// An IPsec tunnel with SPEC defaults (MTU 1400, MSS 1360).
+    /// An IPsec tunnel with the documented defaults (MTU 1400, MSS 1360).
     pub fn ipsec(
         local: Ipv4Addr,
         remote: Ipv4Addr,
@@ -232,8 +233,9 @@ impl Tunnel {
         Tunnel { clear_df, ..self }
     }
 
-    /// The other host of the /31 or /30 that `ours` belongs to (SPEC §2: the configured address
-    /// is our side). `None` for other lengths and for a /30's network or broadcast address.
+    /// The other host of the /31 or /30 that `ours` belongs to (docs/behaviour.md §2: the
+    /// configured address is our side). `None` for other lengths and for a /30's network or
+    /// broadcast address.
     pub fn peer_of(ours: Ipv4Addr, prefix_len: u8) -> Option<Ipv4Addr> {
         let a = u32::from(ours);
         match prefix_len {
@@ -664,23 +666,30 @@ impl Context {
 
     /// The encapsulation template of a tunnel.
     fn prepare(t: &Tunnel, eth: [u8; ethernet::HEADER_LEN]) -> TunnelEntry {
+        // The fixed fields of the outer IPv4 header. Total length, identification, TOS and DF
+        // change per packet: `encap` writes them and folds them into `ip_sum`, the one's-complement
+        // sum of the fields set here.
+        let mut ip = [0u8; ipv4::HEADER_LEN];
+        let mut outer = ipv4::Ipv4Header::new(&mut ip);
+        outer.set_header_len(ipv4::HEADER_LEN);
+        outer.set_ttl(t.ttl);
+        outer.set_protocol(IpProtocol::Gre);
+        outer.set_src_addr(t.local);
+        outer.set_dst_addr(t.remote);
+        let ip_sum = outer.sum();
+        let gre = gre::GreRepr {
+            protocol: EtherType::Ipv4,
+            checksum: false,
+            key: t.key,
+            sequence: None,
+        };
+        let g = ethernet::HEADER_LEN + ipv4::HEADER_LEN;
         let mut header = [0u8; MAX_ENCAP_LEN];
         header[..ethernet::HEADER_LEN].copy_from_slice(&eth);
-        let ip = &mut header[ethernet::HEADER_LEN..ethernet::HEADER_LEN + ipv4::HEADER_LEN];
-        ip[0] = 0x45;
-        ip[8] = t.ttl;
-        ip[9] = 47;
-        ip[12..16].copy_from_slice(&t.local.octets());
-        ip[16..20].copy_from_slice(&t.remote.octets());
-        let ip_sum = checksum::sum(ip);
-        let g = ethernet::HEADER_LEN + ipv4::HEADER_LEN;
-        let gre_len = gre::BASE_HEADER_LEN + if t.key.is_some() { 4 } else { 0 };
-        header[g..g + 2]
-            .copy_from_slice(&if t.key.is_some() { 0x2000u16 } else { 0 }.to_be_bytes());
-        header[g + 2..g + 4].copy_from_slice(&u16::from(EtherType::Ipv4).to_be_bytes());
-        if let Some(key) = t.key {
-            header[g + 4..g + 8].copy_from_slice(&key.to_be_bytes());
-        }
+        header[ethernet::HEADER_LEN..g].copy_from_slice(&ip);
+        // The template has room for the longest header a tunnel uses (GRE with key), and no
+        // checksum to compute over a payload: emitting cannot fail.
+        let gre_len = gre.emit(&mut header[g..]).unwrap_or(gre.buffer_len());
         TunnelEntry {
             tunnel: *t,
             header,

@@ -1,7 +1,8 @@
 //! IPv4 fragmentation of an inner packet that exceeds a tunnel's MTU (DF clear, or a `clear_df`
-//! tunnel), before encapsulation (SPEC §6), as pure functions over byte slices: the worker turns
-//! a [`Verdict::NeedsFragmentation`](super::Verdict::NeedsFragmentation) into new buffers with
-//! [`FragmentPlan`] and [`write_fragment`], then [`encapsulate`](super::encapsulate)s each.
+//! tunnel), before encapsulation (docs/behaviour.md §6), as pure functions over byte slices: the
+//! worker turns a [`Verdict::NeedsFragmentation`](super::Verdict::NeedsFragmentation) into new
+//! buffers with [`FragmentPlan`] and [`write_fragment`], then [`encapsulate`](super::encapsulate)s
+//! each.
 //!
 //! Every fragment but the last carries a multiple of 8 payload bytes, as many as fit the MTU
 //! under the first fragment's header (later headers are never longer: they keep only the options

@@ -21,7 +21,7 @@
 //! | ICMP echo reply carrying our probe identity | `ToControl(Probe)` |
 //! | too big for the tunnel | DF set → ICMP 3/4 in place (rate-limited) → `IcmpError`; DF clear or `clear_df` → `NeedsFragmentation` ([`fragment`]) |
 //!
-//! # Decisions where SPEC is silent
+//! # Decisions where the behaviour is not prescribed
 //!
 //! - **Probe identity**: an ICMP echo reply (type 0 code 0, valid checksum) addressed to a local
 //!   endpoint or a tunnel interface address (our side), with identifier
@@ -41,7 +41,8 @@
 //!   the ingress tunnel's MSS; in transit to the lower of the two.
 //! - **TTL**: checked after the route lookup (no route → `NoRoute`, not `TtlExceeded`) and before
 //!   the MTU check, as in Linux's `ip_forward`. ICMP time exceeded only when
-//!   [`ContextConfig::icmp_ttl_exceeded`] is set (SPEC's "optionally"), sharing the token bucket.
+//!   [`ContextConfig::icmp_ttl_exceeded`] is set (optional in docs/behaviour.md §6), sharing the
+//!   token bucket.
 //! - **Generated ICMP errors** are sourced from the egress (or, on decap, ingress) tunnel's local
 //!   endpoint, written over the offending packet, and then routed like any packet (through a
 //!   tunnel when their destination is a customer prefix, else plain to the gateway).

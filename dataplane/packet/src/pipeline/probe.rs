@@ -2,7 +2,7 @@
 //! ([`write_probe`], then [`encapsulate`](super::encapsulate)) and what a worker reads back from a
 //! returning one ([`read_probe_echo`]) before handing a [`ProbeReply`] to the control thread.
 //!
-//! A probe is an ICMP echo (SPEC section 4) with identifier [`Context::probe_ident`] and
+//! A probe is an ICMP echo (docs/behaviour.md §4) with identifier [`Context::probe_ident`] and
 //! sequence number chosen by the control thread, carrying [`PROBE_DATA_LEN`] bytes of data:
 //!
 //! | bytes | content |

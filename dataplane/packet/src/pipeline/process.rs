@@ -14,14 +14,16 @@ use crate::wire::{
 };
 
 use super::buf::PacketBuf;
-use super::context::{Context, Local, TunnelEntry, TunnelKind, MAX_ENCAP_LEN, PROBE_MAGIC};
+use super::context::{
+    Context, Local, TunnelEntry, TunnelKind, GRE_KEY_LEN, MAX_ENCAP_LEN, PROBE_MAGIC,
+};
 use super::fragment::check_options;
 use super::state::WorkerState;
 use super::verdict::{Control, DropReason, Outcome, Verdict};
 
 const ETH_LEN: usize = ethernet::HEADER_LEN;
 /// Ethernet + outer IPv4 + keyless GRE.
-const BASE_ENCAP_LEN: usize = MAX_ENCAP_LEN - 4;
+const BASE_ENCAP_LEN: usize = MAX_ENCAP_LEN - GRE_KEY_LEN as usize;
 
 type Result<T> = core::result::Result<T, DropReason>;
 
@@ -466,7 +468,7 @@ impl<B: PacketBuf> Job<'_, B> {
         Err(DropReason::EspNoSa)
     }
 
-    /// SPEC §2's GRE acceptance rules, then the inner packet is routed.
+    /// docs/behaviour.md §2's GRE acceptance rules, then the inner packet is routed.
     #[inline(always)]
     fn decap_gre(&mut self, outer: IpInfo) -> Result<Verdict> {
         let ctx = self.ctx;

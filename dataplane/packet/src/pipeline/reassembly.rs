@@ -1,6 +1,6 @@
-//! Reassembly of outer IPv4 fragments of tunnel packets (SPEC §2): a bounded, preallocated,
-//! per-worker table, so that a flood of fragments costs a fixed amount of memory and never
-//! allocates on the packet path.
+//! Reassembly of outer IPv4 fragments of tunnel packets (docs/behaviour.md §2): a bounded,
+//! preallocated, per-worker table, so that a flood of fragments costs a fixed amount of memory and
+//! never allocates on the packet path.
 //!
 //! Sets are keyed by (source, destination, identification, protocol) and live in a
 //! set-associative table: a key hashes (with a per-table seed, so a remote cannot aim at one

@@ -1,6 +1,6 @@
 //! Per-worker mutable state of the packet path: the outer IPv4 identification counter and the
-//! token bucket that rate-limits the ICMP errors the worker generates (SPEC §6). Time is the
-//! caller's: a monotonic tick count (TSC cycles in the worker, anything in tests) passed to
+//! token bucket that rate-limits the ICMP errors the worker generates (docs/behaviour.md §6). Time
+//! is the caller's: a monotonic tick count (TSC cycles in the worker, anything in tests) passed to
 //! every call, so behaviour is deterministic.
 
 /// A token bucket: starts full with `burst` tokens and refills `rate` tokens per second of

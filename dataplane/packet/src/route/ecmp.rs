@@ -7,9 +7,9 @@
 //! every other protocol hash on the addresses only, so a datagram never splits across tunnels.
 //! The protocol number itself is not hashed (the seed does not list it).
 //!
-//! Every anycast appliance must pick the same tunnel for the same packet (SPEC §1), so the hash
-//! has no per-process seed: it is a fixed function of the tuple, pinned by golden tests. Inputs
-//! are host-order values (`10.0.0.1` is `0x0A00_0001`, port 443 is `443`).
+//! Every anycast appliance must pick the same tunnel for the same packet (docs/behaviour.md §1), so
+//! the hash has no per-process seed: it is a fixed function of the tuple, pinned by golden tests.
+//! Inputs are host-order values (`10.0.0.1` is `0x0A00_0001`, port 443 is `443`).
 //!
 //! The function is a multiply-xorshift mixer: the 96-bit tuple is folded into 64 bits (addresses
 //! as one word, the 32 port bits spread by a multiply with the golden-ratio constant
@@ -239,7 +239,8 @@ const LOG_FRAC_BITS: u32 = 24;
 fn neg_log2(x: u64) -> u64 {
     let x = x | 1;
     let int = 63 - u64::from(x.leading_zeros()); // floor(log2(x))
-                                                 // Mantissa in [1, 2) as Q1.31, then the fraction bits of its log2 by repeated squaring.
+                                                 // Mantissa in [1, 2) as Q1.31, then the fraction
+                                                 // bits of its log2 by repeated squaring.
     let mut m = (x << x.leading_zeros()) >> 32;
     let mut frac = 0u64;
     for _ in 0..LOG_FRAC_BITS {

@@ -11,9 +11,9 @@
 //! (hugepage) memory: updates happen with `rte_lpm_add`/`rte_lpm_delete` while workers read it,
 //! which needs RCU-style care per entry, and it cannot be built or tested without initialising the
 //! EAL. Conduit instead builds a complete new table off the packet path on every configuration or
-//! health change and publishes it with one pointer swap (SPEC §5), so the table here is immutable
-//! after [`Lpm::build`]: plain `Box<[u32]>` slices, `Send + Sync`, shared read-only by every
-//! worker, unit-tested and fuzzed with `cargo test` and no EAL, and free of `unsafe`.
+//! health change and publishes it with one pointer swap (docs/behaviour.md §5), so the table here
+//! is immutable after [`Lpm::build`]: plain `Box<[u32]>` slices, `Send + Sync`, shared read-only by
+//! every worker, unit-tested and fuzzed with `cargo test` and no EAL, and free of `unsafe`.
 //!
 //! # Entry encoding
 //!

@@ -2,11 +2,11 @@
 //!
 //! [`ForwardingTableBuilder`] takes plain inputs (tunnels with their health, routes, the ECMP mode
 //! and the health penalties) and produces an immutable [`ForwardingTable`], built off the packet
-//! path and published by the control thread with one pointer swap (SPEC §5). For every distinct
-//! prefix, the routes with the lowest *effective priority* (configured priority + health penalty,
-//! SPEC §3) form its next-hop group; routes are never removed, so a prefix keeps a group even
-//! when all its tunnels are down. Identical groups are stored once and shared by all the prefixes
-//! that use them, and the LPM maps each prefix to its group index.
+//! path and published by the control thread with one pointer swap (docs/behaviour.md §5). For every
+//! distinct prefix, the routes with the lowest *effective priority* (configured priority + health
+//! penalty, docs/behaviour.md §3) form its next-hop group; routes are never removed, so a prefix
+//! keeps a group even when all its tunnels are down. Identical groups are stored once and shared by
+//! all the prefixes that use them, and the LPM maps each prefix to its group index.
 //!
 //! Lookup ([`ForwardingTable::select`]) is the LPM (one or two loads), the group header, a bucket
 //! (weighted and resilient modes) and the member: no allocation, no lock, no branch on anything
@@ -48,7 +48,8 @@ impl fmt::Debug for GroupId {
     }
 }
 
-/// A tunnel's health as the health checker decides it and route selection uses it (SPEC §4).
+/// A tunnel's health as the health checker decides it and route selection uses it
+/// (docs/behaviour.md §4).
 ///
 /// The one health enum of Conduit: the forwarding table, the control plane's health monitors,
 /// telemetry and metrics all use it. Whether a tunnel's checks are enabled is configuration, not
@@ -66,10 +67,10 @@ impl Health {
     /// Every state, best first.
     pub const ALL: [Health; 3] = [Health::Healthy, Health::Degraded, Health::Down];
 
-    /// Added to the priority of every route through the tunnel with the SPEC's penalties
-    /// ([`Penalties::SPEC`]): 0, 500,000 or 1,000,000.
+    /// Added to the priority of every route through the tunnel with the default penalties
+    /// ([`Penalties::DEFAULT`]): 0, 500,000 or 1,000,000.
     pub const fn penalty(self) -> u32 {
-        Penalties::SPEC.of(self)
+        Penalties::DEFAULT.of(self)
     }
 
     /// Lower-case name for logs, telemetry and metrics labels.
@@ -88,12 +89,13 @@ impl fmt::Display for Health {
     }
 }
 
-/// Route-priority penalty of a degraded tunnel (SPEC §3).
+/// Route-priority penalty of a degraded tunnel (docs/behaviour.md §3).
 pub const DEGRADED_PENALTY: u32 = 500_000;
-/// Route-priority penalty of a down tunnel (SPEC §3).
+/// Route-priority penalty of a down tunnel (docs/behaviour.md §3).
 pub const DOWN_PENALTY: u32 = 1_000_000;
 
-/// Added to a route's priority by its tunnel's health (SPEC §3; lower effective priority wins).
+/// Added to a route's priority by its tunnel's health (docs/behaviour.md §3; lower effective
+/// priority wins).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Penalties {
     pub degraded: u32,
@@ -101,8 +103,8 @@ pub struct Penalties {
 }
 
 impl Penalties {
-    /// The SPEC's penalties, which the appliance uses.
-    pub const SPEC: Penalties = Penalties {
+    /// The documented penalties (docs/behaviour.md §3), which the appliance uses.
+    pub const DEFAULT: Penalties = Penalties {
         degraded: DEGRADED_PENALTY,
         down: DOWN_PENALTY,
     };
@@ -119,7 +121,7 @@ impl Penalties {
 
 impl Default for Penalties {
     fn default() -> Self {
-        Self::SPEC
+        Self::DEFAULT
     }
 }
 
@@ -261,7 +263,7 @@ impl ForwardingTableBuilder {
         self
     }
 
-    /// Health penalties (default SPEC's +500,000 / +1,000,000).
+    /// Health penalties (default +500,000 / +1,000,000).
     pub fn penalties(mut self, penalties: Penalties) -> Self {
         self.penalties = penalties;
         self
@@ -509,6 +511,7 @@ mod tests {
     use super::*;
     use crate::route::ecmp::flow_hash;
     use crate::wire::IpProtocol;
+    use conduit_test_support::rng::SplitMix64;
 
     fn ip(s: &str) -> u32 {
         u32::from(s.parse::<Ipv4Addr>().unwrap())
@@ -518,18 +521,11 @@ mod tests {
     const T2: TunnelId = TunnelId(2);
     const T3: TunnelId = TunnelId(3);
 
-    /// Deterministic test PRNG (splitmix64).
-    struct Rng(u64);
+    /// Draws random TCP flows' hashes.
+    struct Rng(SplitMix64);
     impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^ (z >> 31)
-        }
         fn flow(&mut self) -> u32 {
-            let r = self.next();
+            let r = self.0.next();
             flow_hash(
                 r as u32,
                 ip("203.0.113.10"),
@@ -572,7 +568,7 @@ mod tests {
     }
 
     fn flows(n: usize, seed: u64) -> Vec<u32> {
-        let mut rng = Rng(seed);
+        let mut rng = Rng(SplitMix64::new(seed));
         (0..n).map(|_| rng.flow()).collect()
     }
 

@@ -287,6 +287,30 @@ impl<T: BorrowMut<[u8; HEADER_LEN]>> Ipv4Header<T> {
         self.set_be16(field::CHECKSUM, value)
     }
 
+    /// Sets the time to live (checksum not updated).
+    #[inline(always)]
+    pub fn set_ttl(&mut self, ttl: u8) {
+        self.b_mut()[field::TTL] = ttl;
+    }
+
+    /// Sets the payload protocol (checksum not updated).
+    #[inline(always)]
+    pub fn set_protocol(&mut self, protocol: IpProtocol) {
+        self.b_mut()[field::PROTOCOL] = protocol.into();
+    }
+
+    /// Sets the source address (checksum not updated).
+    #[inline(always)]
+    pub fn set_src_addr(&mut self, addr: Ipv4Addr) {
+        self.b_mut()[field::SRC_ADDR..field::SRC_ADDR + 4].copy_from_slice(&addr.octets());
+    }
+
+    /// Sets the destination address (checksum not updated).
+    #[inline(always)]
+    pub fn set_dst_addr(&mut self, addr: Ipv4Addr) {
+        self.b_mut()[field::DST_ADDR..field::DST_ADDR + 4].copy_from_slice(&addr.octets());
+    }
+
     /// Recomputes the checksum of an option-less header from scratch.
     #[inline(always)]
     pub fn fill_checksum(&mut self) {
