@@ -11,6 +11,9 @@ echo "== cargo fmt --check" >&2
 cargo fmt --all -- --check
 echo "== cargo clippy -D warnings" >&2
 cargo clippy --workspace --all-targets -- -D warnings
+echo "== the pure crates build with no DPDK (no libdpdk, pkg-config or libclang reachable)" >&2
+PKG_CONFIG_LIBDIR=/nonexistent LIBCLANG_PATH=/nonexistent CARGO_TARGET_DIR=target/nodpdk \
+    cargo check -q -p conduit-packet -p control --all-targets
 echo "== cargo nextest" >&2
 cargo nextest run --workspace --no-fail-fast
 echo "== instruction-count guard (callgrind: encap and decap instructions/packet against perf/icount-limits)" >&2
