@@ -24,8 +24,10 @@
 //! `config/validate.rs`.
 
 mod addr;
+mod diagnostic;
 mod limits;
 mod locate;
+mod read;
 mod routing;
 mod tunnel;
 mod validate;
@@ -43,8 +45,10 @@ pub use addr::{is_unicast, CidrError, Ipv4Cidr};
 /// The config file's `kind` and `ecmp.mode` name the packet path's own enums (one definition,
 /// in `conduit-packet`, which deserializes them with its `serde` feature).
 pub use conduit_packet::{pipeline::TunnelKind, route::EcmpMode};
+pub use diagnostic::MAX_MESSAGE_CHARS;
 pub use limits::{IcmpConfig, ReassemblyConfig};
 pub use locate::locate;
+pub use read::MAX_CONFIG_BYTES;
 pub use routing::{EcmpConfig, GatewayConfig, RouteConfig};
 pub use tunnel::{
     HealthCheckConfig, IpsecConfig, ProbeDirection, ProbeType, RatePreset, SaKey, SaKeyError,
@@ -209,6 +213,10 @@ pub enum ConfigError {
         column: Option<usize>,
         field: String,
         message: String,
+        /// The offending source line with a caret under the column, printed after the
+        /// message.
+        /// (Boxed, to keep the error small for `Result`s.)
+        snippet: Option<Box<str>>,
     },
 }
 
@@ -224,6 +232,7 @@ impl fmt::Display for ConfigError {
                 column,
                 field,
                 message,
+                snippet,
             } => {
                 write!(f, "{}", file.display())?;
                 if let Some(l) = line {
@@ -232,10 +241,16 @@ impl fmt::Display for ConfigError {
                         write!(f, ":{c}")?;
                     }
                 }
+                let message = diagnostic::cut(message, MAX_MESSAGE_CHARS);
                 if field.is_empty() || field == "." {
-                    write!(f, ": {message}")
+                    write!(f, ": {message}")?;
                 } else {
-                    write!(f, ": {field}: {message}")
+                    let field = diagnostic::cut(field, MAX_MESSAGE_CHARS);
+                    write!(f, ": {field}: {message}")?;
+                }
+                match snippet {
+                    Some(s) => write!(f, "\n{s}"),
+                    None => Ok(()),
                 }
             }
         }
@@ -252,9 +267,9 @@ impl std::error::Error for ConfigError {
 }
 
 impl Config {
-    /// Reads and validates a config file.
+    /// Reads and validates a config file: a regular file of at most [`MAX_CONFIG_BYTES`].
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
+        let text = read::read_bounded(path).map_err(|error| ConfigError::Read {
             file: path.to_path_buf(),
             error,
         })?;
@@ -270,25 +285,20 @@ impl Config {
             while let Some(parent) = field.strip_suffix(".?") {
                 field.truncate(parent.len());
             }
-            let inner = e.into_inner();
-            let loc = inner.location();
-            // serde_yaml_ng prefixes its own path ("dataplane.ports[0]: ") and appends
-            // " at line L column C"; both are reported separately, so strip them.
-            let mut message = inner.to_string();
-            if let Some(i) = message.find(" at line ") {
-                message.truncate(i);
+            if field == "?" || field == "." {
+                field.clear();
             }
-            if let Some((head, rest)) = message.split_once(": ") {
-                if !head.is_empty() && !head.contains(' ') && field.starts_with(head) {
-                    message = rest.to_string();
-                }
-            }
+            let d = diagnostic::diagnose(text, field, e.inner());
             ConfigError::Invalid {
                 file: file.to_path_buf(),
-                line: loc.as_ref().map(|l| l.line()),
-                column: loc.as_ref().map(|l| l.column()),
-                field,
-                message,
+                line: d.line,
+                column: d.column,
+                snippet: d
+                    .line
+                    .and_then(|l| diagnostic::snippet(text, l, d.column))
+                    .map(String::into_boxed_str),
+                field: d.field,
+                message: d.message,
             }
         })?;
         cfg.validate(text, file)?;

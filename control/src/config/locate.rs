@@ -72,6 +72,15 @@ pub fn locate(text: &str, path: &str) -> Option<usize> {
     found
 }
 
+/// The innermost `key:` of one line, with its 0-based column: `  - name: x` gives
+/// `(4, "name")`; `None` for a line with no key.
+pub(super) fn key_on_line(line: &str) -> Option<(usize, &str)> {
+    entries(line).into_iter().rev().find_map(|e| match e.node {
+        Node::Key(k) => Some((e.column, k)),
+        Node::Item => None,
+    })
+}
+
 #[derive(Debug, Clone, Copy)]
 enum Segment<'a> {
     Key(&'a str),

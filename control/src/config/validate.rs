@@ -56,10 +56,14 @@ struct Checker<'a> {
 impl Checker<'_> {
     fn err(&self, field: impl Into<String>, message: impl Into<String>) -> ConfigError {
         let field = field.into();
+        let line = locate(self.text, &field);
         ConfigError::Invalid {
             file: self.file.to_path_buf(),
-            line: locate(self.text, &field),
+            line,
             column: None,
+            snippet: line
+                .and_then(|l| super::diagnostic::snippet(self.text, l, None))
+                .map(String::into_boxed_str),
             field,
             message: message.into(),
         }

@@ -1,0 +1,306 @@
+//! Turns the YAML parser's errors into messages an operator can act on: the position where the
+//! mistake is (libyaml's own marks, not a re-scan), plain words instead of Rust type names, and
+//! the source line with a caret under the column.
+//!
+//! libyaml reports some syntax errors where it gave up rather than where the mistake is (an
+//! unclosed quote at the end of the file, a missing colon on the next line); its error then
+//! carries a context mark ("while scanning a quoted scalar at line 22 column 13"), which is the
+//! true place. serde reports a missing or duplicate field at the start of its mapping; the
+//! lines of that mapping are then searched for the misindented or repeated key.
+
+use super::locate::key_on_line;
+
+/// The longest field path or message shown; longer ones keep their head and tail, so that a
+/// 50 MB garbage file yields an error of a few hundred bytes.
+pub const MAX_MESSAGE_CHARS: usize = 400;
+/// The longest stretch of a source line shown under a message.
+const MAX_SNIPPET_CHARS: usize = 100;
+
+/// A parse error, placed and worded.
+pub(super) struct Diagnosis {
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+    pub field: String,
+    pub message: String,
+}
+
+/// Places and words a serde_yaml_ng error raised while deserializing at `field`.
+pub(super) fn diagnose(text: &str, field: String, error: &serde_yaml_ng::Error) -> Diagnosis {
+    let loc = error.location();
+    let mut d = Diagnosis {
+        line: loc.as_ref().map(|l| l.line()),
+        column: loc.as_ref().map(|l| l.column()),
+        field,
+        message: String::new(),
+    };
+    // serde_yaml_ng writes "[path: ]problem[ at line L column C][, context[ at line L column C]]".
+    let full = error.to_string();
+    let (problem, context) = split_libyaml(&full);
+    let mut problem = problem.to_string();
+    if let Some((head, rest)) = problem.split_once(": ") {
+        if !head.is_empty() && !head.contains(' ') && d.field.starts_with(head) {
+            problem = rest.to_string();
+        }
+    }
+    let syntax = context.is_some() || is_syntax_problem(&problem);
+    d.message = match problem.as_str() {
+        "found unexpected end of stream" if context.is_some_and(|c| c.0.contains("quoted")) => {
+            move_to(&mut d, context);
+            "a quoted value is never closed (its quote opens here)".to_string()
+        }
+        "could not find expected ':'" => {
+            move_to(&mut d, context);
+            "a key without its colon: write `key: value`".to_string()
+        }
+        "mapping values are not allowed in this context" => {
+            "a `: ` inside a plain value: quote the value, or check the indentation".to_string()
+        }
+        "did not find expected key" | "did not find expected '-' indicator" => {
+            "this line's indentation matches no enclosing mapping or list".to_string()
+        }
+        _ => reword(&problem),
+    };
+    let tab = tab_in_indent(text, d.line);
+    if let Some(col) = tab {
+        d.column = Some(col);
+        d.message = "a tab in the indentation: YAML indents with spaces only".to_string();
+    }
+    if syntax || tab.is_some() {
+        // The path is where deserializing stood, which may be a field or two before the error.
+        if let Some(line) = d.line.and_then(|l| text.lines().nth(l - 1)) {
+            let on_line = key_on_line(line).map(|(_, k)| k);
+            let last = d.field.rsplit('.').next().unwrap_or("");
+            if !last.ends_with(']') && Some(last) != on_line {
+                let cut = d.field.rfind('.').unwrap_or(0);
+                d.field.truncate(cut);
+            }
+        }
+    } else if let Some(name) = quoted_name(&problem, "missing field `") {
+        if let Some((l, c, how)) = misplaced_key(text, d.line, d.column, name) {
+            (d.line, d.column) = (Some(l), Some(c));
+            d.message = format!("{} ({how})", d.message);
+        }
+    } else if let Some(name) = quoted_name(&problem, "duplicate field `") {
+        if let Some((l, c)) = second_key(text, d.line, d.column, name) {
+            (d.line, d.column) = (Some(l), Some(c));
+            d.field = join(&d.field, name);
+            d.message = format!("`{name}` is given twice");
+        }
+    } else if let Some(hint) = continued_value(text, d.line, d.column) {
+        d.message = format!("{} ({hint})", d.message);
+    }
+    d
+}
+
+/// Splits serde_yaml_ng's text into the problem and the context with its position.
+fn split_libyaml(full: &str) -> (&str, Option<(&str, usize, usize)>) {
+    let Some(i) = full.find(" at line ") else {
+        return (full, None);
+    };
+    let problem = &full[..i];
+    let rest = &full[i..];
+    let context = rest.split_once(", ").and_then(|(_, ctx)| {
+        let (what, at) = ctx.split_once(" at line ")?;
+        let (l, c) = at.split_once(" column ")?;
+        Some((what, l.trim().parse().ok()?, c.trim().parse().ok()?))
+    });
+    (problem, context)
+}
+
+fn move_to(d: &mut Diagnosis, context: Option<(&str, usize, usize)>) {
+    if let Some((_, l, c)) = context {
+        (d.line, d.column) = (Some(l), Some(c));
+    }
+}
+
+fn is_syntax_problem(p: &str) -> bool {
+    p.starts_with("found ")
+        || p.starts_with("did not find")
+        || p.starts_with("could not find")
+        || p.starts_with("mapping values")
+        || p.starts_with("block sequence entries")
+}
+
+fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+fn quoted_name<'a>(problem: &'a str, prefix: &str) -> Option<&'a str> {
+    problem.strip_prefix(prefix)?.strip_suffix('`')
+}
+
+/// The 1-based column of a tab in the leading whitespace of line `line`.
+fn tab_in_indent(text: &str, line: Option<usize>) -> Option<usize> {
+    let src = text.lines().nth(line? - 1)?;
+    let indent = src.len() - src.trim_start_matches([' ', '\t', '-']).len();
+    src[..indent].find('\t').map(|i| i + 1)
+}
+
+/// The lines of the block mapping whose first key is at (`line`, `column`), 1-based: each
+/// `(line, indent, key)`, up to the first line indented less than its keys. The first line
+/// outside is included too, as a misindented key ends the mapping early.
+fn mapping_keys(text: &str, line: usize, column: usize) -> Vec<(usize, usize, &str)> {
+    let indent = column - 1;
+    let mut out = Vec::new();
+    for (n, src) in text.lines().enumerate().skip(line - 1) {
+        let body = src.trim_start_matches(' ');
+        if body.is_empty() || body.starts_with('#') {
+            continue;
+        }
+        let Some((col, key)) = key_on_line(src) else {
+            if n + 1 > line && src.len() - body.len() <= indent {
+                break;
+            }
+            continue;
+        };
+        let ind = if n + 1 == line { indent } else { col };
+        out.push((n + 1, ind, key));
+        if n + 1 > line && src.len() - body.len() < indent {
+            break;
+        }
+    }
+    out
+}
+
+/// A key `name` near the mapping at (`line`, `column`) but at another indentation: where it
+/// is and why it was not read as this mapping's.
+fn misplaced_key(
+    text: &str,
+    line: Option<usize>,
+    column: Option<usize>,
+    name: &str,
+) -> Option<(usize, usize, String)> {
+    let (line, column) = (line?, column?);
+    let indent = column - 1;
+    let (l, ind, _) = mapping_keys(text, line, column)
+        .into_iter()
+        .find(|&(_, ind, k)| k == name && ind != indent)?;
+    Some((
+        l,
+        ind + 1,
+        format!(
+            "`{name}:` on line {l} is indented {ind} spaces, the other fields of this mapping {indent}"
+        ),
+    ))
+}
+
+/// The second `name:` among the keys of the mapping at (`line`, `column`).
+fn second_key(
+    text: &str,
+    line: Option<usize>,
+    column: Option<usize>,
+    name: &str,
+) -> Option<(usize, usize)> {
+    let (line, column) = (line?, column?);
+    mapping_keys(text, line, column)
+        .into_iter()
+        .filter(|&(_, ind, k)| k == name && ind == column - 1)
+        .nth(1)
+        .map(|(l, ind, _)| (l, ind + 1))
+}
+
+/// A plain value at (`line`, `column`) that runs on to the next line because that line is
+/// indented deeper than the key: usually a field indented too far.
+fn continued_value(text: &str, line: Option<usize>, column: Option<usize>) -> Option<String> {
+    let (line, column) = (line?, column?);
+    let src = text.lines().nth(line - 1)?;
+    let (key_col, key) = key_on_line(src)?;
+    if column <= key_col + key.len() + 1 {
+        return None;
+    }
+    let next = text.lines().nth(line)?;
+    let body = next.trim_start_matches(' ');
+    let ind = next.len() - body.len();
+    if body.is_empty() || body.starts_with('#') || ind <= key_col {
+        return None;
+    }
+    Some(format!(
+        "the value runs on to line {}, indented deeper than `{key}:`: check its indentation",
+        line + 1
+    ))
+}
+
+/// serde's wording, with Rust type names replaced by words.
+pub(super) fn reword(message: &str) -> String {
+    let Some((head, expected)) = message.rsplit_once(", expected ") else {
+        return message.replace("invalid type: map", "invalid type: mapping");
+    };
+    let head = head.replace("invalid type: map", "invalid type: mapping");
+    let words = match expected {
+        "u8" => "an integer 0..=255".to_string(),
+        "u16" => "an integer 0..=65535".to_string(),
+        "u32" => "an integer 0..=4294967295".to_string(),
+        "u64" | "usize" => "a non-negative integer".to_string(),
+        "i8" | "i16" | "i32" | "i64" | "isize" => "an integer".to_string(),
+        "f32" | "f64" => "a number".to_string(),
+        "a sequence" => "a list".to_string(),
+        e if e.starts_with("struct ") || e == "a map" => {
+            let hint = if head.contains("string") {
+                " (is a colon missing after a key?)"
+            } else {
+                ""
+            };
+            format!("a mapping of `key: value` fields{hint}")
+        }
+        e if e.starts_with("enum ") => "one of the names listed in the documentation".to_string(),
+        e => e.to_string(),
+    };
+    format!("{head}, expected {words}")
+}
+
+/// `s` itself if at most `max` characters, else its head and tail around a note of how much
+/// was cut.
+pub(super) fn cut(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    let n = s.chars().count();
+    if n <= max {
+        return s.into();
+    }
+    let head: String = s.chars().take(max * 2 / 3).collect();
+    let tail: String = s.chars().skip(n - max / 4).collect();
+    format!(
+        "{head}…[{} characters cut]…{tail}",
+        n - max * 2 / 3 - max / 4
+    )
+    .into()
+}
+
+/// The source line `line` (1-based) of `text`, a window of it if long, with a caret under
+/// `column` if known (else under the line's first non-blank character):
+///
+/// ```text
+///    |
+/// 22 |     remote: "198.51.100.2
+///    |             ^
+/// ```
+pub(super) fn snippet(text: &str, line: usize, column: Option<usize>) -> Option<String> {
+    let src = text.lines().nth(line.checked_sub(1)?)?;
+    let chars: Vec<char> = src.chars().collect();
+    let caret = column.map_or_else(
+        || chars.iter().take_while(|c| c.is_whitespace()).count(),
+        |c| c.saturating_sub(1),
+    );
+    let caret = caret.min(chars.len());
+    let start = caret.saturating_sub(MAX_SNIPPET_CHARS / 2);
+    let end = (start + MAX_SNIPPET_CHARS).min(chars.len());
+    let mut shown: String = chars[start..end].iter().collect();
+    let mut at = caret - start;
+    if start > 0 {
+        shown.insert(0, '…');
+        at += 1;
+    }
+    if end < chars.len() {
+        shown.push('…');
+    }
+    // Tabs would move the caret; show them as one space each.
+    let shown = shown.replace('\t', " ");
+    let num = line.to_string();
+    let pad = " ".repeat(num.len());
+    Some(format!(
+        "{pad} |\n{num} | {shown}\n{pad} | {}^",
+        " ".repeat(at)
+    ))
+}
