@@ -50,7 +50,20 @@ pub(super) fn diagnose(text: &str, field: String, error: &serde_yaml_ng::Error) 
         }
         "could not find expected ':'" => {
             move_to(&mut d, context);
-            "a key without its colon: write `key: value`".to_string()
+            // libyaml gives up on a key after 1024 characters, colon or not.
+            let long = d
+                .line
+                .and_then(|l| text.lines().nth(l - 1))
+                .is_some_and(|src| {
+                    let start = d.column.unwrap_or(1) - 1;
+                    src.get(start..)
+                        .is_some_and(|k| k.len() > 1024 && !k[..1024].contains(": "))
+                });
+            if long {
+                "a key longer than YAML's limit of 1024 characters".to_string()
+            } else {
+                "a key without its colon: write `key: value`".to_string()
+            }
         }
         "mapping values are not allowed in this context" => {
             "a `: ` inside a plain value: quote the value, or check the indentation".to_string()
@@ -303,4 +316,141 @@ pub(super) fn snippet(text: &str, line: usize, column: Option<usize>) -> Option<
         "{pad} |\n{num} | {shown}\n{pad} | {}^",
         " ".repeat(at)
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::tests::GOOD;
+    use crate::config::Config;
+
+    fn error(text: &str) -> String {
+        match Config::parse(text, Path::new("test.yaml")) {
+            Ok(_) => panic!("accepted:\n{text}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn a_huge_garbage_file_gives_a_short_error() {
+        // One 8 MB line of junk: YAML reads it as a single string.
+        let junk: String = (0..8_000_000u32)
+            .map(|i| char::from(b'a' + (i.wrapping_mul(2_654_435_761) >> 27) as u8 % 26))
+            .collect();
+        let e = error(&junk);
+        assert!(e.len() < 1000, "{} bytes: {}", e.len(), &e[..1000]);
+        assert!(
+            e.starts_with("test.yaml:1:1: invalid type: string \""),
+            "{e}"
+        );
+        assert!(e.contains("characters cut]"), "{e}");
+        // The tail that says what was wrong survives the cut.
+        let first = e.lines().next().unwrap();
+        assert!(
+            first.ends_with(
+                "expected a mapping of `key: value` fields (is a colon missing after a key?)"
+            ),
+            "{first}"
+        );
+    }
+
+    #[test]
+    fn a_huge_unknown_key_is_cut_in_field_and_line() {
+        let key = "k".repeat(1_000_000);
+        let e = error(&format!("{GOOD}{key}: 1\n"));
+        assert!(e.len() < 1000, "{} bytes", e.len());
+        let lines: Vec<&str> = e.lines().collect();
+        assert_eq!(
+            lines[0],
+            "test.yaml:9:1: a key longer than YAML's limit of 1024 characters"
+        );
+        assert!(
+            lines[2].starts_with("9 | kkk") && lines[2].ends_with("kkk…"),
+            "{e}"
+        );
+        assert_eq!(lines[3], "  | ^", "{e}");
+        // Below that limit it is an unknown field, cut in the path and the message.
+        let key = "k".repeat(1000);
+        let e = error(&format!("{GOOD}{key}: 1\n"));
+        assert!(e.len() < 1500, "{} bytes: {e}", e.len());
+        assert!(e.starts_with("test.yaml:9:1: kkkk"), "{e}");
+        assert!(e.contains("characters cut]…kkk"), "{e}");
+        assert!(e.contains("kkk: unknown field `kkk"), "{e}");
+        assert!(e.contains("`reassembly`, `stats`\n"), "{e}");
+    }
+
+    #[test]
+    fn snippet_windows_a_long_line_around_the_caret() {
+        let line = format!("{}X{}", "a".repeat(500), "b".repeat(500));
+        let s = snippet(&line, 1, Some(501)).unwrap();
+        let rows: Vec<&str> = s.lines().collect();
+        assert_eq!(rows[0], "  |");
+        let caret = rows[2].find('^').unwrap();
+        assert_eq!(rows[1].chars().nth(caret), Some('X'), "{s}");
+        assert!(
+            rows[1].starts_with("1 | …a") && rows[1].ends_with("b…"),
+            "{s}"
+        );
+        assert!(rows[1].chars().count() < MAX_SNIPPET_CHARS + 10);
+    }
+
+    #[test]
+    fn cut_keeps_short_text_and_both_ends_of_long_text() {
+        assert_eq!(cut("short", 10), "short");
+        let long = format!("{}{}", "h".repeat(300), "t".repeat(300));
+        let c = cut(&long, 100);
+        assert!(
+            c.starts_with(&"h".repeat(66)) && c.ends_with(&"t".repeat(25)),
+            "{c}"
+        );
+        assert!(c.contains("…[509 characters cut]…"), "{c}");
+    }
+
+    #[test]
+    fn no_rust_type_names_in_type_errors() {
+        let burst = |v: &str| {
+            GOOD.replace(
+                "  workers: [1]\n",
+                &format!("  workers: [1]\n  burst: {v}\n"),
+            )
+        };
+        let cases = [
+            (burst("lots"), "dataplane.burst: invalid type: string \"lots\", expected an integer 0..=65535"),
+            (burst("{a: 1}"), "dataplane.burst: invalid type: mapping, expected an integer 0..=65535"),
+            (burst("-3"), "dataplane.burst: invalid type: integer `-3`, expected an integer 0..=65535"),
+            (GOOD.replace("device: net_ring0", "device: [a]"), "dataplane.ports[0].device: invalid type: sequence, expected a string"),
+            (GOOD.replace("device: net_ring0\n", "device: net_ring0\n      rss: maybe\n"), "dataplane.ports[0].rss: invalid type: string \"maybe\", expected a boolean"),
+            (format!("{GOOD}icmp: 5\n"), "icmp: invalid type: integer `5`, expected a mapping of `key: value` fields"),
+            (format!("{GOOD}routes: 7\n"), "routes: invalid type: integer `7`, expected a list"),
+            (format!("{GOOD}routes: [{{prefix: 10.0.0.0/8, tunnel: t, priority: x}}]\n"), "routes[0].priority: invalid type: string \"x\", expected an integer 0..=4294967295"),
+        ];
+        for (text, want) in cases {
+            let e = error(&text);
+            let first = e.lines().next().unwrap();
+            assert!(first.ends_with(want), "{first}\nwanted: {want}");
+        }
+    }
+
+    #[test]
+    fn tabs_are_named_wherever_they_indent() {
+        for (from, to, at) in [
+            ("\n  workers", "\n\tworkers", "test.yaml:6:1: "),
+            (
+                "\n    - device: net_ring1",
+                "\n\t- device: net_ring1",
+                "test.yaml:4:1: ",
+            ),
+            ("\n      mtu", "\n    \t  mtu", "test.yaml:5:5: "),
+        ] {
+            let e = error(&GOOD.replacen(from, to, 1));
+            let first = e.lines().next().unwrap();
+            assert!(first.starts_with(at), "{e}");
+            assert!(
+                first.ends_with(": a tab in the indentation: YAML indents with spaces only"),
+                "{e}"
+            );
+        }
+    }
 }

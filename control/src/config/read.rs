@@ -82,3 +82,119 @@ fn check_size(len: u64) -> io::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::config::Config;
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("conduit-read-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// `Config::load(path)`'s message, failing the test if it takes more than 2 s.
+    fn load_error(path: &Path) -> String {
+        let (tx, rx) = mpsc::channel();
+        let p = path.to_path_buf();
+        std::thread::spawn(move || {
+            let _ = tx.send(Config::load(&p).map(|_| ()).map_err(|e| e.to_string()));
+        });
+        match rx.recv_timeout(Duration::from_secs(2)) {
+            Ok(Err(e)) => e,
+            Ok(Ok(())) => panic!("{} accepted", path.display()),
+            Err(_) => panic!("reading {} blocked", path.display()),
+        }
+    }
+
+    #[test]
+    fn a_named_pipe_is_refused_without_blocking() {
+        let dir = scratch("fifo");
+        let fifo = dir.join("conduit.yaml");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        assert!(made.is_ok_and(|s| s.success()), "mkfifo failed");
+        let e = load_error(&fifo);
+        assert_eq!(
+            e,
+            format!(
+                "{}: cannot read config: a named pipe, not a regular file",
+                fifo.display()
+            )
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_device_is_refused_without_reading_it() {
+        let e = load_error(Path::new("/dev/urandom"));
+        assert_eq!(
+            e,
+            "/dev/urandom: cannot read config: a character device, not a regular file"
+        );
+    }
+
+    #[test]
+    fn a_directory_is_refused_in_the_os_words() {
+        let dir = scratch("dir");
+        assert_eq!(
+            load_error(&dir),
+            format!("{}: cannot read config: Is a directory", dir.display())
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_file_above_the_cap_is_refused_before_it_is_read() {
+        let dir = scratch("big");
+        let path = dir.join("conduit.yaml");
+        // Sparse: takes no disk, and reading it would take 64 MiB of memory.
+        let f = File::create(&path).unwrap();
+        f.set_len(MAX_CONFIG_BYTES + 1).unwrap();
+        assert_eq!(
+            load_error(&path),
+            format!(
+                "{}: cannot read config: larger than the 64 MiB limit for a config file",
+                path.display()
+            )
+        );
+        f.set_len(MAX_CONFIG_BYTES).unwrap();
+        assert_eq!(read_bounded(&path).unwrap().len() as u64, MAX_CONFIG_BYTES);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn binary_garbage_is_refused_as_not_text() {
+        let dir = scratch("binary");
+        let path = dir.join("conduit.yaml");
+        std::fs::write(&path, b"dataplane:\n  ports: \xff\xfe\n").unwrap();
+        assert_eq!(
+            load_error(&path),
+            format!(
+                "{}: cannot read config: not UTF-8 text (invalid byte at offset 20)",
+                path.display()
+            )
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_symlink_to_a_regular_file_is_read() {
+        let dir = scratch("link");
+        let target = dir.join("real.yaml");
+        std::fs::write(
+            &target,
+            "dataplane: {ports: [{device: net_ring0}], workers: [1]}\n",
+        )
+        .unwrap();
+        let link = dir.join("conduit.yaml");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        Config::load(&link).unwrap();
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
