@@ -16,6 +16,9 @@ pub const MAX_MESSAGE_CHARS: usize = 400;
 /// The longest stretch of a source line shown under a message.
 const MAX_SNIPPET_CHARS: usize = 100;
 
+/// libyaml's longest key ("simple key"): it gives up on a longer one as if it had no colon.
+const MAX_KEY_CHARS: usize = 1024;
+
 /// A parse error, placed and worded.
 pub(super) struct Diagnosis {
     pub line: Option<usize>,
@@ -56,8 +59,9 @@ pub(super) fn diagnose(text: &str, field: String, error: &serde_yaml_ng::Error) 
                 .and_then(|l| text.lines().nth(l - 1))
                 .is_some_and(|src| {
                     let start = d.column.unwrap_or(1) - 1;
-                    src.get(start..)
-                        .is_some_and(|k| k.len() > 1024 && !k[..1024].contains(": "))
+                    src.get(start..).is_some_and(|k| {
+                        k.len() > MAX_KEY_CHARS && !k[..MAX_KEY_CHARS].contains(": ")
+                    })
                 });
             if long {
                 "a key longer than YAML's limit of 1024 characters".to_string()
@@ -83,9 +87,20 @@ pub(super) fn diagnose(text: &str, field: String, error: &serde_yaml_ng::Error) 
         if let Some(line) = d.line.and_then(|l| text.lines().nth(l - 1)) {
             let on_line = key_on_line(line).map(|(_, k)| k);
             let last = d.field.rsplit('.').next().unwrap_or("");
-            if !last.ends_with(']') && Some(last) != on_line {
+            if !line.starts_with([' ', '\t']) {
+                // A line at the left margin is a section of its own (unless its key is the
+                // overlong one).
+                d.field = on_line
+                    .filter(|k| k.len() <= MAX_KEY_CHARS)
+                    .unwrap_or("")
+                    .to_string();
+            } else if !last.ends_with(']') && Some(last) != on_line {
                 let cut = d.field.rfind('.').unwrap_or(0);
                 d.field.truncate(cut);
+            }
+            let body = line.trim_start();
+            if tab.is_none() && body.starts_with('-') && !body.starts_with("- ") && body != "-" {
+                d.message = "a list dash must be followed by a space: `- `".to_string();
             }
         }
     } else if let Some(name) = quoted_name(&problem, "missing field `") {
@@ -102,7 +117,33 @@ pub(super) fn diagnose(text: &str, field: String, error: &serde_yaml_ng::Error) 
     } else if let Some(hint) = continued_value(text, d.line, d.column) {
         d.message = format!("{} ({hint})", d.message);
     }
+    if let Some(line) = d.line.and_then(|l| text.lines().nth(l - 1)) {
+        if let Some(open) = unclosed_bracket(line) {
+            d.message = format!("{} (the `{open}` on this line is not closed)", d.message);
+        }
+    }
     d
+}
+
+/// The `[` or `{` of a flow collection left open at the end of `line` (quotes and comments
+/// aside), which YAML continues on the following lines.
+fn unclosed_bracket(line: &str) -> Option<char> {
+    let mut stack = Vec::new();
+    let mut quote = None;
+    for (i, c) in line.char_indices() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '"' | '\'') => quote = Some(c),
+            (None, '#') if i == 0 || line[..i].ends_with([' ', '\t']) => break,
+            (None, '[' | '{') => stack.push(c),
+            (None, ']' | '}') => {
+                stack.pop();
+            }
+            _ => {}
+        }
+    }
+    stack.pop()
 }
 
 /// Splits serde_yaml_ng's text into the problem and the context with its position.
