@@ -1,9 +1,11 @@
 //! The appliance's YAML configuration.
 //!
 //! Parsing is strict: unknown fields are errors, and every error names the file, the line and
-//! the field path (`tunnels[1].mtu`), so an operator can go straight to the mistake. Syntax and
-//! type errors come from serde with their line and column; the semantic checks done after
-//! parsing (`config/validate.rs`) find the line of the offending field with [`locate`].
+//! the field path (`tunnels[1].mtu`), then shows the source line, so an operator can go
+//! straight to the mistake. Syntax and type errors are placed by the YAML parser's own marks
+//! and worded by `config/diagnostic.rs`; the semantic checks done after parsing
+//! (`config/validate.rs`) find the line of the offending field with [`locate`]. The file is
+//! read with bounds (`config/read.rs`): a regular file of at most [`MAX_CONFIG_BYTES`].
 //!
 //! The file's sections (all but `dataplane` optional, so an `io` demo needs only that):
 //!
