@@ -1,0 +1,563 @@
+//! `conduit-lab`: YAML-driven labs around a running Conduit.
+//!
+//! `conduit-lab run LAB.yaml` brings the lab up in network namespaces on this host (the
+//! appliance on net_tap behind a kernel gateway, customer sites terminated by Open vSwitch),
+//! waits for every tunnel to be healthy, sends the lab's traffic, applies its fault schedule
+//! while showing per-tunnel state and rate, prints a report (timeline, detection and steer
+//! times, loss per flow class, ECMP spread, a PNG plot) and takes everything down again.
+//! `up`, `status` and `down` do the parts by hand; `down` removes a lab by its name even after
+//! a crash. `check` only validates the file.
+
+mod font;
+mod gen;
+mod net;
+mod report;
+mod schedule;
+mod spec;
+mod telemetry;
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::{Parser, Subcommand};
+
+use report::{Measurements, Report, Sample, TunnelSample};
+use schedule::FaultState;
+use spec::{FaultKind, Lab};
+use telemetry::Telemetry;
+
+#[derive(Parser)]
+#[command(
+    name = "conduit-lab",
+    about = "YAML-driven labs around a running Conduit"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Validates a lab file.
+    Check { lab: PathBuf },
+    /// Brings a lab up (network, sites, appliance) and leaves it running.
+    Up { lab: PathBuf },
+    /// Brings a lab up, runs its traffic and schedule, reports, and takes it down.
+    Run {
+        lab: PathBuf,
+        /// Leave the lab up afterwards.
+        #[arg(long)]
+        keep: bool,
+        /// Where report.json and pps.png go (default target/lab/<name>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Shows a lab's namespaces, processes and tunnels.
+    Status { lab: PathBuf },
+    /// Removes everything of a lab (by the name in the file, or a bare name).
+    Down { lab: PathBuf },
+    /// The traffic generator (run by `run` inside the gateway namespace).
+    #[command(hide = true)]
+    Gen { spec: PathBuf, out: PathBuf },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let r = match cli.cmd {
+        Cmd::Check { lab } => Lab::load(&lab).map_err(anyhow::Error::from).map(|l| {
+            check_summary(&lab, &l);
+            true
+        }),
+        Cmd::Up { lab } => load(&lab).and_then(|l| cmd_up(&l)).map(|_| true),
+        Cmd::Run { lab, keep, out } => load(&lab).and_then(|l| cmd_run(&l, keep, out)),
+        Cmd::Status { lab } => cmd_status(&lab).map(|_| true),
+        Cmd::Down { lab } => {
+            let name = lab_name(&lab);
+            let done = net::down(&name);
+            if done.is_empty() {
+                println!("lab {name}: nothing to remove");
+            } else {
+                println!("lab {name}: removed {}", done.join(", "));
+            }
+            Ok(true)
+        }
+        Cmd::Gen { spec, out } => cmd_gen(&spec, &out).map(|_| true),
+    };
+    match r {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("conduit-lab: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn check_summary(path: &Path, l: &Lab) {
+    println!(
+        "{}: lab {:?}, appliance config {}, {} sites, {} flows, {} schedule steps: ok",
+        path.display(),
+        l.spec.name,
+        l.appliance_path
+            .as_ref()
+            .map_or("inline".to_string(), |p| p.display().to_string()),
+        l.sites.len(),
+        gen::plan(l).flows.len(),
+        schedule::steps(&l.spec.schedule).len()
+    );
+    for s in &l.sites {
+        println!(
+            "  site {:<12} tunnel {:<16} {:?} endpoint {} key {} probes {:?} {} answers {:?}",
+            s.name,
+            s.tunnel,
+            s.kind,
+            s.endpoint,
+            s.key.map_or("-".to_string(), |k| k.to_string()),
+            s.probe,
+            if s.bidirectional {
+                "bidirectional"
+            } else {
+                "unidirectional"
+            },
+            s.answers
+        );
+    }
+    for st in schedule::steps(&l.spec.schedule) {
+        println!("  at {:>6.2}s  {}", st.at, st.describe());
+    }
+}
+
+fn load(path: &Path) -> Result<Lab> {
+    if !nix_root() {
+        bail!("a lab needs root (network namespaces, nftables, raw sockets)");
+    }
+    Ok(Lab::load(path)?)
+}
+
+fn nix_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .and_then(|l| l.split_whitespace().nth(2).map(|u| u == "0"))
+        .unwrap_or(false)
+}
+
+/// The lab's name: from the file if it parses that far, else the argument itself.
+fn lab_name(arg: &Path) -> String {
+    if let Ok(text) = std::fs::read_to_string(arg) {
+        if let Ok(v) = serde_yaml_ng::from_str::<serde_yaml_ng::Value>(&text) {
+            if let Some(n) = v.get("name").and_then(|n| n.as_str()) {
+                return n.to_string();
+            }
+        }
+    }
+    arg.to_string_lossy().into_owned()
+}
+
+fn cmd_up(lab: &Lab) -> Result<()> {
+    let name = &lab.spec.name;
+    if !net::lab_namespaces(name).is_empty() {
+        bail!("lab {name} is up already (`conduit-lab down` removes it)");
+    }
+    let plan = gen::plan(lab);
+    let r = (|| -> Result<()> {
+        net::up(lab, plan.flows.len())?;
+        let app = net::start_appliance(lab, 0)?;
+        println!(
+            "lab {name} is up: appliance pid {} (log {})",
+            app.child.id(),
+            app.log.display()
+        );
+        Ok(())
+    })();
+    if r.is_err() {
+        net::down(name);
+    }
+    r
+}
+
+fn cmd_status(arg: &Path) -> Result<()> {
+    let name = lab_name(arg);
+    let nss = net::lab_namespaces(&name);
+    if nss.is_empty() {
+        println!("lab {name}: down");
+        return Ok(());
+    }
+    println!("lab {name}: namespaces {}", nss.join(" "));
+    for (pid, c) in net::lab_processes(&name) {
+        println!("  {pid:>7}  {}", c.chars().take(110).collect::<String>());
+    }
+    match Telemetry::connect(&net::eal_prefix(&name)) {
+        Ok(mut t) => {
+            let rows = sample_tunnels(&mut t)?;
+            for (n, (s, tx, replies)) in rows {
+                println!("  tunnel {n:<20} {s:<9} tx {tx:>9}  probe replies {replies}");
+            }
+        }
+        Err(e) => println!("  appliance telemetry: {e:#}"),
+    }
+    Ok(())
+}
+
+fn cmd_gen(spec: &Path, out: &Path) -> Result<()> {
+    let spec: gen::GenSpec = serde_json::from_str(&std::fs::read_to_string(spec)?)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGTERM, stop.clone())?;
+    signal_hook::flag::register(signal_hook::consts::SIGINT, stop.clone())?;
+    let res = gen::run(&spec, stop)?;
+    let tmp = out.with_extension("tmp");
+    std::fs::write(&tmp, serde_json::to_string(&res)?)?;
+    std::fs::rename(tmp, out)?;
+    Ok(())
+}
+
+/// Per tunnel: state, packets sent into it, probe replies.
+fn sample_tunnels(t: &mut Telemetry) -> Result<BTreeMap<String, (String, u64, u64)>> {
+    let list = t.query("/conduit/tunnels")?;
+    let names: Vec<String> = list["names"]
+        .as_array()
+        .ok_or_else(|| anyhow!("/conduit/tunnels: no names in {list}"))?
+        .iter()
+        .filter_map(|n| n.as_str().map(str::to_string))
+        .collect();
+    let mut out = BTreeMap::new();
+    for n in names {
+        let v = t.query(&format!("/conduit/tunnel,{n}"))?;
+        out.insert(
+            n,
+            (
+                v["state"].as_str().unwrap_or("?").to_string(),
+                v["tx_packets"].as_u64().unwrap_or(0),
+                v["probe_replies"].as_u64().unwrap_or(0),
+            ),
+        );
+    }
+    Ok(out)
+}
+
+fn connect(prefix: &str, timeout: Duration) -> Result<Telemetry> {
+    let until = Instant::now() + timeout;
+    loop {
+        match Telemetry::connect(prefix) {
+            Ok(t) => return Ok(t),
+            Err(e) if Instant::now() > until => return Err(e),
+            Err(_) => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+}
+
+struct Live {
+    tty: bool,
+    last: Option<(f64, BTreeMap<String, u64>)>,
+}
+
+impl Live {
+    /// One refresh of the live view: per tunnel state and packets per second since the last.
+    fn show(&mut self, t: f64, s: &Sample, faults: &FaultState, lab: &Lab) {
+        let tx: BTreeMap<String, u64> = s.tunnels.iter().map(|(n, v)| (n.clone(), v.tx)).collect();
+        let pps = |n: &str| -> f64 {
+            match &self.last {
+                Some((t0, prev)) if t > *t0 => {
+                    tx[n].saturating_sub(*prev.get(n).unwrap_or(&0)) as f64 / (t - t0)
+                }
+                _ => 0.0,
+            }
+        };
+        let mut faults_txt: Vec<String> = faults
+            .sites
+            .iter()
+            .map(|(site, f)| {
+                let mut w = Vec::new();
+                if f.down {
+                    w.push("down".to_string());
+                }
+                if f.blackhole {
+                    w.push("blackholed".to_string());
+                }
+                if let Some(p) = f.loss_percent {
+                    w.push(format!("{p}% loss"));
+                }
+                if let Some(r) = &f.rate {
+                    w.push(format!("rate {r}"));
+                }
+                format!("{site}: {}", w.join("+"))
+            })
+            .collect();
+        if faults_txt.is_empty() {
+            faults_txt.push("none".into());
+        }
+        if self.tty {
+            let mut o = String::from("\x1b[H\x1b[2J");
+            o.push_str(&format!(
+                "lab {}  t = {t:5.1} s of {:.0} s   faults: {}\n\n",
+                lab.spec.name,
+                lab.spec.duration.0,
+                faults_txt.join(", ")
+            ));
+            o.push_str(&format!(
+                "  {:<20} {:<10} {:>8} {:>10}\n",
+                "tunnel", "state", "pps", "tx"
+            ));
+            for (n, v) in &s.tunnels {
+                o.push_str(&format!(
+                    "  {n:<20} {:<10} {:>8.0} {:>10}\n",
+                    v.state,
+                    pps(n),
+                    v.tx
+                ));
+            }
+            print!("{o}");
+        } else {
+            let cols: Vec<String> = s
+                .tunnels
+                .iter()
+                .map(|(n, v)| format!("{n} {} {:.0}pps", v.state, pps(n)))
+                .collect();
+            println!(
+                "t={t:5.1}s  {}  | faults: {}",
+                cols.join(" | "),
+                faults_txt.join(", ")
+            );
+        }
+        self.last = Some((t, tx));
+    }
+}
+
+fn cmd_run(lab: &Lab, keep: bool, out: Option<PathBuf>) -> Result<bool> {
+    let name = lab.spec.name.clone();
+    let started = Instant::now();
+    let leftovers = net::down(&name);
+    if !leftovers.is_empty() {
+        println!(
+            "lab {name}: removed leftovers of an earlier run: {}",
+            leftovers.join(", ")
+        );
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGTERM, stop.clone())?;
+    signal_hook::flag::register(signal_hook::consts::SIGINT, stop.clone())?;
+    let out_dir = out.unwrap_or_else(|| {
+        std::env::var("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| PathBuf::from("target"))
+            .join("lab")
+            .join(&name)
+    });
+    std::fs::create_dir_all(&out_dir)?;
+    let r = run_inner(lab, &stop, &out_dir, started);
+    if keep && r.is_ok() {
+        println!("lab {name} left up (`conduit-lab down` removes it)");
+    } else {
+        net::down(&name);
+    }
+    let (report, measured_s) = r?;
+    println!("{}", report.text());
+    println!(
+        "lab {name}: {:.1} s from start to report (traffic {:.0} s)",
+        started.elapsed().as_secs_f64(),
+        measured_s
+    );
+    Ok(report.violations.is_empty())
+}
+
+fn run_inner(
+    lab: &Lab,
+    stop: &Arc<AtomicBool>,
+    out_dir: &Path,
+    started: Instant,
+) -> Result<(Report, f64)> {
+    let name = &lab.spec.name;
+    let plan = gen::plan(lab);
+    net::up(lab, plan.flows.len())?;
+    std::fs::write(
+        net::run_dir(name).join("runner.pid"),
+        std::process::id().to_string(),
+    )?;
+    let mut app = net::start_appliance(lab, 0)?;
+    let prefix = net::eal_prefix(name);
+    let mut tel = connect(&prefix, Duration::from_secs(10))?;
+    println!(
+        "lab {name}: up in {:.1} s ({} sites, OVS userspace GRE); waiting for healthy tunnels",
+        started.elapsed().as_secs_f64(),
+        lab.sites.len()
+    );
+
+    // Health stage: every site's tunnel healthy and answering, before traffic starts.
+    let site_tunnels: Vec<String> = lab.sites.iter().map(|s| s.tunnel.clone()).collect();
+    let ready_until = Instant::now() + Duration::from_secs_f64(lab.spec.appliance.ready_timeout.0);
+    loop {
+        let rows = sample_tunnels(&mut tel)?;
+        let ready = site_tunnels.iter().all(|t| {
+            rows.get(t)
+                .is_some_and(|r| (r.0 == "healthy" && r.2 >= 3) || r.0 == "disabled")
+        });
+        if ready {
+            break;
+        }
+        if stop.load(Ordering::Relaxed) {
+            bail!("interrupted");
+        }
+        if Instant::now() > ready_until {
+            bail!(
+                "tunnels not healthy after {} s: {:?}\n{}",
+                lab.spec.appliance.ready_timeout.0,
+                rows,
+                app.tail(20)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    println!(
+        "lab {name}: every tunnel healthy after {:.1} s; traffic starts",
+        started.elapsed().as_secs_f64()
+    );
+
+    let dir = net::run_dir(name);
+    let spec_path = dir.join("gen.json");
+    let gen_out = dir.join("gen-result.json");
+    std::fs::write(&spec_path, serde_json::to_string(&plan)?)?;
+    let exe = std::env::current_exe()?;
+    let mut gen_child = Command::new("ip")
+        .args(["netns", "exec", &net::gw_ns(name)])
+        .arg(&exe)
+        .arg("gen")
+        .arg(&spec_path)
+        .arg(&gen_out)
+        .stdin(Stdio::null())
+        .spawn()
+        .context("cannot start the traffic generator")?;
+    let t0 = Instant::now();
+
+    let steps = schedule::steps(&lab.spec.schedule);
+    let mut applied = Vec::new();
+    let mut next_step = 0;
+    let mut faults = FaultState::default();
+    let mut samples: Vec<Sample> = Vec::new();
+    let mut live = Live {
+        tty: std::io::stdout().is_terminal(),
+        last: None,
+    };
+    let mut next_view = 0.0;
+    let mut run_no = 0;
+    let duration = lab.spec.duration.0;
+    loop {
+        let t = t0.elapsed().as_secs_f64();
+        while next_step < steps.len() && steps[next_step].at <= t {
+            let mut st = steps[next_step].clone();
+            next_step += 1;
+            match st.fault {
+                FaultKind::Reload => app.signal("-HUP"),
+                FaultKind::Restart => {
+                    app.stop(Duration::from_secs(20))?;
+                    run_no += 1;
+                    app = net::start_appliance(lab, run_no)?;
+                    tel = connect(&prefix, Duration::from_secs(10))?;
+                }
+                _ => {
+                    let before = faults.clone();
+                    faults.apply(&st);
+                    net::apply_faults(lab, &faults, &before)?;
+                }
+            }
+            st.at = t0.elapsed().as_secs_f64();
+            if !live.tty {
+                println!("t={:5.1}s  {}", st.at, st.describe());
+            }
+            applied.push(st);
+        }
+        let ts = t0.elapsed().as_secs_f64();
+        let rows = match sample_tunnels(&mut tel) {
+            Ok(r) => r,
+            Err(e) => {
+                if let Some(st) = app.child.try_wait()? {
+                    bail!("the appliance exited ({st}):\n{}", app.tail(30));
+                }
+                return Err(e);
+            }
+        };
+        let sample = Sample {
+            t: ts,
+            tunnels: rows
+                .into_iter()
+                .map(|(n, (state, tx, _))| (n, TunnelSample { state, tx }))
+                .collect(),
+        };
+        if ts >= next_view {
+            live.show(ts, &sample, &faults, lab);
+            next_view += 1.0;
+        }
+        samples.push(sample);
+        if ts >= duration {
+            break;
+        }
+        if stop.load(Ordering::Relaxed) {
+            let _ = gen_child.kill();
+            bail!("interrupted at t={ts:.1}s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The generator stops on its own at the end of the duration.
+    let gen_until = Instant::now() + Duration::from_secs(5);
+    while gen_child.try_wait()?.is_none() {
+        if Instant::now() > gen_until {
+            let _ = Command::new("kill")
+                .args(["-TERM", &gen_child.id().to_string()])
+                .status();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Packets in flight reach the LANs.
+    std::thread::sleep(Duration::from_millis(500));
+    let g: gen::GenResult = serde_json::from_str(
+        &std::fs::read_to_string(&gen_out).context("the generator left no result")?,
+    )?;
+    let mut received = BTreeMap::new();
+    for s in &lab.sites {
+        received.insert(
+            s.name.clone(),
+            net::read_lan_counters(name, s.index, plan.flows.len())?,
+        );
+    }
+    let m = Measurements {
+        samples,
+        steps: applied,
+        flow_class: plan.flows.iter().map(|f| f.class.clone()).collect(),
+        sent: g.sent,
+        received,
+        site_tunnel: lab
+            .sites
+            .iter()
+            .map(|s| (s.name.clone(), s.tunnel.clone()))
+            .collect(),
+        duration_s: duration,
+    };
+    let ecmp = lab.spec.expect.ecmp_tunnels.clone().unwrap_or_default();
+    let mut report = Report::compute(&m, &lab.spec.expect, &ecmp);
+    let png = out_dir.join("pps.png");
+    match report::plot(&m, &png) {
+        Ok(()) => report.plot = Some(png.display().to_string()),
+        Err(e) => eprintln!("conduit-lab: no plot: {e:#}"),
+    }
+    let json = serde_json::json!({ "lab": name, "report": report, "measurements": m });
+    std::fs::write(
+        out_dir.join("report.json"),
+        serde_json::to_string_pretty(&json)?,
+    )?;
+    println!("report: {}", out_dir.join("report.json").display());
+    app.stop(Duration::from_secs(20))?;
+    let log = app.text();
+    if !log.contains("mbufs in use after shutdown: 0 of") {
+        eprintln!(
+            "conduit-lab: the appliance's final check did not pass:\n{}",
+            app.tail(20)
+        );
+    }
+    Ok((report, duration))
+}
