@@ -8,6 +8,7 @@
 //! `up`, `status` and `down` do the parts by hand; `down` removes a lab by its name even after
 //! a crash. `check` only validates the file.
 
+mod applog;
 mod font;
 mod gen;
 mod net;
@@ -434,6 +435,15 @@ fn run_inner(
         .spawn()
         .context("cannot start the traffic generator")?;
     let t0 = Instant::now();
+    let t0_unix_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_millis() as i64;
+    let site_of: BTreeMap<String, usize> = lab
+        .sites
+        .iter()
+        .map(|s| (s.tunnel.clone(), s.index))
+        .collect();
+    let mut logs = Vec::new();
 
     let steps = schedule::steps(&lab.spec.schedule);
     let mut applied = Vec::new();
@@ -456,6 +466,7 @@ fn run_inner(
                 FaultKind::Reload => app.signal("-HUP"),
                 FaultKind::Restart => {
                     app.stop(Duration::from_secs(20))?;
+                    logs.push(app.text());
                     run_no += 1;
                     app = net::start_appliance(lab, run_no)?;
                     tel = connect(&prefix, Duration::from_secs(10))?;
@@ -482,11 +493,20 @@ fn run_inner(
                 return Err(e);
             }
         };
+        // The gateway counts each sample; the appliance's own counters only twice a second.
+        let gw = net::read_gw_counters(name).unwrap_or_default();
         let sample = Sample {
             t: ts,
             tunnels: rows
                 .into_iter()
-                .map(|(n, (state, tx, _))| (n, TunnelSample { state, tx }))
+                .map(|(n, (state, tx, _))| {
+                    let tx = site_of
+                        .get(&n)
+                        .and_then(|i| gw.get(i))
+                        .copied()
+                        .unwrap_or(tx);
+                    (n, TunnelSample { state, tx })
+                })
                 .collect(),
         };
         if ts >= next_view {
@@ -525,8 +545,16 @@ fn run_inner(
             net::read_lan_counters(name, s.index, plan.flows.len())?,
         );
     }
+    app.stop(Duration::from_secs(20))?;
+    logs.push(app.text());
+    let changes = logs
+        .iter()
+        .flat_map(|l| applog::changes(l, t0_unix_ms))
+        .filter(|c| c.t >= 0.0)
+        .collect();
     let m = Measurements {
         samples,
+        changes,
         steps: applied,
         flow_class: plan.flows.iter().map(|f| f.class.clone()).collect(),
         sent: g.sent,
@@ -551,7 +579,6 @@ fn run_inner(
         serde_json::to_string_pretty(&json)?,
     )?;
     println!("report: {}", out_dir.join("report.json").display());
-    app.stop(Duration::from_secs(20))?;
     let log = app.text();
     if !log.contains("mbufs in use after shutdown: 0 of") {
         eprintln!(

@@ -964,5 +964,61 @@ pub fn up(lab: &Lab, flows: usize) -> Result<()> {
         site(lab, s, flows).with_context(|| format!("site {}", s.name))?;
     }
     apply_faults(lab, &FaultState::default(), &FaultState::default())?;
+    nft(&gw_ns(name), &gw_counters(lab))?;
     Ok(())
+}
+
+/// Offset in bits, from the outer IPv4 header, of the inner packet's protocol field in the
+/// appliance's GRE packets: a 20-byte outer header (the appliance sends no options), a 4-byte
+/// GRE header (8 with a key), then byte 9 of the inner header.
+fn inner_protocol_bits(key: bool) -> u32 {
+    (20 + if key { 8 } else { 4 } + 9) * 8
+}
+
+/// The gateway's per-site counters of data packets (anything but ICMP, so not the probes)
+/// the appliance sent into each tunnel. They sit before the fault rules, in their own table,
+/// so they count what the appliance sent whatever the faults drop.
+pub fn gw_counters(lab: &Lab) -> String {
+    let name = &lab.spec.name;
+    let mut o = format!(
+        "table ip {name}count {{\n chain count {{\n  type filter hook forward priority -20; policy accept;\n"
+    );
+    for s in &lab.sites {
+        let _ = writeln!(
+            o,
+            "  ip daddr {} ip protocol gre @nh,{},8 != 1 counter comment \"s{}\"",
+            s.endpoint,
+            inner_protocol_bits(s.key.is_some()),
+            s.index
+        );
+    }
+    o.push_str(" }\n}\n");
+    o
+}
+
+/// Reads the gateway's per-site data counters: site index -> packets.
+pub fn read_gw_counters(lab: &str) -> Result<BTreeMap<usize, u64>> {
+    let out = ns_cmd(
+        &gw_ns(lab),
+        &["nft", "-j", "list", "table", "ip", &format!("{lab}count")],
+    )?;
+    let v: serde_json::Value = serde_json::from_str(&out)?;
+    let mut counts = BTreeMap::new();
+    for item in v["nftables"].as_array().into_iter().flatten() {
+        let Some(rule) = item.get("rule") else {
+            continue;
+        };
+        let Some(idx) = rule["comment"]
+            .as_str()
+            .and_then(|c| c.strip_prefix('s')?.parse::<usize>().ok())
+        else {
+            continue;
+        };
+        for e in rule["expr"].as_array().into_iter().flatten() {
+            if let Some(p) = e["counter"]["packets"].as_u64() {
+                counts.insert(idx, p);
+            }
+        }
+    }
+    Ok(counts)
 }

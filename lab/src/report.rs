@@ -15,8 +15,18 @@ use crate::spec::{ExpectSpec, FaultKind};
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TunnelSample {
     pub state: String,
-    /// Packets the appliance encapsulated into the tunnel (its `tx_packets`).
+    /// Data packets the appliance sent into the tunnel: counted by the gateway when it can
+    /// (every sample), else the appliance's `tx_packets` (refreshed twice a second).
     pub tx: u64,
+}
+
+/// A tunnel's state change, from the appliance's log (or seen between samples).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Change {
+    pub t: f64,
+    pub tunnel: String,
+    pub from: String,
+    pub to: String,
 }
 
 /// The appliance's tunnels at one time (seconds since traffic started; negative before).
@@ -30,6 +40,8 @@ pub struct Sample {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Measurements {
     pub samples: Vec<Sample>,
+    /// State changes with their exact times; when empty, those seen between samples count.
+    pub changes: Vec<Change>,
     /// Steps as applied: the time each one took effect.
     pub steps: Vec<Step>,
     /// Flow index -> class name.
@@ -97,25 +109,31 @@ pub struct Report {
     pub plot: Option<String>,
 }
 
-/// Packets per second per tunnel between consecutive samples, at the later sample's time. A
-/// counter that went backwards (an appliance restart) restarts from zero.
-pub fn pps(samples: &[Sample]) -> BTreeMap<String, Vec<(f64, f64)>> {
+/// Packets per second per tunnel at each sample's time, over the last `window` seconds (at
+/// least the step from the previous sample). A counter that went backwards (an appliance
+/// restart) restarts from zero.
+pub fn pps(samples: &[Sample], window: f64) -> BTreeMap<String, Vec<(f64, f64)>> {
     let mut out: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
-    for w in samples.windows(2) {
-        let dt = w[1].t - w[0].t;
+    for j in 1..samples.len() {
+        let t = samples[j].t;
+        let mut i = j - 1;
+        while i > 0 && samples[i].t > t - window {
+            i -= 1;
+        }
+        let dt = t - samples[i].t;
         if dt <= 0.0 {
             continue;
         }
-        for (name, now) in &w[1].tunnels {
-            let before = w[0].tunnels.get(name).map(|s| s.tx).unwrap_or(0);
-            let d = if now.tx >= before {
-                now.tx - before
-            } else {
-                now.tx
-            };
+        for name in samples[j].tunnels.keys() {
+            let mut n = 0u64;
+            for k in i + 1..=j {
+                let now = samples[k].tunnels.get(name).map_or(0, |s| s.tx);
+                let before = samples[k - 1].tunnels.get(name).map_or(0, |s| s.tx);
+                n += if now >= before { now - before } else { now };
+            }
             out.entry(name.clone())
                 .or_default()
-                .push((w[1].t, d as f64 / dt));
+                .push((t, n as f64 / dt));
         }
     }
     out
@@ -168,7 +186,14 @@ fn packets_between(samples: &[Sample], tunnel: &str, t0: f64, t1: f64) -> u64 {
 
 impl Report {
     pub fn compute(m: &Measurements, expect: &ExpectSpec, expect_ecmp: &[String]) -> Report {
-        let changes = state_changes(&m.samples);
+        let changes: Vec<(f64, String, String, String)> = if m.changes.is_empty() {
+            state_changes(&m.samples)
+        } else {
+            m.changes
+                .iter()
+                .map(|c| (c.t, c.tunnel.clone(), c.from.clone(), c.to.clone()))
+                .collect()
+        };
         let mut timeline: Vec<TimelineEntry> = m
             .steps
             .iter()
@@ -463,7 +488,7 @@ impl Report {
 pub fn plot(m: &Measurements, path: &Path) -> anyhow::Result<()> {
     use plotters::prelude::*;
     crate::font::register()?;
-    let series = pps(&m.samples);
+    let series = pps(&m.samples, 0.5);
     let t_min = m.samples.first().map(|s| s.t).unwrap_or(0.0).min(0.0);
     let t_max = m
         .samples
@@ -571,6 +596,7 @@ mod tests {
         }
         Measurements {
             samples,
+            changes: Vec::new(),
             steps: vec![
                 Step {
                     at: 2.0,
@@ -614,8 +640,10 @@ mod tests {
             sample(0.5, &[("a", "healthy", 50)]),
             sample(1.0, &[("a", "healthy", 7)]),
         ];
-        let p = pps(&s);
+        let p = pps(&s, 0.0);
         assert_eq!(p["a"], vec![(0.5, 100.0), (1.0, 14.0)]);
+        let p = pps(&s, 1.0);
+        assert_eq!(p["a"], vec![(0.5, 100.0), (1.0, 57.0)]);
     }
 
     #[test]
