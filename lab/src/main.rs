@@ -353,6 +353,7 @@ fn cmd_run(lab: &Lab, keep: bool, out: Option<PathBuf>) -> Result<bool> {
     });
     std::fs::create_dir_all(&out_dir)?;
     let r = run_inner(lab, &stop, &out_dir, started);
+    keep_logs(&name, &out_dir);
     if keep && r.is_ok() {
         println!("lab {name} left up (`conduit-lab down` removes it)");
     } else {
@@ -366,6 +367,27 @@ fn cmd_run(lab: &Lab, keep: bool, out: Option<PathBuf>) -> Result<bool> {
         measured_s
     );
     Ok(report.violations.is_empty())
+}
+
+/// Copies the lab's logs (appliance, OVS) out of its run directory, which `down` removes.
+fn keep_logs(name: &str, out_dir: &Path) {
+    let logs = out_dir.join("logs");
+    let _ = std::fs::remove_dir_all(&logs);
+    let run = net::run_dir(name);
+    let mut dirs = vec![run.clone()];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else if p.extension().is_some_and(|x| x == "log") {
+                let rel = p.strip_prefix(&run).unwrap_or(&p);
+                let dst = logs.join(rel.to_string_lossy().replace('/', "-"));
+                let _ = std::fs::create_dir_all(&logs);
+                let _ = std::fs::copy(&p, dst);
+            }
+        }
+    }
 }
 
 fn run_inner(

@@ -159,6 +159,16 @@ pub fn state_changes(samples: &[Sample]) -> Vec<(f64, String, String, String)> {
     out
 }
 
+/// Whether state `a` is worse than `b` (healthy < degraded < down).
+fn worse(a: &str, b: &str) -> bool {
+    let rank = |s: &str| match s {
+        "degraded" => 1,
+        "down" => 2,
+        _ => 0,
+    };
+    rank(a) > rank(b)
+}
+
 /// Times (of the later sample) at which `tunnel`'s transmit counter rose.
 fn increases(samples: &[Sample], tunnel: &str) -> Vec<f64> {
     let mut out = Vec::new();
@@ -263,7 +273,7 @@ impl Report {
                 let until = restore_after(site, s.at);
                 let detect_s = changes
                     .iter()
-                    .find(|c| c.1 == tunnel && c.0 >= s.at && c.0 <= until && c.2 == "healthy")
+                    .find(|c| c.1 == tunnel && c.0 >= s.at && c.0 <= until && worse(&c.3, &c.2))
                     .map(|c| c.0 - s.at);
                 let steer_s = if matches!(s.fault, FaultKind::SiteDown | FaultKind::Blackhole) {
                     let inc: Vec<f64> = increases(&m.samples, &tunnel)
