@@ -243,6 +243,21 @@ fn sample_tunnels(t: &mut Telemetry) -> Result<BTreeMap<String, (String, u64, u6
     Ok(out)
 }
 
+/// The appliance's drops by reason (only reasons with packets).
+fn drops(t: &mut Telemetry) -> BTreeMap<String, u64> {
+    t.query("/conduit/drops")
+        .ok()
+        .and_then(|v| {
+            v.as_object().map(|o| {
+                o.iter()
+                    .filter_map(|(k, v)| Some((k.clone(), v.as_u64()?)))
+                    .filter(|(_, n)| *n > 0)
+                    .collect()
+            })
+        })
+        .unwrap_or_default()
+}
+
 fn connect(prefix: &str, timeout: Duration) -> Result<Telemetry> {
     let until = Instant::now() + timeout;
     loop {
@@ -261,7 +276,7 @@ struct Live {
 
 impl Live {
     /// One refresh of the live view: per tunnel state and packets per second since the last.
-    fn show(&mut self, t: f64, s: &Sample, faults: &FaultState, lab: &Lab) {
+    fn show(&mut self, t: f64, s: &Sample, faults: &FaultState, lab: &Lab, dropped: u64) {
         let tx: BTreeMap<String, u64> = s.tunnels.iter().map(|(n, v)| (n.clone(), v.tx)).collect();
         let pps = |n: &str| -> f64 {
             match &self.last {
@@ -297,7 +312,7 @@ impl Live {
         if self.tty {
             let mut o = String::from("\x1b[H\x1b[2J");
             o.push_str(&format!(
-                "lab {}  t = {t:5.1} s of {:.0} s   faults: {}\n\n",
+                "lab {}  t = {t:5.1} s of {:.0} s   appliance drops {dropped}   faults: {}\n\n",
                 lab.spec.name,
                 lab.spec.duration.0,
                 faults_txt.join(", ")
@@ -466,6 +481,8 @@ fn run_inner(
         .map(|s| (s.tunnel.clone(), s.index))
         .collect();
     let mut logs = Vec::new();
+    let mut notes = Vec::new();
+    let mut appliance_drops = BTreeMap::new();
 
     let steps = schedule::steps(&lab.spec.schedule);
     let mut applied = Vec::new();
@@ -487,11 +504,18 @@ fn run_inner(
             match st.fault {
                 FaultKind::Reload => app.signal("-HUP"),
                 FaultKind::Restart => {
+                    for (k, v) in drops(&mut tel) {
+                        *appliance_drops.entry(k).or_insert(0) += v;
+                    }
                     app.stop(Duration::from_secs(20))?;
                     logs.push(app.text());
                     run_no += 1;
                     app = net::start_appliance(lab, run_no)?;
                     tel = connect(&prefix, Duration::from_secs(10))?;
+                    notes.push(report::TimelineEntry {
+                        t: t0.elapsed().as_secs_f64(),
+                        what: "note   the appliance forwards again".into(),
+                    });
                 }
                 _ => {
                     let before = faults.clone();
@@ -532,7 +556,8 @@ fn run_inner(
                 .collect(),
         };
         if ts >= next_view {
-            live.show(ts, &sample, &faults, lab);
+            let dropped = drops(&mut tel).values().sum();
+            live.show(ts, &sample, &faults, lab, dropped);
             next_view += 1.0;
         }
         samples.push(sample);
@@ -567,6 +592,9 @@ fn run_inner(
             net::read_lan_counters(name, s.index, plan.flows.len())?,
         );
     }
+    for (k, v) in drops(&mut tel) {
+        *appliance_drops.entry(k).or_insert(0) += v;
+    }
     app.stop(Duration::from_secs(20))?;
     logs.push(app.text());
     let changes = logs
@@ -577,6 +605,8 @@ fn run_inner(
     let m = Measurements {
         samples,
         changes,
+        notes,
+        appliance_drops,
         steps: applied,
         flow_class: plan.flows.iter().map(|f| f.class.clone()).collect(),
         sent: g.sent,

@@ -42,6 +42,10 @@ pub struct Measurements {
     pub samples: Vec<Sample>,
     /// State changes with their exact times; when empty, those seen between samples count.
     pub changes: Vec<Change>,
+    /// Other events of the run for the timeline.
+    pub notes: Vec<TimelineEntry>,
+    /// The appliance's drops by reason over the run (summed over restarts).
+    pub appliance_drops: BTreeMap<String, u64>,
     /// Steps as applied: the time each one took effect.
     pub steps: Vec<Step>,
     /// Flow index -> class name.
@@ -104,6 +108,8 @@ pub struct Report {
     pub ecmp_spread: BTreeMap<String, f64>,
     /// Flows seen per site (a flow that moved counts at every site it reached).
     pub flows_per_site: BTreeMap<String, usize>,
+    /// The appliance's drops by reason.
+    pub appliance_drops: BTreeMap<String, u64>,
     /// Bounds missed (empty when every `expect` bound held).
     pub violations: Vec<String>,
     pub plot: Option<String>,
@@ -216,6 +222,7 @@ impl Report {
             t: *t,
             what: format!("state  {n}: {a} -> {b}"),
         }));
+        timeline.extend(m.notes.iter().cloned());
         timeline.sort_by(|a, b| a.t.total_cmp(&b.t));
 
         let end = m.duration_s;
@@ -382,6 +389,7 @@ impl Report {
             loss,
             ecmp_spread,
             flows_per_site,
+            appliance_drops: m.appliance_drops.clone(),
             violations: Vec::new(),
             plot: None,
         };
@@ -479,6 +487,7 @@ impl Report {
             let _ = writeln!(o, "  {n:<16} {s:>5.1}%");
         }
         let _ = writeln!(o, "flows seen per site: {:?}", self.flows_per_site);
+        let _ = writeln!(o, "appliance drops by reason: {:?}", self.appliance_drops);
         if self.violations.is_empty() {
             let _ = writeln!(o, "expectations: all met");
         } else {
@@ -607,6 +616,8 @@ mod tests {
         Measurements {
             samples,
             changes: Vec::new(),
+            notes: Vec::new(),
+            appliance_drops: BTreeMap::new(),
             steps: vec![
                 Step {
                     at: 2.0,
