@@ -367,13 +367,18 @@ fn cmd_run(lab: &Lab, keep: bool, out: Option<PathBuf>) -> Result<bool> {
             .join(&name)
     });
     std::fs::create_dir_all(&out_dir)?;
-    let r = run_inner(lab, &stop, &out_dir, started);
+    // Takes the lab down however run_inner ends, a panic included.
+    let mut guard = DownGuard {
+        name: &name,
+        armed: true,
+    };
+    let r = run_inner(lab, &stop, &out_dir, started, keep);
     keep_logs(&name, &out_dir);
     if keep && r.is_ok() {
+        guard.armed = false;
         println!("lab {name} left up (`conduit-lab down` removes it)");
-    } else {
-        net::down(&name);
     }
+    drop(guard);
     let (report, measured_s) = r?;
     println!("{}", report.text());
     println!(
@@ -382,6 +387,19 @@ fn cmd_run(lab: &Lab, keep: bool, out: Option<PathBuf>) -> Result<bool> {
         measured_s
     );
     Ok(report.violations.is_empty())
+}
+
+struct DownGuard<'a> {
+    name: &'a str,
+    armed: bool,
+}
+
+impl Drop for DownGuard<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            net::down(self.name);
+        }
+    }
 }
 
 /// Copies the lab's logs (appliance, OVS) out of its run directory, which `down` removes.
@@ -410,6 +428,7 @@ fn run_inner(
     stop: &Arc<AtomicBool>,
     out_dir: &Path,
     started: Instant,
+    keep: bool,
 ) -> Result<(Report, f64)> {
     let name = &lab.spec.name;
     let plan = gen::plan(lab);
@@ -595,7 +614,11 @@ fn run_inner(
     for (k, v) in drops(&mut tel) {
         *appliance_drops.entry(k).or_insert(0) += v;
     }
-    app.stop(Duration::from_secs(20))?;
+    // The appliance stops gracefully (its final statistics and buffer check go to its log),
+    // unless the lab stays up.
+    if !keep {
+        app.stop(Duration::from_secs(20))?;
+    }
     logs.push(app.text());
     let changes = logs
         .iter()
@@ -632,7 +655,7 @@ fn run_inner(
     )?;
     println!("report: {}", out_dir.join("report.json").display());
     let log = app.text();
-    if !log.contains("mbufs in use after shutdown: 0 of") {
+    if !keep && !log.contains("mbufs in use after shutdown: 0 of") {
         eprintln!(
             "conduit-lab: the appliance's final check did not pass:\n{}",
             app.tail(20)
