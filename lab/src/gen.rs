@@ -203,3 +203,101 @@ mod tests {
         assert_eq!(&p[16..20], &[172, 16, 0, 5]);
     }
 }
+
+/// A trafgen (netsniff-ng) packet configuration for the flows `flows` of `spec`: one Ethernet
+/// frame per flow, from the gateway's MAC to the appliance's, written byte by byte (trafgen's
+/// `ipv4()` helper misbehaves when a config uses it more than once) with trafgen computing the
+/// IPv4 header checksum. trafgen sends the frames in turn, so every flow gets the same share.
+pub fn trafgen_config(spec: &GenSpec, flows: &[usize], src_mac: &str, dst_mac: &str) -> String {
+    let mac = |m: &str| {
+        m.split(':')
+            .map(|b| format!("0x{b}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let ip = |a: Ipv4Addr| {
+        a.octets()
+            .iter()
+            .map(|o| o.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let mut o = String::new();
+    for &i in flows {
+        let f = &spec.flows[i];
+        let udp_len = 8 + u32::from(f.size);
+        o.push_str(&format!(
+            "{{ {}, {}, 0x08,0x00,\n  0x45,0x00, const16({}), const16(0), const16(0), 64, 17, csumip(14, 33),\n  {}, {},\n  const16({}), const16({FLOW_DST_PORT}), const16({udp_len}), const16(0),\n  fill(0x00, {}) }}\n",
+            mac(dst_mac),
+            mac(src_mac),
+            20 + udp_len,
+            ip(spec.src),
+            ip(f.dst),
+            f.sport,
+            f.size
+        ));
+    }
+    o
+}
+
+/// Packets trafgen sends for a class: its rate times the duration, rounded up to whole rounds
+/// over the class's flows.
+pub fn trafgen_count(rate: f64, duration_s: f64, flows: usize) -> u64 {
+    let n = (rate * duration_s).ceil() as u64;
+    let k = flows.max(1) as u64;
+    n.div_ceil(k) * k
+}
+
+/// Per flow of a class, what trafgen sent, from its final `N packets outgoing` line: whole
+/// rounds over the flows, and the flows of a last partial round one more.
+pub fn trafgen_sent(output: &str, flows: usize) -> Option<Vec<u64>> {
+    let total: u64 = output
+        .lines()
+        .find(|l| l.contains("packets outgoing"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    let k = flows.max(1) as u64;
+    Some(
+        (0..k)
+            .map(|i| total / k + u64::from(i < total % k))
+            .collect(),
+    )
+}
+
+#[cfg(test)]
+mod trafgen_tests {
+    use super::*;
+
+    #[test]
+    fn counts_and_shares() {
+        assert_eq!(trafgen_count(300.0, 26.0, 32), 7808);
+        assert_eq!(trafgen_count(100.0, 1.0, 8), 104);
+        let out = "\n        10 packets outgoing\n      1060 bytes outgoing\n";
+        assert_eq!(trafgen_sent(out, 4), Some(vec![3, 3, 2, 2]));
+        assert_eq!(trafgen_sent("nothing", 4), None);
+    }
+
+    #[test]
+    fn config_has_one_frame_per_flow() {
+        let spec = GenSpec {
+            src: Ipv4Addr::new(192, 0, 2, 1),
+            duration_s: 1.0,
+            flows: vec![GenFlow {
+                class: "c".into(),
+                dst: Ipv4Addr::new(172, 16, 0, 1),
+                sport: 20000,
+                size: 64,
+            }],
+            classes: vec![],
+        };
+        let c = trafgen_config(&spec, &[0], "02:00:00:00:00:01", "02:00:00:00:c0:01");
+        assert_eq!(c.matches('{').count(), 1);
+        assert!(c.starts_with("{ 0x02,0x00,0x00,0x00,0xc0,0x01, 0x02,0x00,0x00,0x00,0x00,0x01,"));
+        assert!(c.contains("const16(92)") && c.contains("192,0,2,1, 172,16,0,1"));
+        assert!(
+            c.contains("const16(20000), const16(9), const16(72)") && c.contains("fill(0x00, 64)")
+        );
+    }
+}

@@ -402,6 +402,109 @@ impl Drop for DownGuard<'_> {
     }
 }
 
+/// A running generator: the builtin one, or trafgen for the flows of one class.
+struct GenProc {
+    child: std::process::Child,
+    /// For trafgen: its output file and the flows of its class.
+    trafgen: Option<(PathBuf, Vec<usize>)>,
+}
+
+fn start_generators(
+    lab: &Lab,
+    plan: &gen::GenSpec,
+    spec_path: &Path,
+    gen_out: &Path,
+) -> Result<Vec<GenProc>> {
+    let name = &lab.spec.name;
+    let ns = net::gw_ns(name);
+    let mut procs = Vec::new();
+    match lab.spec.traffic.generator {
+        spec::Generator::Builtin => {
+            let child = Command::new("ip")
+                .args(["netns", "exec", &ns])
+                .arg(std::env::current_exe()?)
+                .arg("gen")
+                .arg(spec_path)
+                .arg(gen_out)
+                .stdin(Stdio::null())
+                .spawn()
+                .context("cannot start the traffic generator")?;
+            procs.push(GenProc {
+                child,
+                trafgen: None,
+            });
+        }
+        spec::Generator::Trafgen => {
+            let dir = net::run_dir(name);
+            for (c, class) in plan.classes.iter().enumerate() {
+                let cfg = dir.join(format!("trafgen-{c}.cfg"));
+                std::fs::write(
+                    &cfg,
+                    gen::trafgen_config(plan, &class.flows, net::GW_MAC, net::APP_MAC),
+                )?;
+                let n = gen::trafgen_count(class.rate, plan.duration_s, class.flows.len());
+                let out = dir.join(format!("trafgen-{c}.log"));
+                let f = std::fs::File::create(&out)?;
+                let child = Command::new("ip")
+                    .args(["netns", "exec", &ns, "trafgen", "--cpus", "1", "-i"])
+                    .arg(&cfg)
+                    .args(["-o", &net::tap(name), "-n", &n.to_string(), "-t"])
+                    // An inter-packet gap: trafgen's `-b RATEpps` sends in bursts.
+                    .arg(format!("{}us", (1e6 / class.rate).round() as u64))
+                    .stdin(Stdio::null())
+                    .stdout(f.try_clone()?)
+                    .stderr(f)
+                    .spawn()
+                    .context("cannot start trafgen (Debian package netsniff-ng)")?;
+                procs.push(GenProc {
+                    child,
+                    trafgen: Some((out, class.flows.clone())),
+                });
+            }
+        }
+    }
+    Ok(procs)
+}
+
+/// Waits for the generators (SIGTERM after 5 s) and returns what was sent per flow.
+fn finish_generators(
+    mut gens: Vec<GenProc>,
+    plan: &gen::GenSpec,
+    gen_out: &Path,
+) -> Result<Vec<u64>> {
+    let until = Instant::now() + Duration::from_secs(5);
+    for g in &mut gens {
+        while g.child.try_wait()?.is_none() {
+            if Instant::now() > until {
+                let _ = Command::new("kill")
+                    .args(["-INT", &g.child.id().to_string()])
+                    .status();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    let mut sent = vec![0u64; plan.flows.len()];
+    for g in &gens {
+        match &g.trafgen {
+            None => {
+                let r: gen::GenResult = serde_json::from_str(
+                    &std::fs::read_to_string(gen_out).context("the generator left no result")?,
+                )?;
+                sent = r.sent;
+            }
+            Some((out, flows)) => {
+                let text = std::fs::read_to_string(out)?;
+                let per = gen::trafgen_sent(&text, flows.len())
+                    .ok_or_else(|| anyhow!("trafgen said nothing about what it sent:\n{text}"))?;
+                for (i, n) in flows.iter().zip(per) {
+                    sent[*i] = n;
+                }
+            }
+        }
+    }
+    Ok(sent)
+}
+
 /// Copies the lab's logs (appliance, OVS) out of its run directory, which `down` removes.
 fn keep_logs(name: &str, out_dir: &Path) {
     let logs = out_dir.join("logs");
@@ -480,16 +583,7 @@ fn run_inner(
     let spec_path = dir.join("gen.json");
     let gen_out = dir.join("gen-result.json");
     std::fs::write(&spec_path, serde_json::to_string(&plan)?)?;
-    let exe = std::env::current_exe()?;
-    let mut gen_child = Command::new("ip")
-        .args(["netns", "exec", &net::gw_ns(name)])
-        .arg(&exe)
-        .arg("gen")
-        .arg(&spec_path)
-        .arg(&gen_out)
-        .stdin(Stdio::null())
-        .spawn()
-        .context("cannot start the traffic generator")?;
+    let gens = start_generators(lab, &plan, &spec_path, &gen_out)?;
     let t0 = Instant::now();
     let t0_unix_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
@@ -584,26 +678,14 @@ fn run_inner(
             break;
         }
         if stop.load(Ordering::Relaxed) {
-            let _ = gen_child.kill();
             bail!("interrupted at t={ts:.1}s");
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    // The generator stops on its own at the end of the duration.
-    let gen_until = Instant::now() + Duration::from_secs(5);
-    while gen_child.try_wait()?.is_none() {
-        if Instant::now() > gen_until {
-            let _ = Command::new("kill")
-                .args(["-TERM", &gen_child.id().to_string()])
-                .status();
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    // The generators stop on their own at the end of the duration.
+    let sent = finish_generators(gens, &plan, &gen_out)?;
     // Packets in flight reach the LANs.
     std::thread::sleep(Duration::from_millis(500));
-    let g: gen::GenResult = serde_json::from_str(
-        &std::fs::read_to_string(&gen_out).context("the generator left no result")?,
-    )?;
     let mut received = BTreeMap::new();
     for s in &lab.sites {
         received.insert(
@@ -632,7 +714,7 @@ fn run_inner(
         appliance_drops,
         steps: applied,
         flow_class: plan.flows.iter().map(|f| f.class.clone()).collect(),
-        sent: g.sent,
+        sent,
         received,
         site_tunnel: lab
             .sites

@@ -145,8 +145,23 @@ pub struct SiteSpec {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrafficSpec {
+    /// What sends the flows.
+    #[serde(default)]
+    pub generator: Generator,
     #[serde(default)]
     pub flows: Vec<FlowSpec>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Generator {
+    /// conduit-lab's own paced sender (a raw IPv4 socket in the gateway namespace, routed by
+    /// the gateway's kernel to the appliance).
+    #[default]
+    Builtin,
+    /// trafgen (netsniff-ng), one process per flow class, sending Ethernet frames straight
+    /// onto the appliance's tap.
+    Trafgen,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]

@@ -1,5 +1,5 @@
 //! The three-tunnel lab (configs/labs/three-tunnels.yaml) end to end, then a lab killed half-way
-//! and removed with `down`. Needs root, Open vSwitch, nftables and the appliance binary
+//! and removed with `down`. Needs root, Open vSwitch, nftables, trafgen and the appliance binary
 //! (target/debug/conduit, or CONDUIT_BIN); without them the test prints why and passes.
 //!
 //! Bounds, from the lab's health-check settings (interval 250 ms, timeout 150 ms, 2 retries,
@@ -39,7 +39,7 @@ fn skip_reason() -> Option<String> {
     if uid.as_deref() != Some("0") {
         return Some("needs root (network namespaces, nftables, raw sockets)".into());
     }
-    for tool in ["ovs-vswitchd", "ovsdb-server", "nft", "ip"] {
+    for tool in ["ovs-vswitchd", "ovsdb-server", "nft", "ip", "trafgen"] {
         let found = ["/usr/sbin", "/usr/bin", "/sbin", "/bin"]
             .iter()
             .any(|d| Path::new(d).join(tool).exists());
