@@ -62,11 +62,14 @@ pub fn plan(lab: &Lab) -> GenSpec {
         };
         let first = if c.dst.prefix_len() >= 31 { 0 } else { 1 };
         let mut idx = Vec::new();
+        // Flows spread evenly over the prefix, so that a prefix that covers several sites'
+        // LANs reaches every one of them.
+        let stride = (hosts / c.count).max(1);
         for k in 0..c.count {
             idx.push(flows.len());
             flows.push(GenFlow {
                 class: c.class.clone(),
-                dst: Ipv4Addr::from(base + first + (k % hosts)),
+                dst: Ipv4Addr::from(base + first + (k * stride) % hosts),
                 sport: FLOW_PORT_BASE + flows.len() as u16,
                 size: c.size,
             });

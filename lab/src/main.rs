@@ -331,11 +331,20 @@ impl Live {
             }
             print!("{o}");
         } else {
-            let cols: Vec<String> = s
+            let mut cols: Vec<String> = s
                 .tunnels
                 .iter()
                 .map(|(n, v)| format!("{n} {} {:.0}pps", v.state, pps(n)))
                 .collect();
+            if cols.len() > 6 {
+                // Many tunnels: counts by state and the total rate, one line still.
+                let mut by: BTreeMap<&str, usize> = BTreeMap::new();
+                for v in s.tunnels.values() {
+                    *by.entry(v.state.as_str()).or_default() += 1;
+                }
+                let total: f64 = s.tunnels.keys().map(|n| pps(n)).sum();
+                cols = vec![format!("{by:?}, {total:.0} pps in all")];
+            }
             println!(
                 "t={t:5.1}s  {}  | faults: {}",
                 cols.join(" | "),
@@ -400,6 +409,24 @@ impl Drop for DownGuard<'_> {
             net::down(self.name);
         }
     }
+}
+
+/// Per tunnel, the tunnels that share one of its route prefixes.
+fn alternatives(lab: &Lab) -> BTreeMap<String, Vec<String>> {
+    let routes = &lab.appliance.routes;
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for a in routes {
+        for b in routes {
+            if a.tunnel != b.tunnel && a.prefix == b.prefix {
+                let v = out.entry(a.tunnel.clone()).or_default();
+                if !v.contains(&b.tunnel) {
+                    v.push(b.tunnel.clone());
+                }
+            }
+        }
+        out.entry(a.tunnel.clone()).or_default();
+    }
+    out
 }
 
 /// A running generator: the builtin one, or trafgen for the flows of one class.
@@ -721,6 +748,7 @@ fn run_inner(
             .iter()
             .map(|s| (s.name.clone(), s.tunnel.clone()))
             .collect(),
+        alternatives: alternatives(lab),
         duration_s: duration,
     };
     let ecmp = lab.spec.expect.ecmp_tunnels.clone().unwrap_or_default();

@@ -55,6 +55,8 @@ pub struct Measurements {
     pub received: BTreeMap<String, Vec<u64>>,
     /// Site name -> tunnel name.
     pub site_tunnel: BTreeMap<String, String>,
+    /// Tunnel -> the tunnels that share a route prefix with it (who may take over).
+    pub alternatives: BTreeMap<String, Vec<String>>,
     pub duration_s: f64,
 }
 
@@ -306,6 +308,11 @@ impl Report {
                         m.site_tunnel
                             .values()
                             .filter(|n| **n != tunnel)
+                            .filter(|n| {
+                                m.alternatives
+                                    .get(&tunnel)
+                                    .is_none_or(|alt| alt.contains(n))
+                            })
                             .filter(|n| {
                                 rate(n, t_steer + 0.2, (t_steer + 0.2 + win).min(until))
                                     > rate(n, (s.at - win).max(0.0), s.at) * 1.2 + 1.0
@@ -646,6 +653,7 @@ mod tests {
                 .iter()
                 .map(|(s, t)| (s.to_string(), t.to_string()))
                 .collect(),
+            alternatives: BTreeMap::new(),
             duration_s: 6.0,
         }
     }

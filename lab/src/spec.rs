@@ -175,7 +175,7 @@ pub enum Protocol {
 pub struct FlowSpec {
     /// Name of the flow class in the report.
     pub class: String,
-    /// Destination prefix; flows take consecutive addresses from its first host.
+    /// Destination prefix; flows take addresses spread evenly over it.
     pub dst: Ipv4Cidr,
     /// Number of flows (distinct 5-tuples) in the class.
     pub count: u32,
@@ -448,7 +448,8 @@ impl Lab {
                 return Err(err(
                     &f("tunnel"),
                     format!(
-                        "{:?} is an IPsec tunnel: labs terminate GRE tunnels only so far",
+                        "{:?} is an IPsec tunnel: the appliance carries no ESP yet, and labs \
+                         terminate GRE tunnels only",
                         s.tunnel
                     ),
                 ));
