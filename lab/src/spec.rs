@@ -66,9 +66,12 @@ pub struct LabSpec {
     /// How long traffic runs, from the moment every tunnel was healthy.
     pub duration: Secs,
     pub appliance: ApplianceSpec,
-    /// Values every site inherits unless it sets its own.
+    /// Values every site inherits unless it (or its kind) sets its own.
     #[serde(default)]
     pub defaults: SiteDefaults,
+    /// Values the sites of one tunnel kind (`gre`, `ipsec`) inherit, over `defaults`.
+    #[serde(default)]
+    pub kinds: std::collections::BTreeMap<String, SiteDefaults>,
     pub sites: Vec<SiteSpec>,
     #[serde(default)]
     pub traffic: TrafficSpec,
@@ -410,6 +413,14 @@ impl Lab {
             ));
         }
 
+        for k in spec.kinds.keys() {
+            if k != "gre" && k != "ipsec" {
+                return Err(err(
+                    &format!("kinds.{k}"),
+                    "a tunnel kind: gre or ipsec".into(),
+                ));
+            }
+        }
         if spec.sites.is_empty() {
             return Err(err("sites", "a lab needs at least one site".into()));
         }
@@ -476,14 +487,21 @@ impl Lab {
                     format!("{:?} differs from the tunnel's key {:?}", s.key, t.key),
                 ));
             }
+            // Inheritance: the site's own value, else its kind's, else the defaults'.
+            let kind = spec.kinds.get(match t.kind {
+                TunnelKind::Gre => "gre",
+                TunnelKind::Ipsec => "ipsec",
+            });
             let lan = s
                 .lan
                 .clone()
+                .or_else(|| kind.and_then(|k| k.lan.clone()))
                 .or_else(|| spec.defaults.lan.clone())
                 .unwrap_or_default();
             let answers = s
                 .answers
                 .clone()
+                .or_else(|| kind.and_then(|k| k.answers.clone()))
                 .or_else(|| spec.defaults.answers.clone())
                 .unwrap_or_else(|| vec![ProbeStyle::Reply, ProbeStyle::Request]);
             sites.push(Site {
@@ -874,6 +892,21 @@ schedule:
                 .to_string()
                 .starts_with(&format!("lab.yaml:{}: {field}: ", e.line.unwrap())));
         }
+    }
+
+    #[test]
+    fn kinds_sit_between_defaults_and_sites() {
+        let text = with(
+            "defaults:\n",
+            "kinds:\n  gre: {answers: [reply]}\ndefaults:\n",
+        );
+        let lab = parse(&text).unwrap();
+        assert_eq!(lab.sites[0].answers, vec![ProbeStyle::Reply]);
+        assert_eq!(lab.sites[1].answers, vec![ProbeStyle::Request]);
+        let text = with("defaults:\n", "kinds:\n  vxlan: {}\ndefaults:\n");
+        let e = parse(&text).unwrap_err();
+        assert_eq!(e.field, "kinds.vxlan", "{e}");
+        assert_eq!(e.line, Some(line_of(&text, "vxlan")), "{e}");
     }
 
     #[test]
