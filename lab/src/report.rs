@@ -75,6 +75,9 @@ pub struct FaultFigures {
     pub detect_s: Option<f64>,
     /// Fault to the last sample in which the appliance still sent into the tunnel.
     pub steer_s: Option<f64>,
+    /// Detection to steer: the appliance's reaction to its own verdict (table swap and the
+    /// runner's 100 ms sampling; negative when the last packet left before the log line).
+    pub detect_to_steer_s: Option<f64>,
     /// Tunnels whose rate rose after the steer.
     pub taken_over_by: Vec<String>,
 }
@@ -328,6 +331,7 @@ impl Report {
                     tunnel,
                     detect_s,
                     steer_s,
+                    detect_to_steer_s: detect_s.zip(steer_s).map(|(d, st)| st - d),
                     taken_over_by,
                 });
             }
@@ -454,16 +458,20 @@ impl Report {
         for e in &self.timeline {
             let _ = writeln!(o, "  {:>7.2}  {}", e.t, e.what);
         }
-        let _ = writeln!(o, "faults: detection (fault -> state change), steer (fault -> last packet into the tunnel):");
+        let _ = writeln!(
+            o,
+            "faults: detection = fault -> state change; steer = fault -> last data packet into the tunnel:"
+        );
         for f in &self.faults {
             let _ = writeln!(
                 o,
-                "  {:>7.2}  {:<32} {:<16} detect {:>6}  steer {:>6}  taken over by {}",
+                "  {:>7.2}  {:<28} {:<12} detect {:>6}  steer {:>6} ({:>6} after detection)  taken over by {}",
                 f.at,
                 f.fault,
                 f.tunnel,
                 opt(f.detect_s),
                 opt(f.steer_s),
+                opt(f.detect_to_steer_s),
                 if f.taken_over_by.is_empty() {
                     "-".to_string()
                 } else {
@@ -474,8 +482,9 @@ impl Report {
         for r in &self.restores {
             let _ = writeln!(
                 o,
-                "  {:>7.2}  restore {:<24} healthy after {:>6}  traffic back after {:>6}",
+                "  {:>7.2}  restore {:<20} {:<12} healthy after {:>6}  traffic back after {:>6}",
                 r.at,
+                "",
                 r.tunnel,
                 opt(r.healthy_s),
                 opt(r.traffic_s)
