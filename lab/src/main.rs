@@ -641,6 +641,9 @@ fn run_inner(
         while next_step < steps.len() && steps[next_step].at <= t {
             let mut st = steps[next_step].clone();
             next_step += 1;
+            // The step's time is when its command starts: the earliest it can take effect, so
+            // a busy machine's slow command makes detection look slower, never faster.
+            st.at = t0.elapsed().as_secs_f64();
             match st.fault {
                 FaultKind::Reload => app.signal("-HUP"),
                 FaultKind::Restart => {
@@ -663,7 +666,6 @@ fn run_inner(
                     net::apply_faults(lab, &faults, &before)?;
                 }
             }
-            st.at = t0.elapsed().as_secs_f64();
             if !live.tty {
                 println!("t={:5.1}s  {}", st.at, st.describe());
             }

@@ -115,6 +115,9 @@ pub struct Report {
     pub flows_per_site: BTreeMap<String, usize>,
     /// The appliance's drops by reason.
     pub appliance_drops: BTreeMap<String, u64>,
+    /// Changes to a worse state of a tunnel whose site had no fault in force: the machine (a
+    /// stalled process on a busy host) rather than the schedule.
+    pub unprovoked: Vec<TimelineEntry>,
     /// Bounds missed (empty when every `expect` bound held).
     pub violations: Vec<String>,
     pub plot: Option<String>,
@@ -165,6 +168,43 @@ pub fn state_changes(samples: &[Sample]) -> Vec<(f64, String, String, String)> {
                     ));
                 }
             }
+        }
+    }
+    out
+}
+
+/// Changes to a worse state while the tunnel's site had no fault in force.
+fn unprovoked(m: &Measurements, changes: &[(f64, String, String, String)]) -> Vec<TimelineEntry> {
+    let site_of: BTreeMap<&str, &str> = m
+        .site_tunnel
+        .iter()
+        .map(|(s, t)| (t.as_str(), s.as_str()))
+        .collect();
+    let mut out = Vec::new();
+    for (t, tunnel, from, to) in changes {
+        if !worse(to, from) {
+            continue;
+        }
+        let Some(site) = site_of.get(tunnel.as_str()) else {
+            continue;
+        };
+        // The site's last fault or restore before the change decides whether a fault was on.
+        let faulted = m
+            .steps
+            .iter()
+            .rfind(|s| {
+                s.at <= *t
+                    && match &s.site {
+                        Some(x) => x == site,
+                        None => s.fault == FaultKind::Restore,
+                    }
+            })
+            .is_some_and(|s| s.fault != FaultKind::Restore);
+        if !faulted {
+            out.push(TimelineEntry {
+                t: *t,
+                what: format!("{tunnel}: {from} -> {to}"),
+            });
         }
     }
     out
@@ -401,6 +441,7 @@ impl Report {
             ecmp_spread,
             flows_per_site,
             appliance_drops: m.appliance_drops.clone(),
+            unprovoked: unprovoked(m, &changes),
             violations: Vec::new(),
             plot: None,
         };
@@ -504,6 +545,15 @@ impl Report {
         }
         let _ = writeln!(o, "flows seen per site: {:?}", self.flows_per_site);
         let _ = writeln!(o, "appliance drops by reason: {:?}", self.appliance_drops);
+        if !self.unprovoked.is_empty() {
+            let _ = writeln!(
+                o,
+                "state changes without a fault (a stalled process on a busy machine?):"
+            );
+            for e in &self.unprovoked {
+                let _ = writeln!(o, "  {:>7.2}  {}", e.t, e.what);
+            }
+        }
         if self.violations.is_empty() {
             let _ = writeln!(o, "expectations: all met");
         } else {
@@ -715,6 +765,37 @@ mod tests {
         assert!((r.ecmp_spread["a"] - 50.0).abs() < 1e-9);
         assert_eq!(r.flows_per_site["sa"], 1);
         assert_eq!(r.flows_per_site["sb"], 3);
+    }
+
+    #[test]
+    fn state_changes_without_a_fault_are_flagged() {
+        let mut m = run();
+        assert!(Report::compute(&m, &ExpectSpec::default(), &[])
+            .unprovoked
+            .is_empty());
+        m.changes = vec![
+            Change {
+                t: 1.0,
+                tunnel: "b".into(),
+                from: "healthy".into(),
+                to: "down".into(),
+            },
+            Change {
+                t: 2.5,
+                tunnel: "a".into(),
+                from: "healthy".into(),
+                to: "down".into(),
+            },
+            Change {
+                t: 4.5,
+                tunnel: "a".into(),
+                from: "healthy".into(),
+                to: "degraded".into(),
+            },
+        ];
+        let r = Report::compute(&m, &ExpectSpec::default(), &[]);
+        let got: Vec<f64> = r.unprovoked.iter().map(|e| e.t).collect();
+        assert_eq!(got, vec![1.0, 4.5]);
     }
 
     #[test]

@@ -12,6 +12,9 @@
 //! - recovery: healthy again between the hold-down (3 s) and hold-down + 2 s;
 //! - loss per flow class at most 10 % (what was sent into a dead tunnel before the steer);
 //! - ECMP before the first fault: acme-1 and acme-2 each carry at least 25 %, the backup none.
+//!
+//! A run in which a tunnel changed state without a fault (the report's `unprovoked`: a process
+//! stalled past the 150 ms probe timeout on a busy machine) is run a second time.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -180,27 +183,46 @@ fn three_tunnel_lab_then_a_killed_lab_is_removed_by_down() {
     let dir = scratch(&name);
     let file = lab_copy(&dir, &name);
 
-    // 1. The whole run: its report's figures within the bounds above.
-    let started = Instant::now();
-    let out = Command::new(LAB)
-        .args([
-            "run",
-            file.to_str().unwrap(),
-            "--out",
-            dir.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "lab run failed:\n{stdout}\n{stderr}");
-    eprintln!("lab run took {:.1} s", started.elapsed().as_secs_f64());
-    let json: Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
+    // 1. The whole run: its report's figures within the bounds above. A run in which a tunnel
+    //    changed state with no fault in force was disturbed by the machine (a process stalled
+    //    past the probe timeout on a busy host), not by the schedule: it is run once more.
+    let mut attempt = 0;
+    let json = loop {
+        attempt += 1;
+        let started = Instant::now();
+        let out = Command::new(LAB)
+            .args([
+                "run",
+                file.to_str().unwrap(),
+                "--out",
+                dir.to_str().unwrap(),
+            ])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        eprintln!(
+            "lab run {attempt} took {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+        let json: Option<Value> = std::fs::read_to_string(dir.join("report.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok());
+        let disturbed = json
+            .as_ref()
+            .is_some_and(|j| !j["report"]["unprovoked"].as_array().unwrap().is_empty());
+        if disturbed && attempt < 2 {
+            eprintln!("run {attempt} disturbed by the machine, once more:\n{stdout}");
+            let _ = std::fs::remove_file(dir.join("report.json"));
+            continue;
+        }
+        assert!(out.status.success(), "lab run failed:\n{stdout}\n{stderr}");
+        assert!(stdout.contains("plot: "), "{stdout}");
+        break json.unwrap();
+    };
     check_report(&json["report"]);
     let png = std::fs::read(dir.join("pps.png")).unwrap();
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
-    assert!(stdout.contains("plot: "), "{stdout}");
     assert_eq!(leftovers(&name), Vec::<String>::new(), "after a run");
 
     // 2. A run killed half-way (SIGKILL: no cleanup of its own), then `down`.
