@@ -671,7 +671,6 @@ fn run_inner(
             }
             applied.push(st);
         }
-        let ts = t0.elapsed().as_secs_f64();
         let rows = match sample_tunnels(&mut tel) {
             Ok(r) => r,
             Err(e) => {
@@ -682,7 +681,11 @@ fn run_inner(
             }
         };
         // The gateway counts each sample; the appliance's own counters only twice a second.
+        // The sample's time is the middle of the counters' read (a process of its own, which a
+        // busy machine may delay), so that rates derived from it stay right.
+        let before = t0.elapsed().as_secs_f64();
         let gw = net::read_gw_counters(name).unwrap_or_default();
+        let ts = (before + t0.elapsed().as_secs_f64()) / 2.0;
         let sample = Sample {
             t: ts,
             tunnels: rows

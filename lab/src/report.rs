@@ -622,6 +622,20 @@ pub fn plot(m: &Measurements, path: &Path) -> anyhow::Result<()> {
             .draw_series(LineSeries::new(pts.iter().copied(), color.stroke_width(2)))?
             .label(name.clone())
             .legend(move |(x, y)| PathElement::new([(x, y), (x + 18, y)], color.stroke_width(2)));
+        // The tunnel's state changes: a marker on the time axis, the new state above it.
+        for c in m.changes.iter().filter(|c| &c.tunnel == name) {
+            let y = y_max * (0.04 + 0.05 * i as f64);
+            chart.draw_series(std::iter::once(TriangleMarker::new(
+                (c.t, 0.0),
+                6,
+                color.filled(),
+            )))?;
+            chart.draw_series(std::iter::once(Text::new(
+                c.to.clone(),
+                (c.t, y),
+                ("sans-serif", 11).into_font().color(&color),
+            )))?;
+        }
     }
     chart
         .configure_series_labels()
