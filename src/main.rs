@@ -51,6 +51,15 @@ fn main() -> ExitCode {
     conduit::cli::main("conduit", "info", run)
 }
 
+/// The test hook `CONDUIT_TEST_PANIC_WORKER=MS` (read once, here): the first worker panics MS
+/// milliseconds after its launch, so that tests can check that a dying worker stops the
+/// appliance.
+fn test_panic_worker_after() -> Option<std::time::Duration> {
+    let ms = std::env::var("CONDUIT_TEST_PANIC_WORKER").ok()?;
+    let ms = ms.trim().parse().unwrap_or(0);
+    Some(std::time::Duration::from_millis(ms))
+}
+
 fn run(cli: Cli, eal_args: Vec<String>) -> Result<ExitCode> {
     if let Some(Command::CheckConfig { file }) = &cli.command {
         let cfg = Config::load(file).map_err(anyhow::Error::msg)?;
@@ -70,6 +79,7 @@ fn run(cli: Cli, eal_args: Vec<String>) -> Result<ExitCode> {
     let opts = Options {
         exit_when_idle: cli.exit_when_idle,
         stats_interval: cli.stats_interval.unwrap_or(cfg.stats.interval_ms),
+        panic_worker_after: test_panic_worker_after(),
     };
 
     let eal =
