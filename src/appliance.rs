@@ -336,6 +336,10 @@ fn resolve_gateway(
     }
     let (gw_ip, our_ip) = control::tables::gateway_arp_addresses(cfg)
         .context("without gateway.mac the gateway port needs an ipv4 address")?;
+    log::info!(
+        "resolving gateway {gw_ip} by ARP from {our_ip} (up to {} s)",
+        ARP_TIMEOUT.as_secs()
+    );
     // One request per round, each round as long as the interval between requests: the stop
     // flag is looked at between rounds, so a signal is obeyed within one interval.
     let start = Instant::now();
