@@ -1,9 +1,11 @@
 //! The appliance's run, in the order it happens:
 //!
+//! 0. Before EAL starts, [`Signals::install`]: from there on SIGINT/SIGTERM only set a flag, which
+//!    every stage below looks at, so that a stop requested at any point is clean (exit 0).
 //! 1. [`check_workers`]: every configured worker lcore is enabled in EAL and is not the main one.
 //! 2. [`open_ports`]: every configured port must exist (a vdev that failed to probe is an error,
 //!    not zero ports); each is configured and started.
-//! 3. [`Signals::install`], [`Ops::start`] (telemetry commands, the Prometheus listener).
+//! 3. [`Ops::start`] (telemetry commands, the Prometheus listener).
 //! 4. [`start_io`] or [`start_pipeline`]: everything the workers need is built (in pipeline mode:
 //!    the gateway resolved, the forwarding table published, the control loop), then the worker
 //!    lcores are launched, last, so that every step that can fail has run before any worker
@@ -59,9 +61,22 @@ pub struct Options {
 const ARP_INTERVAL: Duration = Duration::from_millis(200);
 const ARP_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Runs the dataplane `cfg` (read from `path`) until stopped; the exit code says whether it
-/// stopped cleanly (no worker panicked, no mbuf leaked).
-pub fn run(eal: &Eal, path: &Path, cfg: &Config, opts: &Options) -> Result<ExitCode> {
+/// Runs the dataplane `cfg` (read from `path`) until stopped (`signals`, installed before EAL
+/// started); the exit code says whether it stopped cleanly (no worker panicked, no mbuf leaked).
+pub fn run(
+    eal: &Eal,
+    path: &Path,
+    cfg: &Config,
+    opts: &Options,
+    signals: &Signals,
+) -> Result<ExitCode> {
+    let stopped_early = || {
+        log::info!("stopping (signal) during start-up, before any worker was launched");
+        Ok(ExitCode::SUCCESS)
+    };
+    if signals.stop_requested() {
+        return stopped_early();
+    }
     let lcores = check_workers(eal, cfg)?;
     let ids = cfg
         .dataplane
@@ -72,7 +87,9 @@ pub fn run(eal: &Eal, path: &Path, cfg: &Config, opts: &Options) -> Result<ExitC
     let pool = Arc::new(workers::packet_pool("conduit_pkts", cfg.pool_size(), cfg)?);
     let (mut ports, probe_path) =
         open_ports(cfg, &ids, lcores.len() as u16, probing(cfg, opts), &pool)?;
-    let signals = Signals::install()?;
+    if signals.stop_requested() {
+        return stopped_early();
+    }
     let ops = Ops::start(cfg, path)?;
     let mut workers = workers::workers(cfg);
     if let Some(after) = opts.panic_worker_after {
@@ -82,11 +99,10 @@ pub fn run(eal: &Eal, path: &Path, cfg: &Config, opts: &Options) -> Result<ExitC
         ForwardMode::Io => (start_io(cfg, &lcores, &mut ports, workers)?, None),
         ForwardMode::Pipeline => {
             let started = start_pipeline(
-                eal, path, cfg, probe_path, &lcores, &mut ports, &pool, &signals, workers,
+                eal, path, cfg, probe_path, &lcores, &mut ports, &pool, signals, workers,
             )?;
             let Some((w, c)) = started else {
-                log::info!("stopping (signal) during start-up, before any worker was launched");
-                return Ok(ExitCode::SUCCESS);
+                return stopped_early();
             };
             (w, Some(c))
         }
@@ -100,7 +116,7 @@ pub fn run(eal: &Eal, path: &Path, cfg: &Config, opts: &Options) -> Result<ExitC
         pool,
     };
     let started = Instant::now();
-    let reason = running.run_until_stopped(&signals, path, opts);
+    let reason = running.run_until_stopped(signals, path, opts);
     let elapsed = started.elapsed();
     log::info!("stopping ({reason}) after {:.3} s", elapsed.as_secs_f64());
     running.stop_and_report(elapsed)

@@ -16,7 +16,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 
-use conduit::appliance::{self, Options};
+use conduit::appliance::{self, Options, Signals};
 use control::config::Config;
 use dataplane::eal::Eal;
 
@@ -82,6 +82,8 @@ fn run(cli: Cli, eal_args: Vec<String>) -> Result<ExitCode> {
         panic_worker_after: test_panic_worker_after(),
     };
 
+    // Before EAL: a SIGINT/SIGTERM at any later stage is a clean stop, not a kill.
+    let signals = Signals::install()?;
     let eal =
         Eal::init(&eal_args).context("EAL initialisation failed (see EAL's messages above)")?;
     log::info!(
@@ -95,7 +97,7 @@ fn run(cli: Cli, eal_args: Vec<String>) -> Result<ExitCode> {
         },
         eal.tsc_hz() as f64 / 1e9
     );
-    let result = appliance::run(&eal, path, &cfg, &opts);
+    let result = appliance::run(&eal, path, &cfg, &opts, &signals);
     drop(eal);
     result
 }

@@ -166,15 +166,47 @@ fn worker_panic_stops_the_appliance() {
     assert!(log.contains("mbufs in use after shutdown: 0 of"), "{log}");
 }
 
+#[test]
+fn worker_panic_stops_the_pipeline() {
+    let dir = scratch("pipeline-panic");
+    let cfg = write_config(
+        &dir,
+        // No ARP and no probes: net_ring loops what it sends back to its own RX ring, where
+        // the dead worker would leave them, out of the pool, for the leak check to report.
+        &PIPELINE_CONFIG
+            .replace(
+                "  port: net_ring0\n",
+                "  port: net_ring0\n  mac: \"02:00:00:00:00:fe\"\n",
+            )
+            .replace(
+                "interface_address: 10.255.0.0/31\n",
+                "interface_address: 10.255.0.0/31\n    health_check: {enabled: false}\n",
+            ),
+    );
+    let args = app_args(eal_args("pipeline-panic"), &["net_ring0"], &cfg);
+    let mut app = Running::spawn(&args, &[("CONDUIT_TEST_PANIC_WORKER", "300")]);
+    let panicked = app.wait_for("panicked at");
+    let (code, exited, log) = app.finish();
+    let took = exited.saturating_duration_since(panicked);
+    eprintln!("exit {:.3} s after the panic", took.as_secs_f64());
+    assert!(took < EXIT_WITHIN, "took {took:?}\n{log}");
+    assert_eq!(code, Some(1), "{log}");
+    assert!(
+        log.contains("conduit: error: worker lcore 1 panicked: test-induced panic"),
+        "{log}"
+    );
+    assert!(log.contains("stopping (worker lcore 1 ended)"), "{log}");
+    assert!(log.contains("mbufs in use after shutdown: 0 of"), "{log}");
+}
+
+const PIPELINE_CONFIG: &str = "dataplane:\n  ports:\n    - device: net_ring0\n      ipv4: 192.0.2.10/24\n  workers: [1]\n  mode: pipeline\nlocal_endpoints: [203.0.113.1]\ngateway:\n  ipv4: 192.0.2.1\n  port: net_ring0\ntunnels:\n  - name: t1\n    kind: gre\n    local: 203.0.113.1\n    remote: 198.51.100.1\n    interface_address: 10.255.0.0/31\nroutes:\n  - {prefix: 172.16.0.0/16, tunnel: t1, priority: 100}\nstats:\n  interval_ms: 0\n";
+
 /// A pipeline over a ring where nobody answers ARP: the appliance waits (up to 5 s) for the
 /// gateway's MAC; `sig` during that wait stops it at once and cleanly.
 fn signal_while_resolving_the_gateway(sig: &str) {
     let name = format!("arp-{sig}");
     let dir = scratch(&name);
-    let cfg = write_config(
-        &dir,
-        "dataplane:\n  ports:\n    - device: net_ring0\n      ipv4: 192.0.2.10/24\n  workers: [1]\n  mode: pipeline\nlocal_endpoints: [203.0.113.1]\ngateway:\n  ipv4: 192.0.2.1\n  port: net_ring0\ntunnels:\n  - name: t1\n    kind: gre\n    local: 203.0.113.1\n    remote: 198.51.100.1\n    interface_address: 10.255.0.0/31\nroutes:\n  - {prefix: 172.16.0.0/16, tunnel: t1, priority: 100}\nstats:\n  interval_ms: 0\n",
-    );
+    let cfg = write_config(&dir, PIPELINE_CONFIG);
     let args = app_args(eal_args(&name), &["net_ring0"], &cfg);
     let mut app = Running::spawn(&args, &[]);
     app.wait_for("resolving gateway 192.0.2.1 by ARP");
