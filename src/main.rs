@@ -6,9 +6,10 @@
 //! `conduit check-config FILE` need no EAL).
 //!
 //! Start-up order is chosen so that mistakes surface before anything is touched: the config is
-//! read and checked first, then EAL starts, then [`conduit::appliance::run`] opens the ports,
-//! binds what it serves and launches the workers last; SIGINT/SIGTERM (or `--exit-when-idle`)
-//! stop them and the final statistics are printed.
+//! read and checked first, the SIGINT/SIGTERM handlers installed, then EAL starts, then
+//! [`conduit::appliance::run`] opens the ports, binds what it serves and launches the workers
+//! last; SIGINT/SIGTERM (at any stage, exit 0), `--exit-when-idle`, or a worker that panics
+//! (exit 1) stop them and the final statistics are printed.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
