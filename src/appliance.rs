@@ -1,17 +1,23 @@
 //! The appliance's run, in the order it happens:
 //!
+//! 0. Before EAL starts, [`Signals::install`]: from there on SIGINT/SIGTERM only set a flag, which
+//!    every stage below looks at, so that a stop requested at any point is clean (exit 0).
 //! 1. [`check_workers`]: every configured worker lcore is enabled in EAL and is not the main one.
 //! 2. [`open_ports`]: every configured port must exist (a vdev that failed to probe is an error,
 //!    not zero ports); each is configured and started.
-//! 3. [`Signals::install`], [`Ops::start`] (telemetry commands, the Prometheus listener).
+//! 3. [`Ops::start`] (telemetry commands, the Prometheus listener).
 //! 4. [`start_io`] or [`start_pipeline`]: everything the workers need is built (in pipeline mode:
 //!    the gateway resolved, the forwarding table published, the control loop), then the worker
 //!    lcores are launched, last, so that every step that can fail has run before any worker
-//!    polls. From there a [`Workers`] guard stops and joins them on every way out.
+//!    polls. From there a [`Workers`] guard stops and joins them on every way out. A signal
+//!    while the gateway is being resolved stops the start-up cleanly.
 //! 5. [`Running::run_until_stopped`]: the control loop, operations refresh and console
-//!    statistics on EAL's main lcore until SIGINT/SIGTERM (or `--exit-when-idle`).
+//!    statistics on EAL's main lcore until SIGINT/SIGTERM (or `--exit-when-idle`), or until a
+//!    worker's poll loop ends on its own (a panic): the appliance does not run on with a dead
+//!    worker.
 //! 6. [`Running::stop_and_report`]: workers stopped, ports stopped (flushing pcap output), final
-//!    statistics printed, and every mbuf must be back in the pool.
+//!    statistics printed, and every mbuf must be back in the pool; a worker that panicked is an
+//!    error (`worker lcore N panicked: ...`).
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -24,7 +30,7 @@ use conduit_packet::wire::EthernetAddress;
 use control::config::{Config, ForwardMode};
 use control::plane::ControlPlane;
 use dataplane::eal::Eal;
-use dataplane::lcore::LcoreId;
+use dataplane::lcore::{JoinError, LcoreId};
 use dataplane::mempool::Mempool;
 use dataplane::neighbor;
 use dataplane::port::{self, Port, PortConfig, PortId};
@@ -45,15 +51,32 @@ pub struct Options {
     pub exit_when_idle: Option<u64>,
     /// Console statistics interval in milliseconds (0: only the final statistics).
     pub stats_interval: u64,
+    /// Test hook (`CONDUIT_TEST_PANIC_WORKER=MS`): the first worker panics this long after its
+    /// launch.
+    #[doc(hidden)]
+    pub panic_worker_after: Option<Duration>,
 }
 
 /// How long the gateway's ARP resolution retries, and how often it asks.
 const ARP_INTERVAL: Duration = Duration::from_millis(200);
 const ARP_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Runs the dataplane `cfg` (read from `path`) until stopped; the exit code says whether it
-/// stopped cleanly (no worker panicked, no mbuf leaked).
-pub fn run(eal: &Eal, path: &Path, cfg: &Config, opts: &Options) -> Result<ExitCode> {
+/// Runs the dataplane `cfg` (read from `path`) until stopped (`signals`, installed before EAL
+/// started); the exit code says whether it stopped cleanly (no worker panicked, no mbuf leaked).
+pub fn run(
+    eal: &Eal,
+    path: &Path,
+    cfg: &Config,
+    opts: &Options,
+    signals: &Signals,
+) -> Result<ExitCode> {
+    let stopped_early = || {
+        log::info!("stopping (signal) during start-up, before any worker was launched");
+        Ok(ExitCode::SUCCESS)
+    };
+    if signals.stop_requested() {
+        return stopped_early();
+    }
     let lcores = check_workers(eal, cfg)?;
     let ids = cfg
         .dataplane
@@ -64,12 +87,23 @@ pub fn run(eal: &Eal, path: &Path, cfg: &Config, opts: &Options) -> Result<ExitC
     let pool = Arc::new(workers::packet_pool("conduit_pkts", cfg.pool_size(), cfg)?);
     let (mut ports, probe_path) =
         open_ports(cfg, &ids, lcores.len() as u16, probing(cfg, opts), &pool)?;
-    let signals = Signals::install()?;
+    if signals.stop_requested() {
+        return stopped_early();
+    }
     let ops = Ops::start(cfg, path)?;
+    let mut workers = workers::workers(cfg);
+    if let Some(after) = opts.panic_worker_after {
+        workers.panic_first_worker_after(after);
+    }
     let (workers, control) = match cfg.dataplane.mode {
-        ForwardMode::Io => (start_io(cfg, &lcores, &mut ports)?, None),
+        ForwardMode::Io => (start_io(cfg, &lcores, &mut ports, workers)?, None),
         ForwardMode::Pipeline => {
-            let (w, c) = start_pipeline(eal, path, cfg, probe_path, &lcores, &mut ports, &pool)?;
+            let started = start_pipeline(
+                eal, path, cfg, probe_path, &lcores, &mut ports, &pool, signals, workers,
+            )?;
+            let Some((w, c)) = started else {
+                return stopped_early();
+            };
             (w, Some(c))
         }
     };
@@ -82,10 +116,29 @@ pub fn run(eal: &Eal, path: &Path, cfg: &Config, opts: &Options) -> Result<ExitC
         pool,
     };
     let started = Instant::now();
-    let reason = running.run_until_stopped(&signals, path, opts);
+    let reason = running.run_until_stopped(signals, path, opts);
     let elapsed = started.elapsed();
     log::info!("stopping ({reason}) after {:.3} s", elapsed.as_secs_f64());
-    Ok(running.stop_and_report(elapsed))
+    running.stop_and_report(elapsed)
+}
+
+/// Why the main loop ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    Signal,
+    Idle,
+    /// This worker's poll loop ended although nobody asked it to (it panicked).
+    WorkerEnded(LcoreId),
+}
+
+impl std::fmt::Display for StopReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StopReason::Signal => f.write_str("signal"),
+            StopReason::Idle => f.write_str("idle"),
+            StopReason::WorkerEnded(l) => write!(f, "worker lcore {l} ended"),
+        }
+    }
 }
 
 /// The configured worker lcores, each enabled in EAL and not its main lcore (which runs the
@@ -225,7 +278,7 @@ impl Signals {
         Ok(Signals { stop, hangup })
     }
 
-    fn stop_requested(&self) -> bool {
+    pub fn stop_requested(&self) -> bool {
         self.stop.load(Ordering::Relaxed)
     }
 
@@ -235,8 +288,14 @@ impl Signals {
     }
 }
 
-/// io mode: worker q forwards queue q of each port to queue q of its paired port.
-pub fn start_io(cfg: &Config, lcores: &[LcoreId], ports: &mut [Port]) -> Result<Workers> {
+/// io mode: worker q forwards queue q of each port to queue q of its paired port; launched
+/// into `workers`.
+pub fn start_io(
+    cfg: &Config,
+    lcores: &[LcoreId],
+    ports: &mut [Port],
+    mut workers: Workers,
+) -> Result<Workers> {
     let n = ports.len();
     let paths: Vec<Vec<IoPath>> = (0..lcores.len() as u16)
         .map(|q| {
@@ -250,7 +309,6 @@ pub fn start_io(cfg: &Config, lcores: &[LcoreId], ports: &mut [Port]) -> Result<
                 .collect()
         })
         .collect();
-    let mut workers = workers::workers(cfg);
     for (&lcore_id, paths) in lcores.iter().zip(paths) {
         log::info!(
             "{lcore_id:?}: io forwarding {:?}",
@@ -280,47 +338,63 @@ fn take_queues(ports: &mut [Port], workers: usize) -> Vec<WorkerQueues> {
 }
 
 /// The gateway's MAC: configured, or asked by ARP on `queues`' gateway port (before any worker
-/// polls it).
+/// polls it); `None` when SIGINT/SIGTERM came while waiting for the answer.
 fn resolve_gateway(
     cfg: &Config,
     queues: &mut WorkerQueues,
     gw_index: usize,
     our_mac: EthernetAddress,
     pool: &Mempool,
-) -> Result<EthernetAddress> {
+    signals: &Signals,
+) -> Result<Option<EthernetAddress>> {
     if let Some(mac) = control::tables::static_gateway_mac(cfg) {
-        return Ok(mac);
+        return Ok(Some(mac));
     }
     let (gw_ip, our_ip) = control::tables::gateway_arp_addresses(cfg)
         .context("without gateway.mac the gateway port needs an ipv4 address")?;
-    let res = neighbor::resolve(
-        &mut queues.rx[gw_index],
-        &mut queues.tx[gw_index],
-        pool,
-        neighbor::ArpQuery {
-            our_mac,
-            our_ip,
-            target: gw_ip,
-            interval: ARP_INTERVAL,
-            timeout: ARP_TIMEOUT,
-        },
+    log::info!(
+        "resolving gateway {gw_ip} by ARP from {our_ip} (up to {} s)",
+        ARP_TIMEOUT.as_secs()
     );
-    match res.mac {
-        Some(mac) => {
-            log::info!("gateway {gw_ip} is at {mac} (ARP)");
-            Ok(mac)
+    // One request per round, each round as long as the interval between requests: the stop
+    // flag is looked at between rounds, so a signal is obeyed within one interval.
+    let start = Instant::now();
+    let mut requests_sent = 0;
+    while start.elapsed() < ARP_TIMEOUT {
+        if signals.stop_requested() {
+            return Ok(None);
         }
-        None => bail!(
-            "gateway {gw_ip} did not answer {} ARP requests from {our_ip} within {} s; set gateway.mac to configure it statically",
-            res.requests_sent,
-            ARP_TIMEOUT.as_secs()
-        ),
+        let res = neighbor::resolve(
+            &mut queues.rx[gw_index],
+            &mut queues.tx[gw_index],
+            pool,
+            neighbor::ArpQuery {
+                our_mac,
+                our_ip,
+                target: gw_ip,
+                interval: ARP_INTERVAL,
+                timeout: ARP_INTERVAL.min(ARP_TIMEOUT.saturating_sub(start.elapsed())),
+            },
+        );
+        requests_sent += res.requests_sent;
+        if let Some(mac) = res.mac {
+            log::info!("gateway {gw_ip} is at {mac} (ARP)");
+            return Ok(Some(mac));
+        }
     }
+    if signals.stop_requested() {
+        return Ok(None);
+    }
+    bail!(
+        "gateway {gw_ip} did not answer {requests_sent} ARP requests from {our_ip} within {} s; set gateway.mac to configure it statically",
+        ARP_TIMEOUT.as_secs()
+    )
 }
 
 /// pipeline mode: resolves the gateway, builds and publishes the forwarding table, builds the
 /// workers and the control loop (which owns the publication and the probe TX path), then
-/// launches the workers.
+/// launches the workers into `workers`. `None` when a signal stopped the gateway's resolution.
+#[allow(clippy::too_many_arguments)]
 pub fn start_pipeline(
     eal: &Eal,
     path: &Path,
@@ -329,13 +403,19 @@ pub fn start_pipeline(
     lcores: &[LcoreId],
     ports: &mut [Port],
     pool: &Arc<Mempool>,
-) -> Result<(Workers, ControlLoop)> {
+    signals: &Signals,
+    mut workers: Workers,
+) -> Result<Option<(Workers, ControlLoop)>> {
     let macs: Vec<EthernetAddress> = ports.iter().map(|p| p.mac()).collect::<Result<_, _>>()?;
     let (gw_index, _) = cfg
         .gateway_port()
         .context("pipeline mode needs a gateway (checked by the config)")?;
     let mut queues = take_queues(ports, lcores.len());
-    let gateway_mac = resolve_gateway(cfg, &mut queues[0], gw_index, macs[gw_index], pool)?;
+    let Some(gateway_mac) =
+        resolve_gateway(cfg, &mut queues[0], gw_index, macs[gw_index], pool, signals)?
+    else {
+        return Ok(None);
+    };
     let (plane, readers) = ControlPlane::new(
         path,
         cfg.clone(),
@@ -398,14 +478,13 @@ pub fn start_pipeline(
         config.control_state(),
         config.tsc_hz,
     );
-    let mut workers = workers::workers(cfg);
     for (w, &lcore_id) in built.into_iter().zip(lcores) {
         log::info!("{lcore_id:?}: pipeline over {} ports", ports.len());
         workers
             .launch_pipeline(lcore_id, w)
             .with_context(|| format!("launching the worker on {lcore_id:?}"))?;
     }
-    Ok((workers, control))
+    Ok(Some((workers, control)))
 }
 
 /// A running dataplane. Fields drop in order: on an early way out the workers stop first, and
@@ -421,13 +500,14 @@ pub struct Running {
 
 impl Running {
     /// Runs the control loop, operations refresh and console statistics until a signal (or,
-    /// with `exit_when_idle`, until no packet has arrived for that long); returns why it stopped.
+    /// with `exit_when_idle`, until no packet has arrived for that long, or until a worker's
+    /// poll loop ends on its own); returns why it stopped.
     pub fn run_until_stopped(
         &mut self,
         signals: &Signals,
         path: &Path,
         opts: &Options,
-    ) -> &'static str {
+    ) -> StopReason {
         let mut periodic = Periodic::new(opts.stats_interval, &self.ports, self.workers.counters());
         let mut idle = opts
             .exit_when_idle
@@ -438,7 +518,10 @@ impl Running {
         loop {
             std::thread::sleep(tick);
             if signals.stop_requested() {
-                return "signal";
+                return StopReason::Signal;
+            }
+            if let Some(lcore) = self.workers.finished_early() {
+                return StopReason::WorkerEnded(lcore);
             }
             let now = Instant::now();
             self.turn_control(signals.take_hangup(), path);
@@ -452,7 +535,7 @@ impl Running {
             );
             if let Some(idle) = idle.as_mut() {
                 if idle.is_idle(now, console::sum(counters).rx_packets) {
-                    return "idle";
+                    return StopReason::Idle;
                 }
             }
             periodic.maybe_print(now, &self.ports, counters);
@@ -476,8 +559,8 @@ impl Running {
     }
 
     /// Stops the workers and the ports, prints the final statistics and checks that every mbuf
-    /// came back; failure if a worker panicked or mbufs leaked.
-    pub fn stop_and_report(self, elapsed: Duration) -> ExitCode {
+    /// came back; an error if a worker panicked (or ended on its own), failure if mbufs leaked.
+    pub fn stop_and_report(self, elapsed: Duration) -> Result<ExitCode> {
         let Running {
             mut workers,
             control,
@@ -488,9 +571,18 @@ impl Running {
         } = self;
         ops.stop();
         let mut failed = false;
-        for e in workers.stop() {
-            log::error!("worker {:?}: {e}", e.lcore());
-            failed = true;
+        let ended_early = workers.finished_early();
+        let mut worker_errors: Vec<String> = workers
+            .stop()
+            .into_iter()
+            .map(|e| match e {
+                JoinError::Panicked { lcore, message } => {
+                    format!("worker lcore {lcore} panicked: {message}")
+                }
+            })
+            .collect();
+        if let (Some(lcore), true) = (ended_early, worker_errors.is_empty()) {
+            worker_errors.push(format!("worker lcore {lcore} stopped on its own"));
         }
         for p in ports.iter_mut() {
             if let Err(e) = p.stop() {
@@ -514,11 +606,14 @@ impl Running {
             failed = true;
         }
         drop(pool);
-        if failed {
+        if !worker_errors.is_empty() {
+            bail!("{}", worker_errors.join("; "));
+        }
+        Ok(if failed {
             ExitCode::from(1)
         } else {
             ExitCode::SUCCESS
-        }
+        })
     }
 }
 

@@ -6,9 +6,10 @@
 //! `conduit check-config FILE` need no EAL).
 //!
 //! Start-up order is chosen so that mistakes surface before anything is touched: the config is
-//! read and checked first, then EAL starts, then [`conduit::appliance::run`] opens the ports,
-//! binds what it serves and launches the workers last; SIGINT/SIGTERM (or `--exit-when-idle`)
-//! stop them and the final statistics are printed.
+//! read and checked first, the SIGINT/SIGTERM handlers installed, then EAL starts, then
+//! [`conduit::appliance::run`] opens the ports, binds what it serves and launches the workers
+//! last; SIGINT/SIGTERM (at any stage, exit 0), `--exit-when-idle`, or a worker that panics
+//! (exit 1) stop them and the final statistics are printed.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -16,7 +17,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 
-use conduit::appliance::{self, Options};
+use conduit::appliance::{self, Options, Signals};
 use control::config::Config;
 use dataplane::eal::Eal;
 
@@ -51,6 +52,15 @@ fn main() -> ExitCode {
     conduit::cli::main("conduit", "info", run)
 }
 
+/// The test hook `CONDUIT_TEST_PANIC_WORKER=MS` (read once, here): the first worker panics MS
+/// milliseconds after its launch, so that tests can check that a dying worker stops the
+/// appliance.
+fn test_panic_worker_after() -> Option<std::time::Duration> {
+    let ms = std::env::var("CONDUIT_TEST_PANIC_WORKER").ok()?;
+    let ms = ms.trim().parse().unwrap_or(0);
+    Some(std::time::Duration::from_millis(ms))
+}
+
 fn run(cli: Cli, eal_args: Vec<String>) -> Result<ExitCode> {
     if let Some(Command::CheckConfig { file }) = &cli.command {
         let cfg = Config::load(file).map_err(anyhow::Error::msg)?;
@@ -70,8 +80,11 @@ fn run(cli: Cli, eal_args: Vec<String>) -> Result<ExitCode> {
     let opts = Options {
         exit_when_idle: cli.exit_when_idle,
         stats_interval: cli.stats_interval.unwrap_or(cfg.stats.interval_ms),
+        panic_worker_after: test_panic_worker_after(),
     };
 
+    // Before EAL: a SIGINT/SIGTERM at any later stage is a clean stop, not a kill.
+    let signals = Signals::install()?;
     let eal =
         Eal::init(&eal_args).context("EAL initialisation failed (see EAL's messages above)")?;
     log::info!(
@@ -85,7 +98,7 @@ fn run(cli: Cli, eal_args: Vec<String>) -> Result<ExitCode> {
         },
         eal.tsc_hz() as f64 / 1e9
     );
-    let result = appliance::run(&eal, path, &cfg, &opts);
+    let result = appliance::run(&eal, path, &cfg, &opts, &signals);
     drop(eal);
     result
 }

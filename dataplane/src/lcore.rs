@@ -3,10 +3,12 @@
 //! [`launch`] boxes the closure, hands it to `rte_eal_remote_launch` through an `extern "C"`
 //! trampoline, and catches any panic there (a panic unwinding out of an `extern "C"` function
 //! would abort the process). The [`JoinHandle`] waits for the lcore and returns the closure's
-//! value or the panic message.
+//! value or the panic message; [`JoinHandle::is_finished`] tells without waiting whether the
+//! closure has returned (or panicked), so that a caller can notice a worker that died.
 
 use std::ffi::{c_int, c_void};
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::error::{DpdkError, Result};
@@ -57,6 +59,7 @@ type Slot<T> = Arc<Mutex<Option<std::result::Result<T, String>>>>;
 pub struct JoinHandle<T> {
     lcore: LcoreId,
     slot: Slot<T>,
+    finished: Arc<AtomicBool>,
 }
 
 impl<T> std::fmt::Debug for JoinHandle<T> {
@@ -68,6 +71,12 @@ impl<T> std::fmt::Debug for JoinHandle<T> {
 impl<T> JoinHandle<T> {
     pub fn lcore(&self) -> LcoreId {
         self.lcore
+    }
+
+    /// Whether the lcore's function has returned or panicked; never blocks. Once true,
+    /// [`join`](Self::join) returns at once.
+    pub fn is_finished(&self) -> bool {
+        self.finished.load(Ordering::Acquire)
     }
 
     /// Blocks until the lcore's function returned.
@@ -119,9 +128,13 @@ where
 {
     let slot: Slot<T> = Arc::new(Mutex::new(None));
     let out = Arc::clone(&slot);
+    let finished = Arc::new(AtomicBool::new(false));
+    let done = Arc::clone(&finished);
     let job: Job = Box::new(move || {
         let r = catch_unwind(AssertUnwindSafe(f)).map_err(|p| panic_message(&*p));
         *out.lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
+        // Set after the result is stored: whoever sees it can join and find the result.
+        done.store(true, Ordering::Release);
     });
     let arg = Box::into_raw(Box::new(job)) as *mut c_void;
     // SAFETY: trampoline has the lcore_function_t signature; arg stays valid until the
@@ -132,5 +145,9 @@ where
         drop(unsafe { Box::from_raw(arg as *mut Job) });
         return Err(DpdkError::from_ret("rte_eal_remote_launch", ret));
     }
-    Ok(JoinHandle { lcore, slot })
+    Ok(JoinHandle {
+        lcore,
+        slot,
+        finished,
+    })
 }

@@ -12,6 +12,7 @@ pub mod pipeline;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::eal::rdtsc;
 use crate::error::Result;
@@ -28,6 +29,7 @@ pub struct Workers {
     stop: Arc<AtomicBool>,
     counters: Arc<Vec<PipelineCounters>>,
     handles: Vec<lcore::JoinHandle<()>>,
+    panic_first_after: Option<Duration>,
 }
 
 impl Workers {
@@ -41,7 +43,27 @@ impl Workers {
                     .collect(),
             ),
             handles: Vec::new(),
+            panic_first_after: None,
         }
+    }
+
+    /// Test hook: the first worker launched panics `after` its launch, before it polls (so the
+    /// poll loop itself carries no check). Lets tests provoke a worker that dies after start.
+    #[doc(hidden)]
+    pub fn panic_first_worker_after(&mut self, after: Duration) {
+        self.panic_first_after = Some(after);
+    }
+
+    /// The first worker whose poll loop has ended (returned or panicked) although nobody asked
+    /// it to stop; never blocks.
+    pub fn finished_early(&self) -> Option<LcoreId> {
+        if self.stop.load(Ordering::Relaxed) {
+            return None;
+        }
+        self.handles
+            .iter()
+            .find(|h| h.is_finished())
+            .map(|h| h.lcore())
     }
 
     /// Every worker's counters, in launch order (summed on read).
@@ -62,7 +84,14 @@ impl Workers {
         );
         let stop = Arc::clone(&self.stop);
         let counters = Arc::clone(&self.counters);
-        let handle = lcore::launch(lcore, move || run(&stop, &counters[q]))?;
+        let panic_after = self.panic_first_after.filter(|_| q == 0);
+        let handle = lcore::launch(lcore, move || {
+            if let Some(after) = panic_after {
+                std::thread::sleep(after);
+                panic!("test-induced panic (CONDUIT_TEST_PANIC_WORKER)");
+            }
+            run(&stop, &counters[q])
+        })?;
         self.handles.push(handle);
         Ok(())
     }
