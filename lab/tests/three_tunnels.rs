@@ -179,7 +179,10 @@ fn three_tunnel_lab_then_a_killed_lab_is_removed_by_down() {
     if let Some(why) = skip_reason() {
         // CI installs every tool (scripts/setup.sh --test) and runs as root: there a missing
         // prerequisite is a failure, never a silent pass.
-        assert!(std::env::var_os("CI").is_none(), "CI cannot run the lab: {why}");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI cannot run the lab: {why}"
+        );
         eprintln!("skipped: {why}");
         return;
     }
