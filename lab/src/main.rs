@@ -429,10 +429,10 @@ fn alternatives(lab: &Lab) -> BTreeMap<String, Vec<String>> {
     out
 }
 
-/// A running generator: the builtin one, or trafgen for the flows of one class.
+/// A running generator: the builtin one, or trafgen or tcpreplay for the flows of one class.
 struct GenProc {
     child: std::process::Child,
-    /// For trafgen: its output file and the flows of its class.
+    /// For trafgen and tcpreplay: its output file and the flows of its class.
     trafgen: Option<(PathBuf, Vec<usize>)>,
 }
 
@@ -489,6 +489,37 @@ fn start_generators(
                 });
             }
         }
+        spec::Generator::Tcpreplay => {
+            let dir = net::run_dir(name);
+            for (c, class) in plan.classes.iter().enumerate() {
+                let pcap = dir.join(format!("tcpreplay-{c}.pcap"));
+                std::fs::write(
+                    &pcap,
+                    gen::tcpreplay_pcap(plan, &class.flows, class.rate, net::GW_MAC, net::APP_MAC),
+                )?;
+                // The pcap holds one frame per flow: play it as many times as trafgen's count
+                // needs, so both generators send the same packets.
+                let loops = gen::trafgen_count(class.rate, plan.duration_s, class.flows.len())
+                    / class.flows.len().max(1) as u64;
+                let out = dir.join(format!("tcpreplay-{c}.log"));
+                let f = std::fs::File::create(&out)?;
+                let child = Command::new("ip")
+                    .args(["netns", "exec", &ns, "tcpreplay", "--preload-pcap"])
+                    .arg(format!("--intf1={}", net::tap(name)))
+                    .arg(format!("--pps={}", class.rate))
+                    .arg(format!("--loop={loops}"))
+                    .arg(&pcap)
+                    .stdin(Stdio::null())
+                    .stdout(f.try_clone()?)
+                    .stderr(f)
+                    .spawn()
+                    .context("cannot start tcpreplay (Debian package tcpreplay)")?;
+                procs.push(GenProc {
+                    child,
+                    trafgen: Some((out, class.flows.clone())),
+                });
+            }
+        }
     }
     Ok(procs)
 }
@@ -496,6 +527,7 @@ fn start_generators(
 /// Waits for the generators (SIGTERM after 5 s) and returns what was sent per flow.
 fn finish_generators(
     mut gens: Vec<GenProc>,
+    generator: spec::Generator,
     plan: &gen::GenSpec,
     gen_out: &Path,
 ) -> Result<Vec<u64>> {
@@ -521,8 +553,14 @@ fn finish_generators(
             }
             Some((out, flows)) => {
                 let text = std::fs::read_to_string(out)?;
-                let per = gen::trafgen_sent(&text, flows.len())
-                    .ok_or_else(|| anyhow!("trafgen said nothing about what it sent:\n{text}"))?;
+                let (tool, per) = match generator {
+                    spec::Generator::Tcpreplay => {
+                        ("tcpreplay", gen::tcpreplay_sent(&text, flows.len()))
+                    }
+                    _ => ("trafgen", gen::trafgen_sent(&text, flows.len())),
+                };
+                let per =
+                    per.ok_or_else(|| anyhow!("{tool} said nothing about what it sent:\n{text}"))?;
                 for (i, n) in flows.iter().zip(per) {
                     sent[*i] = n;
                 }
@@ -715,7 +753,7 @@ fn run_inner(
         std::thread::sleep(Duration::from_millis(100));
     }
     // The generators stop on their own at the end of the duration.
-    let sent = finish_generators(gens, &plan, &gen_out)?;
+    let sent = finish_generators(gens, lab.spec.traffic.generator, &plan, &gen_out)?;
     // Packets in flight reach the LANs.
     std::thread::sleep(Duration::from_millis(500));
     let mut received = BTreeMap::new();
