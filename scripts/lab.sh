@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs a lab (default: the three-tunnel lab) on this machine: installs what labs need on Debian 12
-# (scripts/setup.sh, then Open vSwitch, nftables, trafgen and a font for the plot), builds the appliance
-# and the lab runner, and runs `conduit-lab run`. It ends with the report and the plot's path.
+# (scripts/setup.sh, then Open vSwitch, nftables, trafgen, tcpreplay and a font for the plot),
+# builds the appliance and the lab runner, and runs `conduit-lab run`. It ends with the report and the plot's path.
 # Needs root: network namespaces, nftables, raw sockets.
 #
 #   scripts/lab.sh [LAB.yaml] [conduit-lab run options: --keep, --out DIR]
@@ -21,7 +21,7 @@ bash scripts/setup.sh
 need_apt=()
 # The Open vSwitch packages bring ovsdb-server and ovs-vswitchd; a lab starts its own per site,
 # with private run directories, and never uses a system-wide instance.
-for p in openvswitch-switch openvswitch-common nftables iproute2 netsniff-ng fonts-dejavu-core; do
+for p in openvswitch-switch openvswitch-common nftables iproute2 netsniff-ng tcpreplay fonts-dejavu-core; do
     dpkg -s "$p" >/dev/null 2>&1 || need_apt+=("$p")
 done
 if ((${#need_apt[@]})); then

@@ -261,12 +261,85 @@ pub fn trafgen_sent(output: &str, flows: usize) -> Option<Vec<u64>> {
         .next()?
         .parse()
         .ok()?;
+    Some(shares(total, flows))
+}
+
+/// `total` packets sent in turn over `flows` flows: whole rounds, and the flows of a last
+/// partial round one more.
+fn shares(total: u64, flows: usize) -> Vec<u64> {
     let k = flows.max(1) as u64;
-    Some(
-        (0..k)
-            .map(|i| total / k + u64::from(i < total % k))
-            .collect(),
-    )
+    (0..k)
+        .map(|i| total / k + u64::from(i < total % k))
+        .collect()
+}
+
+/// The Ethernet frame trafgen sends for flow `f` (IPv4 identification 0, like trafgen's
+/// config), so that the sites' LANs count a tcpreplay flow exactly like a trafgen one.
+pub fn frame(spec: &GenSpec, f: &GenFlow, src_mac: &str, dst_mac: &str) -> Vec<u8> {
+    let mac = |m: &str| -> Vec<u8> {
+        m.split(':')
+            .map(|b| u8::from_str_radix(b, 16).unwrap_or(0))
+            .collect()
+    };
+    let mut o = mac(dst_mac);
+    o.extend(mac(src_mac));
+    o.extend([0x08, 0x00]);
+    o.extend(packet(spec.src, f, 0));
+    o
+}
+
+/// Link type of a pcap file of Ethernet frames.
+pub const PCAP_ETHERNET: u32 = 1;
+
+/// A classic pcap file (microsecond timestamps, host byte order as the format allows) of
+/// `frames`, `gap_s` seconds apart. tcpreplay's `--pps` ignores the timestamps; they only make
+/// the file read sensibly in other tools. Written by hand: the format is 24 + 16 bytes per
+/// record and needs no dependency.
+pub fn pcap(frames: &[Vec<u8>], gap_s: f64) -> Vec<u8> {
+    let mut o = Vec::new();
+    o.extend(0xa1b2_c3d4u32.to_ne_bytes());
+    o.extend(2u16.to_ne_bytes());
+    o.extend(4u16.to_ne_bytes());
+    o.extend(0i32.to_ne_bytes()); // thiszone
+    o.extend(0u32.to_ne_bytes()); // sigfigs
+    o.extend(65_535u32.to_ne_bytes()); // snaplen
+    o.extend(PCAP_ETHERNET.to_ne_bytes());
+    for (i, f) in frames.iter().enumerate() {
+        let us = (i as f64 * gap_s * 1e6).round() as u64;
+        o.extend(((us / 1_000_000) as u32).to_ne_bytes());
+        o.extend(((us % 1_000_000) as u32).to_ne_bytes());
+        o.extend((f.len() as u32).to_ne_bytes()); // incl_len
+        o.extend((f.len() as u32).to_ne_bytes()); // orig_len
+        o.extend(f);
+    }
+    o
+}
+
+/// The pcap tcpreplay plays for the flows `flows` of `spec`: one frame per flow, in turn.
+pub fn tcpreplay_pcap(
+    spec: &GenSpec,
+    flows: &[usize],
+    rate: f64,
+    src_mac: &str,
+    dst_mac: &str,
+) -> Vec<u8> {
+    let frames: Vec<Vec<u8>> = flows
+        .iter()
+        .map(|&i| frame(spec, &spec.flows[i], src_mac, dst_mac))
+        .collect();
+    pcap(&frames, 1.0 / rate)
+}
+
+/// Per flow of a class, what tcpreplay sent: its `Successful packets:` statistic (or, failing
+/// that, its `Actual: N packets` line), shared out over the flows like trafgen's.
+pub fn tcpreplay_sent(output: &str, flows: usize) -> Option<Vec<u64>> {
+    let after = |key: &str| -> Option<u64> {
+        let l = output.lines().find(|l| l.contains(key))?;
+        let rest = &l[l.find(key)? + key.len()..];
+        rest.split_whitespace().next()?.parse().ok()
+    };
+    let total = after("Successful packets:").or_else(|| after("Actual:"))?;
+    Some(shares(total, flows))
 }
 
 #[cfg(test)]
@@ -302,5 +375,119 @@ mod trafgen_tests {
         assert!(
             c.contains("const16(20000), const16(9), const16(72)") && c.contains("fill(0x00, 64)")
         );
+    }
+
+    /// A parsed record of a pcap file: (ts_sec, ts_usec, incl_len, orig_len, data).
+    type Record<'a> = (u32, u32, u32, u32, &'a [u8]);
+
+    /// Reads a pcap file back (the reader is independent of the writer: it picks the byte
+    /// order from the magic, as readers do).
+    fn read_pcap(b: &[u8]) -> (u32, Vec<Record<'_>>) {
+        let le = match &b[..4] {
+            [0xd4, 0xc3, 0xb2, 0xa1] => true,
+            [0xa1, 0xb2, 0xc3, 0xd4] => false,
+            m => panic!("bad magic {m:?}"),
+        };
+        let u32_at = |o: usize| {
+            let a = [b[o], b[o + 1], b[o + 2], b[o + 3]];
+            if le {
+                u32::from_le_bytes(a)
+            } else {
+                u32::from_be_bytes(a)
+            }
+        };
+        let u16_at = |o: usize| {
+            let a = [b[o], b[o + 1]];
+            if le {
+                u16::from_le_bytes(a)
+            } else {
+                u16::from_be_bytes(a)
+            }
+        };
+        assert_eq!((u16_at(4), u16_at(6)), (2, 4), "version");
+        assert_eq!(u32_at(16), 65_535, "snaplen");
+        let mut recs = Vec::new();
+        let mut o = 24;
+        while o < b.len() {
+            let incl = u32_at(o + 8) as usize;
+            let data = &b[o + 16..o + 16 + incl];
+            recs.push((u32_at(o), u32_at(o + 4), incl as u32, u32_at(o + 12), data));
+            o += 16 + incl;
+        }
+        assert_eq!(o, b.len(), "records end with the file");
+        (u32_at(20), recs)
+    }
+
+    fn two_flows() -> GenSpec {
+        let flow = |d: u8, sport: u16, size: u16| GenFlow {
+            class: "c".into(),
+            dst: Ipv4Addr::new(172, 16, 0, d),
+            sport,
+            size,
+        };
+        GenSpec {
+            src: Ipv4Addr::new(192, 0, 2, 1),
+            duration_s: 1.0,
+            flows: vec![flow(1, 20000, 64), flow(9, 20001, 100)],
+            classes: vec![],
+        }
+    }
+
+    #[test]
+    fn pcap_parses_back() {
+        let frames = vec![vec![1u8; 60], vec![2u8; 142], vec![]];
+        let file = pcap(&frames, 0.4);
+        let (link, recs) = read_pcap(&file);
+        assert_eq!(link, PCAP_ETHERNET);
+        assert_eq!(recs.len(), 3);
+        for (r, f) in recs.iter().zip(&frames) {
+            assert_eq!((r.2, r.3), (f.len() as u32, f.len() as u32));
+            assert_eq!(r.4, &f[..]);
+        }
+        assert_eq!((recs[1].0, recs[1].1), (0, 400_000));
+        assert_eq!((recs[2].0, recs[2].1), (0, 800_000));
+        assert_eq!(read_pcap(&pcap(&[], 1.0)).1.len(), 0);
+    }
+
+    #[test]
+    fn tcpreplay_pcap_holds_the_frames_trafgen_sends() {
+        let spec = two_flows();
+        let b = tcpreplay_pcap(
+            &spec,
+            &[1, 0],
+            100.0,
+            "02:00:00:00:00:01",
+            "02:00:00:00:c0:01",
+        );
+        let (_, recs) = read_pcap(&b);
+        assert_eq!(recs.len(), 2);
+        // In the class's order: flow 1 first.
+        let f = recs[0].4;
+        assert_eq!(f.len(), 14 + 20 + 8 + 100);
+        assert_eq!(&f[..6], &[2, 0, 0, 0, 0xc0, 1]);
+        assert_eq!(&f[6..12], &[2, 0, 0, 0, 0, 1]);
+        assert_eq!(&f[12..14], &[8, 0]);
+        let ip = &f[14..];
+        assert_eq!(checksum(&ip[..20]), 0);
+        assert_eq!(&ip[4..6], &[0, 0], "identification 0, like trafgen");
+        assert_eq!(&ip[12..20], &[192, 0, 2, 1, 172, 16, 0, 9]);
+        assert_eq!(u16::from_be_bytes([ip[20], ip[21]]), 20001);
+        assert_eq!(u16::from_be_bytes([ip[22], ip[23]]), FLOW_DST_PORT);
+        assert_eq!(u16::from_be_bytes([ip[24], ip[25]]), 108);
+        assert_eq!(recs[1].4.len(), 14 + 20 + 8 + 64);
+        assert_eq!((recs[1].0, recs[1].1), (0, 10_000));
+    }
+
+    #[test]
+    fn tcpreplay_output() {
+        let out = "Actual: 13600 packets (1360000 bytes) sent in 34.00 seconds\n\
+                   Rated: 40000.0 Bps, 0.320 Mbps, 400.00 pps\n\
+                   Statistics for network device: wecmp-tap\n\
+                   \tSuccessful packets:        13598\n\
+                   \tFailed packets:            2\n";
+        assert_eq!(tcpreplay_sent(out, 4), Some(vec![3400, 3400, 3399, 3399]));
+        let out = "Actual: 10 packets (1060 bytes) sent in 0.10 seconds\n";
+        assert_eq!(tcpreplay_sent(out, 4), Some(vec![3, 3, 2, 2]));
+        assert_eq!(tcpreplay_sent("tcpreplay: command not found", 4), None);
     }
 }

@@ -429,10 +429,10 @@ fn alternatives(lab: &Lab) -> BTreeMap<String, Vec<String>> {
     out
 }
 
-/// A running generator: the builtin one, or trafgen for the flows of one class.
+/// A running generator: the builtin one, or trafgen or tcpreplay for the flows of one class.
 struct GenProc {
     child: std::process::Child,
-    /// For trafgen: its output file and the flows of its class.
+    /// For trafgen and tcpreplay: its output file and the flows of its class.
     trafgen: Option<(PathBuf, Vec<usize>)>,
 }
 
@@ -442,60 +442,136 @@ fn start_generators(
     spec_path: &Path,
     gen_out: &Path,
 ) -> Result<Vec<GenProc>> {
+    let ns = net::gw_ns(&lab.spec.name);
+    if lab.spec.traffic.generator == spec::Generator::Builtin {
+        let child = Command::new("ip")
+            .args(["netns", "exec", &ns])
+            .arg(std::env::current_exe()?)
+            .arg("gen")
+            .arg(spec_path)
+            .arg(gen_out)
+            .stdin(Stdio::null())
+            .spawn()
+            .context("cannot start the traffic generator")?;
+        return Ok(vec![GenProc {
+            child,
+            trafgen: None,
+        }]);
+    }
+    start_tap_generators(lab, plan, plan.duration_s, 0)
+}
+
+/// Starts trafgen or tcpreplay, one per flow class, sending onto the appliance's tap for
+/// `duration_s`; `part` numbers their files (a restarted appliance brings a new tap, and the
+/// generators bound to the old one are started again).
+fn start_tap_generators(
+    lab: &Lab,
+    plan: &gen::GenSpec,
+    duration_s: f64,
+    part: u32,
+) -> Result<Vec<GenProc>> {
     let name = &lab.spec.name;
     let ns = net::gw_ns(name);
+    let dir = net::run_dir(name);
     let mut procs = Vec::new();
-    match lab.spec.traffic.generator {
-        spec::Generator::Builtin => {
-            let child = Command::new("ip")
-                .args(["netns", "exec", &ns])
-                .arg(std::env::current_exe()?)
-                .arg("gen")
-                .arg(spec_path)
-                .arg(gen_out)
-                .stdin(Stdio::null())
-                .spawn()
-                .context("cannot start the traffic generator")?;
-            procs.push(GenProc {
-                child,
-                trafgen: None,
-            });
+    for (c, class) in plan.classes.iter().enumerate() {
+        if class.flows.is_empty() {
+            continue;
         }
-        spec::Generator::Trafgen => {
-            let dir = net::run_dir(name);
-            for (c, class) in plan.classes.iter().enumerate() {
+        let n = gen::trafgen_count(class.rate, duration_s, class.flows.len());
+        let (tool, mut command) = match lab.spec.traffic.generator {
+            spec::Generator::Builtin => unreachable!("the builtin generator has no tap process"),
+            spec::Generator::Trafgen => {
                 let cfg = dir.join(format!("trafgen-{c}.cfg"));
                 std::fs::write(
                     &cfg,
                     gen::trafgen_config(plan, &class.flows, net::GW_MAC, net::APP_MAC),
                 )?;
-                let n = gen::trafgen_count(class.rate, plan.duration_s, class.flows.len());
-                let out = dir.join(format!("trafgen-{c}.log"));
-                let f = std::fs::File::create(&out)?;
-                let child = Command::new("ip")
+                let mut command = Command::new("ip");
+                command
                     .args(["netns", "exec", &ns, "trafgen", "--cpus", "1", "-i"])
                     .arg(&cfg)
                     .args(["-o", &net::tap(name), "-n", &n.to_string(), "-t"])
                     // An inter-packet gap: trafgen's `-b RATEpps` sends in bursts.
-                    .arg(format!("{}us", (1e6 / class.rate).round() as u64))
-                    .stdin(Stdio::null())
-                    .stdout(f.try_clone()?)
-                    .stderr(f)
-                    .spawn()
-                    .context("cannot start trafgen (Debian package netsniff-ng)")?;
-                procs.push(GenProc {
-                    child,
-                    trafgen: Some((out, class.flows.clone())),
-                });
+                    .arg(format!("{}us", (1e6 / class.rate).round() as u64));
+                ("trafgen", command)
             }
-        }
+            spec::Generator::Tcpreplay => {
+                let pcap = dir.join(format!("tcpreplay-{c}.pcap"));
+                std::fs::write(
+                    &pcap,
+                    gen::tcpreplay_pcap(plan, &class.flows, class.rate, net::GW_MAC, net::APP_MAC),
+                )?;
+                // The pcap holds one frame per flow: played as many times as trafgen's count
+                // needs, both generators send the same packets.
+                let loops = n / class.flows.len() as u64;
+                let mut command = Command::new("ip");
+                command
+                    .args(["netns", "exec", &ns, "tcpreplay", "--preload-pcap"])
+                    .arg(format!("--intf1={}", net::tap(name)))
+                    .arg(format!("--pps={}", class.rate))
+                    .arg(format!("--loop={loops}"))
+                    .arg(&pcap);
+                ("tcpreplay", command)
+            }
+        };
+        let suffix = if part == 0 {
+            String::new()
+        } else {
+            format!(".{part}")
+        };
+        let out = dir.join(format!("{tool}-{c}{suffix}.log"));
+        let f = std::fs::File::create(&out)?;
+        let pkg = if tool == "trafgen" {
+            "netsniff-ng"
+        } else {
+            "tcpreplay"
+        };
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(f.try_clone()?)
+            .stderr(f)
+            .spawn()
+            .with_context(|| format!("cannot start {tool} (Debian package {pkg})"))?;
+        procs.push(GenProc {
+            child,
+            trafgen: Some((out, class.flows.clone())),
+        });
     }
     Ok(procs)
+}
+
+/// After an appliance restart: trafgen and tcpreplay send through a packet socket bound to
+/// the old tap, which is gone (every send fails with ENXIO), so they are stopped (they report
+/// what they sent) and started again on the new tap for the rest of the traffic.
+fn restart_tap_generators(
+    lab: &Lab,
+    plan: &gen::GenSpec,
+    gens: &mut Vec<GenProc>,
+    remaining_s: f64,
+    part: u32,
+) -> Result<()> {
+    if lab.spec.traffic.generator == spec::Generator::Builtin {
+        return Ok(());
+    }
+    for g in gens.iter_mut() {
+        if g.child.try_wait()?.is_none() {
+            let _ = Command::new("kill")
+                .args(["-INT", &g.child.id().to_string()])
+                .status();
+            g.child.wait()?;
+        }
+    }
+    if remaining_s > 0.05 {
+        gens.extend(start_tap_generators(lab, plan, remaining_s, part)?);
+    }
+    Ok(())
 }
 
 /// Waits for the generators (SIGTERM after 5 s) and returns what was sent per flow.
 fn finish_generators(
     mut gens: Vec<GenProc>,
+    generator: spec::Generator,
     plan: &gen::GenSpec,
     gen_out: &Path,
 ) -> Result<Vec<u64>> {
@@ -521,10 +597,17 @@ fn finish_generators(
             }
             Some((out, flows)) => {
                 let text = std::fs::read_to_string(out)?;
-                let per = gen::trafgen_sent(&text, flows.len())
-                    .ok_or_else(|| anyhow!("trafgen said nothing about what it sent:\n{text}"))?;
+                let (tool, per) = match generator {
+                    spec::Generator::Tcpreplay => {
+                        ("tcpreplay", gen::tcpreplay_sent(&text, flows.len()))
+                    }
+                    _ => ("trafgen", gen::trafgen_sent(&text, flows.len())),
+                };
+                let per =
+                    per.ok_or_else(|| anyhow!("{tool} said nothing about what it sent:\n{text}"))?;
+                // Summed: a restarted appliance means a second process per class.
                 for (i, n) in flows.iter().zip(per) {
-                    sent[*i] = n;
+                    sent[*i] += n;
                 }
             }
         }
@@ -610,7 +693,7 @@ fn run_inner(
     let spec_path = dir.join("gen.json");
     let gen_out = dir.join("gen-result.json");
     std::fs::write(&spec_path, serde_json::to_string(&plan)?)?;
-    let gens = start_generators(lab, &plan, &spec_path, &gen_out)?;
+    let mut gens = start_generators(lab, &plan, &spec_path, &gen_out)?;
     let t0 = Instant::now();
     let t0_unix_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
@@ -654,6 +737,13 @@ fn run_inner(
                     logs.push(app.text());
                     run_no += 1;
                     app = net::start_appliance(lab, run_no)?;
+                    restart_tap_generators(
+                        lab,
+                        &plan,
+                        &mut gens,
+                        duration - t0.elapsed().as_secs_f64(),
+                        run_no,
+                    )?;
                     tel = connect(&prefix, Duration::from_secs(10))?;
                     notes.push(report::TimelineEntry {
                         t: t0.elapsed().as_secs_f64(),
@@ -715,7 +805,7 @@ fn run_inner(
         std::thread::sleep(Duration::from_millis(100));
     }
     // The generators stop on their own at the end of the duration.
-    let sent = finish_generators(gens, &plan, &gen_out)?;
+    let sent = finish_generators(gens, lab.spec.traffic.generator, &plan, &gen_out)?;
     // Packets in flight reach the LANs.
     std::thread::sleep(Duration::from_millis(500));
     let mut received = BTreeMap::new();

@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 
 use crate::schedule::FaultState;
-use crate::spec::{Lab, ProbeStyle, Site};
+use crate::spec::{Generator, Lab, ProbeStyle, Site};
 
 /// The appliance's port MAC (net_tap's `mac=`) and the gateway kernel's MAC on the tap.
 pub const APP_MAC: &str = "02:00:00:00:c0:01";
@@ -123,8 +123,9 @@ fn ns_ovs(ns: &str, dir: &Path, args: &[&str]) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// What this host lacks for a lab, each with what to install; empty when all is there.
-pub fn missing_tools() -> Vec<String> {
+/// What this host lacks for a lab sending with `generator`, each with what to install; empty
+/// when all is there.
+pub fn missing_tools(generator: Generator) -> Vec<String> {
     let mut v = Vec::new();
     let have = |p: &str| {
         ["/usr/sbin", "/usr/bin", "/sbin", "/bin", "/usr/local/bin"]
@@ -140,7 +141,13 @@ pub fn missing_tools() -> Vec<String> {
         ("ovs-vsctl", "openvswitch-switch"),
         ("ovs-ofctl", "openvswitch-common"),
         ("ovsdb-tool", "openvswitch-common"),
-    ] {
+    ]
+    .into_iter()
+    .chain(match generator {
+        Generator::Builtin => None,
+        Generator::Trafgen => Some(("trafgen", "netsniff-ng")),
+        Generator::Tcpreplay => Some(("tcpreplay", "tcpreplay")),
+    }) {
         if !have(tool) {
             v.push(format!("{tool} (Debian package {pkg})"));
         }
@@ -949,7 +956,7 @@ pub fn apply_faults(lab: &Lab, st: &FaultState, prev: &FaultState) -> Result<()>
 /// Brings the lab's network up (not the appliance): gateway, sites, OVS, counters.
 pub fn up(lab: &Lab, flows: usize) -> Result<()> {
     let name = &lab.spec.name;
-    let missing = missing_tools();
+    let missing = missing_tools(lab.spec.traffic.generator);
     if !missing.is_empty() {
         bail!(
             "this host lacks what a lab needs: {} (scripts/lab.sh installs it)",

@@ -165,6 +165,9 @@ pub enum Generator {
     /// trafgen (netsniff-ng), one process per flow class, sending Ethernet frames straight
     /// onto the appliance's tap.
     Trafgen,
+    /// tcpreplay, one process per flow class, playing a pcap of the same frames trafgen would
+    /// send, paced by `--pps` (one frame per interval, no bursts: exact pacing).
+    Tcpreplay,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
@@ -907,6 +910,27 @@ schedule:
         let e = parse(&text).unwrap_err();
         assert_eq!(e.field, "kinds.vxlan", "{e}");
         assert_eq!(e.line, Some(line_of(&text, "vxlan")), "{e}");
+    }
+
+    #[test]
+    fn generators_parse_and_unknown_ones_name_their_line() {
+        assert_eq!(
+            parse(GOOD).unwrap().spec.traffic.generator,
+            Generator::Builtin
+        );
+        for (word, g) in [
+            ("builtin", Generator::Builtin),
+            ("trafgen", Generator::Trafgen),
+            ("tcpreplay", Generator::Tcpreplay),
+        ] {
+            let text = with("traffic:\n", &format!("traffic:\n  generator: {word}\n"));
+            assert_eq!(parse(&text).unwrap().spec.traffic.generator, g, "{word}");
+        }
+        let text = with("traffic:\n", "traffic:\n  generator: tcpreply\n");
+        let e = parse(&text).unwrap_err();
+        assert_eq!(e.field, "traffic.generator", "{e}");
+        assert_eq!(e.line, Some(line_of(&text, "tcpreply")), "{e}");
+        assert!(e.message.contains("tcpreplay"), "{e}");
     }
 
     #[test]
