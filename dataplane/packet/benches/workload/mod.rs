@@ -29,17 +29,8 @@ pub const PORT_MAC: EthernetAddress = EthernetAddress([0x02, 0xc0, 0xd0, 0, 0, 1
 pub const GW_MAC: EthernetAddress = EthernetAddress([0x02, 0, 0x5e, 0, 0x53, 1]);
 pub const ENDPOINT: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
 
-/// Deterministic PRNG (splitmix64).
-pub struct Rng(pub u64);
-impl Rng {
-    pub fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-}
+/// Seeded, so every run builds the same workload.
+pub use conduit_test_support::rng::SplitMix64 as Rng;
 
 pub fn remote(i: u32) -> Ipv4Addr {
     Ipv4Addr::new(198, 51, 100 + (i / 200) as u8, 1 + (i % 200) as u8)
@@ -62,7 +53,7 @@ pub fn context() -> (Context, Vec<u32>) {
             )
         })
         .collect();
-    let mut rng = Rng(1);
+    let mut rng = Rng::new(1);
     let mut prefixes: Vec<u32> = Vec::new();
     while prefixes.len() < ROUTES {
         let p = 0x6440_0000 | (rng.next() as u32 & 0x003f_ff00);
@@ -118,7 +109,7 @@ pub fn frame(ip: &[u8]) -> Vec<u8> {
 
 /// 10,000 64-byte frames of distinct flows to the customer prefixes.
 pub fn encap_frames(prefixes: &[u32]) -> Vec<Vec<u8>> {
-    let mut rng = Rng(2);
+    let mut rng = Rng::new(2);
     (0..FLOWS)
         .map(|_| {
             let r = rng.next();
@@ -132,7 +123,7 @@ pub fn encap_frames(prefixes: &[u32]) -> Vec<Vec<u8>> {
 
 /// 10,000 64-byte inner packets from customers to the internet, each in GRE from its tunnel.
 pub fn decap_frames(ctx: &Context) -> Vec<Vec<u8>> {
-    let mut rng = Rng(3);
+    let mut rng = Rng::new(3);
     (0..FLOWS)
         .map(|i| {
             let id = TunnelId(i as u32 % TUNNELS);
