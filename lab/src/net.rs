@@ -838,24 +838,10 @@ pub fn read_lan_counters(lab: &str, i: usize, flows: usize) -> Result<Vec<u64>> 
             "pre",
         ],
     )?;
-    let v: serde_json::Value = serde_json::from_str(&out)?;
     let mut counts = vec![0u64; flows];
-    for item in v["nftables"].as_array().into_iter().flatten() {
-        let Some(rule) = item.get("rule") else {
-            continue;
-        };
-        let Some(idx) = rule["comment"]
-            .as_str()
-            .and_then(|c| c.strip_prefix('f')?.parse::<usize>().ok())
-        else {
-            continue;
-        };
-        for e in rule["expr"].as_array().into_iter().flatten() {
-            if let Some(p) = e["counter"]["packets"].as_u64() {
-                if idx < flows {
-                    counts[idx] = p;
-                }
-            }
+    for (idx, packets) in nft_counters(&out, 'f')? {
+        if idx < flows {
+            counts[idx] = packets;
         }
     }
     Ok(counts)
@@ -1009,23 +995,48 @@ pub fn read_gw_counters(lab: &str) -> Result<BTreeMap<usize, u64>> {
         &gw_ns(lab),
         &["nft", "-j", "list", "table", "ip", &format!("{lab}count")],
     )?;
-    let v: serde_json::Value = serde_json::from_str(&out)?;
-    let mut counts = BTreeMap::new();
+    Ok(nft_counters(&out, 's')?.into_iter().collect())
+}
+
+/// The packet counters in `nft -j` output whose rule comment is `tag` followed by an index
+/// (`f3`, `s12`), as (index, packets).
+fn nft_counters(json: &str, tag: char) -> Result<Vec<(usize, u64)>> {
+    let v: serde_json::Value = serde_json::from_str(json)?;
+    let mut out = Vec::new();
     for item in v["nftables"].as_array().into_iter().flatten() {
         let Some(rule) = item.get("rule") else {
             continue;
         };
         let Some(idx) = rule["comment"]
             .as_str()
-            .and_then(|c| c.strip_prefix('s')?.parse::<usize>().ok())
+            .and_then(|c| c.strip_prefix(tag)?.parse::<usize>().ok())
         else {
             continue;
         };
         for e in rule["expr"].as_array().into_iter().flatten() {
             if let Some(p) = e["counter"]["packets"].as_u64() {
-                counts.insert(idx, p);
+                out.push((idx, p));
             }
         }
     }
-    Ok(counts)
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nft_counters_by_comment_tag() {
+        let json = r#"{"nftables": [
+            {"metainfo": {"json_schema_version": 1}},
+            {"rule": {"comment": "f0", "expr": [{"match": {}}, {"counter": {"packets": 7, "bytes": 700}}]}},
+            {"rule": {"comment": "f12", "expr": [{"counter": {"packets": 3, "bytes": 300}}]}},
+            {"rule": {"comment": "s1", "expr": [{"counter": {"packets": 9, "bytes": 900}}]}},
+            {"rule": {"expr": [{"counter": {"packets": 1, "bytes": 1}}]}}
+        ]}"#;
+        assert_eq!(nft_counters(json, 'f').unwrap(), vec![(0, 7), (12, 3)]);
+        assert_eq!(nft_counters(json, 's').unwrap(), vec![(1, 9)]);
+        assert!(nft_counters("not json", 'f').is_err());
+    }
 }
