@@ -18,6 +18,8 @@ echo "== cargo nextest" >&2
 cargo nextest run --workspace --no-fail-fast
 echo "== instruction-count guard (callgrind: encap and decap instructions/packet against perf/icount-limits)" >&2
 bash scripts/icount.sh --check
+echo "== fuzz, short pass (every libFuzzer target, 200,000 executions each; the long run is scripts/fuzz.sh alone)" >&2
+bash scripts/fuzz.sh --runs 200000
 echo "== interop (scapy builds, conduit replays over net_pcap, scapy and tshark decode)" >&2
 cargo build --bin conduit
 CONDUIT_BIN="$PWD/target/debug/conduit" python3 -m pytest tests/interop -q -p no:cacheprovider
