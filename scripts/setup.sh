@@ -13,8 +13,9 @@ for p in libdpdk-dev dpdk dpdk-dev pkg-config clang libclang-dev; do
     dpkg -s "$p" >/dev/null 2>&1 || need_apt+=("$p")
 done
 if [ "$want_test" = 1 ]; then
-    # Open vSwitch, nftables, trafgen (netsniff-ng) and a font for the plot: the lab test.
-    for p in tshark iproute2 valgrind openvswitch-switch nftables netsniff-ng fonts-dejavu-core; do
+    # Open vSwitch, nftables, trafgen (netsniff-ng) and a font for the plot: the lab test;
+    # dpkg-dev: the package test.
+    for p in tshark iproute2 valgrind openvswitch-switch nftables netsniff-ng fonts-dejavu-core dpkg-dev; do
         dpkg -s "$p" >/dev/null 2>&1 || need_apt+=("$p")
     done
 fi

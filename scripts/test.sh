@@ -23,6 +23,8 @@ bash scripts/fuzz.sh --runs 200000
 echo "== interop (scapy builds, conduit replays over net_pcap, scapy and tshark decode)" >&2
 cargo build --bin conduit
 CONDUIT_BIN="$PWD/target/debug/conduit" python3 -m pytest tests/interop -q -p no:cacheprovider
+echo "== Debian package (cargo deb): installs, and its service starts on net_null, reloads and stops" >&2
+bash scripts/test-package.sh
 echo "== conduit-perf smoke (every profile's path once: mix of encap/decap/transit, IMIX; exits non-zero on a failed output check or a leaked mbuf)" >&2
 cargo build -p perf --bin conduit-perf
 target/debug/conduit-perf -l 0,1 $(bash scripts/eal-mem.sh) --no-pci --file-prefix perf-smoke \
