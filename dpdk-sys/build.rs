@@ -186,6 +186,8 @@ fn main() {
         "rte_ring_enqueue_burst",
         "rte_ring_dequeue_burst",
         "rte_eth_from_rings",
+        "rte_pdump_init",
+        "rte_pdump_uninit",
         "conduit_rte_errno",
         "conduit_flag_value",
     ] {

@@ -85,7 +85,7 @@ fn run(cli: Cli, eal_args: Vec<String>) -> Result<ExitCode> {
 
     // Before EAL: a SIGINT/SIGTERM at any later stage is a clean stop, not a kill.
     let signals = Signals::install()?;
-    let eal =
+    let mut eal =
         Eal::init(&eal_args).context("EAL initialisation failed (see EAL's messages above)")?;
     log::info!(
         "{} (conduit {}), {} hugepages, TSC {:.2} GHz",
@@ -98,6 +98,13 @@ fn run(cli: Cli, eal_args: Vec<String>) -> Result<ExitCode> {
         },
         eal.tsc_hz() as f64 / 1e9
     );
+    match eal.enable_capture() {
+        Ok(()) => log::info!("packet capture: dpdk-dumpcap --file-prefix=<this instance's prefix>"),
+        Err(e) => log::info!(
+            "packet capture unavailable ({e}): dpdk-dumpcap needs a shared EAL configuration \
+             (no --in-memory or --no-shconf)"
+        ),
+    }
     let result = appliance::run(&eal, path, &cfg, &opts, &signals);
     drop(eal);
     result

@@ -18,6 +18,8 @@ static INITIALISED: AtomicBool = AtomicBool::new(false);
 #[derive(Debug)]
 pub struct Eal {
     consumed: usize,
+    /// `rte_pdump_init` succeeded: `rte_pdump_uninit` runs before cleanup.
+    capture: bool,
 }
 
 impl Eal {
@@ -63,6 +65,7 @@ impl Eal {
         }
         Ok(Eal {
             consumed: ret as usize,
+            capture: false,
         })
     }
 
@@ -113,6 +116,24 @@ impl Eal {
         unsafe { dpdk_sys::rte_eal_has_hugepages() != 0 }
     }
 
+    /// Lets `dpdk-dumpcap` (a DPDK secondary process started with the same `--file-prefix`)
+    /// capture from this process's ports: registers the pdump server. While nobody captures,
+    /// the ports carry no RX/TX callback, so the packet path is unchanged.
+    ///
+    /// Fails (ENOTSUP) when the instance has no shared configuration (`--in-memory`,
+    /// `--no-shconf`), which multi-process needs.
+    pub fn enable_capture(&mut self) -> Result<()> {
+        if self.capture {
+            return Ok(());
+        }
+        // SAFETY: EAL is initialised; called from the main thread before the ports start.
+        if unsafe { dpdk_sys::rte_pdump_init() } < 0 {
+            return Err(DpdkError::from_rte_errno("rte_pdump_init"));
+        }
+        self.capture = true;
+        Ok(())
+    }
+
     /// DPDK's version string, e.g. "DPDK 22.11.11".
     pub fn version() -> String {
         // SAFETY: rte_version returns a pointer to a static NUL-terminated string.
@@ -124,6 +145,10 @@ impl Eal {
 
 impl Drop for Eal {
     fn drop(&mut self) {
+        if self.capture {
+            // SAFETY: rte_pdump_init succeeded in this process; the ports are stopped.
+            unsafe { dpdk_sys::rte_pdump_uninit() };
+        }
         // SAFETY: called once, from the thread that owns the Eal, after the caller has released
         // the DPDK resources (documented contract of this type).
         let ret = unsafe { dpdk_sys::rte_eal_cleanup() };
