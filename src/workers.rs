@@ -3,7 +3,7 @@
 
 use anyhow::{Context as _, Result};
 use control::config::Config;
-use dataplane::mempool::{Mempool, DEFAULT_DATA_ROOM};
+use dataplane::mempool::{data_room_for_mtu, Mempool};
 use dataplane::worker::pipeline::WorkerConfig;
 use dataplane::worker::Workers;
 
@@ -33,10 +33,12 @@ pub fn workers(cfg: &Config) -> Workers {
     Workers::new(cfg.dataplane.workers.len(), tunnel_capacity(cfg))
 }
 
-/// The packet pool `name` of `size` mbufs, with `cfg`'s per-lcore cache.
+/// The packet pool `name` of `size` mbufs, with `cfg`'s per-lcore cache and buffers that hold
+/// a frame of the largest port MTU.
 pub fn packet_pool(name: &str, size: u32, cfg: &Config) -> Result<Mempool> {
-    Mempool::new(name, size, cfg.dataplane.mbuf_cache, DEFAULT_DATA_ROOM, -1)
-        .context("creating the packet pool")
+    let room = data_room_for_mtu(cfg.largest_port_mtu());
+    Mempool::new(name, size, cfg.dataplane.mbuf_cache, room, -1)
+        .with_context(|| format!("creating the packet pool ({size} mbufs of {room} bytes)"))
 }
 
 #[cfg(test)]
