@@ -37,6 +37,7 @@ pub fn workers(cfg: &Config) -> Workers {
 /// a frame of the largest port MTU.
 pub fn packet_pool(name: &str, size: u32, cfg: &Config) -> Result<Mempool> {
     let room = data_room_for_mtu(cfg.largest_port_mtu());
+    log::info!("packet pool: {size} mbufs of {room} bytes of packet data");
     Mempool::new(name, size, cfg.dataplane.mbuf_cache, room, -1)
         .with_context(|| format!("creating the packet pool ({size} mbufs of {room} bytes)"))
 }

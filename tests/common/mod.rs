@@ -6,6 +6,7 @@
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
+#[allow(unused_imports)] // not every test binary reads or writes captures
 pub use conduit_test_support::pcap::{read_pcap, write_pcap};
 
 pub const CONDUIT: &str = env!("CARGO_BIN_EXE_conduit");
