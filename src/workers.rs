@@ -3,8 +3,8 @@
 
 use anyhow::{Context as _, Result};
 use control::config::Config;
-use dataplane::mempool::{data_room_for_mtu, Mempool};
-use dataplane::worker::pipeline::WorkerConfig;
+use dataplane::mempool::Mempool;
+use dataplane::worker::pipeline::{data_room_for_mtu, WorkerConfig};
 use dataplane::worker::Workers;
 
 /// Tunnel ids the workers' per-tunnel counters cover at least: room for reloads that add

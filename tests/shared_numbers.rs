@@ -11,8 +11,9 @@ fn config_burst_limit_is_the_dataplane_burst_array() {
 
 #[test]
 fn packet_buffers_hold_a_frame_and_a_reassembled_datagram_of_every_port_mtu() {
-    use dataplane::mempool::{data_room_for_mtu, DEFAULT_DATA_ROOM, FRAME_OVERHEAD};
-    use dataplane::worker::pipeline::max_datagram;
+    use dataplane::mempool::DEFAULT_DATA_ROOM;
+    use dataplane::port::FRAME_OVERHEAD;
+    use dataplane::worker::pipeline::{data_room_for_mtu, max_datagram};
     assert_eq!(
         data_room_for_mtu(control::config::DEFAULT_LINK_MTU),
         DEFAULT_DATA_ROOM

@@ -30,28 +30,6 @@ unsafe impl Sync for Mempool {}
 /// Conduit adds, rounded to DPDK's default (2048) so every PMD accepts it.
 pub const DEFAULT_DATA_ROOM: u16 = 2048;
 
-/// Bytes a received frame carries beyond its IP MTU, as the PMDs that count most reckon it
-/// (i40e, ice): the Ethernet header, two VLAN tags and the CRC.
-pub const FRAME_OVERHEAD: u16 = 14 + 2 * 4 + 4;
-
-/// Data room granularity: several NICs (ixgbe, igb) size receive buffers in 1 KiB steps and
-/// round the pool's room down, so a room that is not a multiple would lose up to 1023 bytes.
-const DATA_ROOM_STEP: u32 = 1024;
-
-/// The data room an mbuf needs so that a frame of a port with IP MTU `mtu` arrives in one
-/// segment: the frame ([`FRAME_OVERHEAD`] included) rounded up to 1 KiB, and never less than
-/// [`DEFAULT_DATA_ROOM`] (2048 for 1500, 9216 for 9000). Tunnel headers go into the headroom
-/// in front of the data, so they need no room here.
-pub fn data_room_for_mtu(mtu: u16) -> u16 {
-    let frame = u32::from(mtu) + u32::from(FRAME_OVERHEAD);
-    let room = frame.div_ceil(DATA_ROOM_STEP) * DATA_ROOM_STEP;
-    // At most 65535 + 26 rounded up to 66560: clamp to what a u16 data_len can describe.
-    room.clamp(
-        u32::from(DEFAULT_DATA_ROOM),
-        u32::from(u16::MAX) - dpdk_sys::RTE_PKTMBUF_HEADROOM,
-    ) as u16
-}
-
 impl Mempool {
     /// Creates a pool of `size` mbufs with a per-lcore cache of `cache` and `data_room` bytes
     /// of data per mbuf after the standard headroom, on NUMA `socket` (-1 for any).

@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 
 use conduit_test_support::pcap::write_pcap;
 use dataplane::mbuf::{Burst, LinearizeError, Mbuf};
-use dataplane::mempool::{data_room_for_mtu, Mempool, DEFAULT_DATA_ROOM};
+use dataplane::mempool::{Mempool, DEFAULT_DATA_ROOM};
 use dataplane::port::{find_port, Port, PortConfig};
+use dataplane::worker::pipeline::data_room_for_mtu;
 
 /// A frame of `len` bytes whose content identifies every position (so a segment copied to the
 /// wrong place or twice shows).

@@ -28,7 +28,8 @@ use std::sync::Arc;
 
 use crate::eal::rdtsc;
 use crate::mbuf::{Burst, LinearizeError, Mbuf, MAX_BURST};
-use crate::mempool::Mempool;
+use crate::mempool::{Mempool, DEFAULT_DATA_ROOM};
+use crate::port::FRAME_OVERHEAD;
 use crate::port::{RxQueue, TxQueue};
 use conduit_packet::pipeline::{
     encapsulate, process, read_probe_echo, write_fragment, Context, Control, DropReason,
@@ -38,18 +39,39 @@ use conduit_packet::pipeline::{
 use conduit_packet::publish::Reader;
 use conduit_packet::route::TunnelId;
 use conduit_packet::stats::{CoreCounters, Counter, CounterArray};
+use conduit_packet::wire::ipv4;
 
 /// Length of the Ethernet header the reassembler skips and a reassembled frame gets back.
 const ETHERNET_HEADER: usize = 14;
 
 /// Room for the largest IPv4 header (with options) in front of a reassembled datagram.
-const MAX_IPV4_HEADER: usize = 60;
+const MAX_IPV4_HEADER: usize = ipv4::MAX_HEADER_LEN;
 /// The largest datagram payload a worker reassembles when its mbufs hold `data_room` bytes: with
 /// its Ethernet and IPv4 headers it must fit the one mbuf it is copied into (1974 bytes for the
 /// default 2048-byte room, 9142 for a 9000-byte port MTU's 9216).
 pub fn max_datagram(data_room: u16) -> usize {
     usize::from(data_room).saturating_sub(ETHERNET_HEADER + MAX_IPV4_HEADER)
 }
+
+/// Data room granularity: several NICs (ixgbe, igb) size receive buffers in 1 KiB steps and
+/// round the pool's room down, so a room that is not a multiple would lose up to 1023 bytes.
+const DATA_ROOM_STEP: usize = 1024;
+
+/// The data room the workers' mbufs need when the largest port MTU is `mtu`: a received frame
+/// ([`FRAME_OVERHEAD`] beyond the MTU) arrives in one segment, and an outer datagram of `mtu`
+/// bytes is reassembled into one ([`max_datagram`] keeps room for a 60-byte IPv4 header). Rounded
+/// up to 1 KiB and never below [`DEFAULT_DATA_ROOM`]: 2048 for 1500, 9216 for 9000. Tunnel
+/// headers go into the headroom in front of the data, so they need no room here.
+pub fn data_room_for_mtu(mtu: u16) -> u16 {
+    let frame = usize::from(mtu) + usize::from(FRAME_OVERHEAD);
+    let payload = usize::from(mtu).saturating_sub(ipv4::HEADER_LEN);
+    let datagram = payload + ETHERNET_HEADER + MAX_IPV4_HEADER;
+    let room = frame.max(datagram).div_ceil(DATA_ROOM_STEP) * DATA_ROOM_STEP;
+    // A u16 MTU gives at most 66560: keep to what an mbuf's 16-bit buffer length describes.
+    let largest = usize::from(u16::MAX) - dpdk_sys::RTE_PKTMBUF_HEADROOM as usize;
+    room.clamp(usize::from(DEFAULT_DATA_ROOM), largest) as u16
+}
+
 /// Extra room in the reassembly output buffer beyond [`max_datagram`].
 const REASSEMBLY_SLACK: usize = 64;
 /// How many times a second a worker expires incomplete reassembly sets.
