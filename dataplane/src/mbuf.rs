@@ -119,16 +119,21 @@ impl Mbuf {
         let rest = self.later_segments_len();
         let first = self.m();
         let first_room = first.buf_len as usize - first.data_off as usize - first.data_len as usize;
-        if rest <= first_room {
+        // A buffer shared with a clone must not be written to: copy instead.
+        if rest <= first_room && self.refcnt() == 1 {
             self.pull_up(rest);
             return Ok(self);
         }
-        if self.pkt_len() > u32::from(pool.data_room()) {
+        let total = usize::from(self.data_len()) + rest;
+        if total > usize::from(pool.data_room()) {
             return Err((self, LinearizeError::TooLong));
         }
+        // The copy below reads pkt_len bytes: make it what the segments hold.
+        self.m_mut().pkt_len = total as u32;
         // SAFETY: self is a valid chain; DPDK allocates from the valid pool and copies the whole
         // packet (offset 0, every byte) plus its metadata into a new mbuf we then own. It fits
-        // one segment: pkt_len <= the pool's data room, which is a fresh mbuf's tailroom.
+        // one segment: pkt_len <= the pool's data room, which is a fresh mbuf's tailroom, and
+        // pkt_len is what the segments hold, so the copy never walks past the last one.
         let copy =
             unsafe { dpdk_sys::rte_pktmbuf_copy(self.raw.as_ptr(), pool.as_ptr(), 0, u32::MAX) };
         match NonNull::new(copy) {
