@@ -3,8 +3,8 @@
 
 use anyhow::{Context as _, Result};
 use control::config::Config;
-use dataplane::mempool::{Mempool, DEFAULT_DATA_ROOM};
-use dataplane::worker::pipeline::WorkerConfig;
+use dataplane::mempool::Mempool;
+use dataplane::worker::pipeline::{data_room_for_mtu, WorkerConfig};
 use dataplane::worker::Workers;
 
 /// Tunnel ids the workers' per-tunnel counters cover at least: room for reloads that add
@@ -33,10 +33,13 @@ pub fn workers(cfg: &Config) -> Workers {
     Workers::new(cfg.dataplane.workers.len(), tunnel_capacity(cfg))
 }
 
-/// The packet pool `name` of `size` mbufs, with `cfg`'s per-lcore cache.
+/// The packet pool `name` of `size` mbufs, with `cfg`'s per-lcore cache and buffers that hold
+/// a frame of the largest port MTU.
 pub fn packet_pool(name: &str, size: u32, cfg: &Config) -> Result<Mempool> {
-    Mempool::new(name, size, cfg.dataplane.mbuf_cache, DEFAULT_DATA_ROOM, -1)
-        .context("creating the packet pool")
+    let room = data_room_for_mtu(cfg.largest_port_mtu());
+    log::info!("packet pool: {size} mbufs of {room} bytes of packet data");
+    Mempool::new(name, size, cfg.dataplane.mbuf_cache, room, -1)
+        .with_context(|| format!("creating the packet pool ({size} mbufs of {room} bytes)"))
 }
 
 #[cfg(test)]

@@ -136,8 +136,9 @@ pub struct PortConfig {
 /// The MTU assumed for a port without one: plain Ethernet, which the default tunnel MTUs are
 /// computed from.
 pub const DEFAULT_LINK_MTU: u16 = conduit_packet::pipeline::ETHERNET_MTU;
-/// The port MTUs accepted: IPv4's minimum (RFC 791) up to a common jumbo frame.
-pub const PORT_MTU_RANGE: std::ops::RangeInclusive<u16> = 68..=9600;
+/// The port MTUs accepted: IPv4's minimum (RFC 791) up to the usual jumbo frame. Packet buffers
+/// are sized for the largest port MTU, so the bound also caps their memory.
+pub const PORT_MTU_RANGE: std::ops::RangeInclusive<u16> = 68..=9000;
 
 impl PortConfig {
     /// The configured MTU, else [`DEFAULT_LINK_MTU`].
@@ -330,6 +331,17 @@ impl Config {
     pub fn uplink_mtu(&self) -> u16 {
         self.gateway_port()
             .map_or(DEFAULT_LINK_MTU, |(_, p)| p.link_mtu())
+    }
+
+    /// The largest MTU of any port (unset ones count as [`DEFAULT_LINK_MTU`]): what one packet
+    /// buffer must hold.
+    pub fn largest_port_mtu(&self) -> u16 {
+        self.dataplane
+            .ports
+            .iter()
+            .map(PortConfig::link_mtu)
+            .max()
+            .unwrap_or(DEFAULT_LINK_MTU)
     }
 
     /// Mbufs that the rings, bursts and caches can hold at once.

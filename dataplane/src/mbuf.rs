@@ -5,8 +5,10 @@
 //! process and transmit. Both hand ownership to DPDK only where DPDK takes it: after a transmit
 //! only the accepted prefix leaves the burst; the rest stays owned until retried or freed.
 //!
-//! Only the first segment's data is exposed (`data`, `data_mut`): Conduit's pools use 2 KiB
-//! buffers and its ports do not enable scatter, so every received frame is one segment. Freeing
+//! Only the first segment's data is exposed (`data`, `data_mut`). Conduit sizes its pools so that
+//! a frame of the largest port MTU fits one segment, but a PMD may still deliver a chain (net_pcap
+//! chains a frame longer than one buffer, some NICs split at their own buffer size): the workers
+//! make such a packet one segment with [`Mbuf::linearize`] before anything reads it. Freeing
 //! uses `rte_pktmbuf_free`/`_bulk`, which honour reference counts and chained segments.
 
 use std::ptr::NonNull;
@@ -15,8 +17,19 @@ use dpdk_sys::rte_mbuf;
 
 use conduit_packet::pipeline::PacketBuf;
 
+use crate::mempool::Mempool;
+
 /// The largest burst a [`Burst`] holds.
 pub const MAX_BURST: usize = 256;
+
+/// Why a chained packet could not be made one segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinearizeError {
+    /// The packet is longer than one mbuf of the pool holds.
+    TooLong,
+    /// The pool had no free mbuf to copy the packet into.
+    NoMbuf,
+}
 
 /// One owned packet buffer.
 #[repr(transparent)]
@@ -83,6 +96,118 @@ impl Mbuf {
     #[inline]
     pub fn nb_segs(&self) -> u16 {
         self.m().nb_segs
+    }
+
+    /// Whether the packet spans more than one segment.
+    #[inline(always)]
+    pub fn is_chained(&self) -> bool {
+        self.m().nb_segs > 1
+    }
+
+    /// Makes a chained packet one segment, so that [`data`](Self::data) is the whole packet.
+    /// When the first segment's tailroom holds the later segments they are copied there (no
+    /// allocation); otherwise the packet is copied into one fresh mbuf of `pool` (its only
+    /// allocation) and the chain is freed. A packet longer than one mbuf of `pool` holds, or one
+    /// that finds the pool empty, comes back unchanged with the reason. A one-segment packet is
+    /// returned as it is.
+    #[cold]
+    #[inline(never)]
+    pub fn linearize(mut self, pool: &Mempool) -> Result<Mbuf, (Mbuf, LinearizeError)> {
+        if !self.is_chained() {
+            return Ok(self);
+        }
+        let rest = self.later_segments_len();
+        let first = self.m();
+        let first_room = first.buf_len as usize - first.data_off as usize - first.data_len as usize;
+        // A buffer shared with a clone must not be written to: copy instead.
+        if rest <= first_room && self.refcnt() == 1 {
+            self.pull_up(rest);
+            return Ok(self);
+        }
+        let total = usize::from(self.data_len()) + rest;
+        if total > usize::from(pool.data_room()) {
+            return Err((self, LinearizeError::TooLong));
+        }
+        // The copy below reads pkt_len bytes: make it what the segments hold.
+        self.m_mut().pkt_len = total as u32;
+        // SAFETY: self is a valid chain; DPDK allocates from the valid pool and copies the whole
+        // packet (offset 0, every byte) plus its metadata into a new mbuf we then own. It fits
+        // one segment: pkt_len <= the pool's data room, which is a fresh mbuf's tailroom, and
+        // pkt_len is what the segments hold, so the copy never walks past the last one.
+        let copy =
+            unsafe { dpdk_sys::rte_pktmbuf_copy(self.raw.as_ptr(), pool.as_ptr(), 0, u32::MAX) };
+        match NonNull::new(copy) {
+            // SAFETY: a fresh mbuf that nothing else references.
+            Some(c) => Ok(unsafe { Mbuf::from_raw(c.as_ptr()) }),
+            None => Err((self, LinearizeError::NoMbuf)),
+        }
+        // The chain (self), when copied, is freed here.
+    }
+
+    /// Bytes in the segments after the first, summed from the segments themselves (not from
+    /// `pkt_len`, so that a copy sized by it cannot run past what they hold).
+    fn later_segments_len(&self) -> usize {
+        let mut len = 0;
+        let mut seg = self.m().next;
+        while !seg.is_null() {
+            // SAFETY: every `next` of a valid chain is a valid segment or null.
+            let s = unsafe { &*seg };
+            len += s.data_len as usize;
+            seg = s.next;
+        }
+        len
+    }
+
+    /// Copies the later segments' `rest` bytes into the first segment's tailroom (the caller
+    /// checked that it holds them) and frees them.
+    fn pull_up(&mut self, rest: usize) {
+        let head = self.m_mut();
+        let tail = std::mem::replace(&mut head.next, std::ptr::null_mut());
+        let end = head.data_off as usize + head.data_len as usize;
+        // SAFETY: the first segment's buffer has `rest` free bytes after its data (checked by
+        // the caller); the segments are valid, distinct buffers, so source and destination do
+        // not overlap; refcnt is 1 (Conduit never clones), so nobody else sees the bytes.
+        unsafe {
+            let mut dst = (head.buf_addr as *mut u8).add(end);
+            let mut seg = tail;
+            while !seg.is_null() {
+                let s = &*seg;
+                let src = (s.buf_addr as *const u8).add(s.data_off as usize);
+                std::ptr::copy_nonoverlapping(src, dst, s.data_len as usize);
+                dst = dst.add(s.data_len as usize);
+                seg = s.next;
+            }
+        }
+        head.data_len += rest as u16;
+        head.pkt_len = u32::from(head.data_len);
+        head.nb_segs = 1;
+        // SAFETY: the detached segments are owned by this mbuf alone and no longer linked from
+        // it; rte_pktmbuf_free walks and frees them all.
+        unsafe { dpdk_sys::rte_pktmbuf_free(tail) };
+    }
+
+    /// Appends `tail`'s segments to this packet (`rte_pktmbuf_chain`), for tests and generators
+    /// that need a chained packet. Gives `tail` back when the segment count would overflow.
+    pub fn chain(&mut self, tail: Mbuf) -> Result<(), Mbuf> {
+        let segs = u32::from(self.nb_segs()) + u32::from(tail.nb_segs());
+        if segs > u32::from(u16::MAX) {
+            return Err(tail);
+        }
+        let add = tail.pkt_len();
+        let tail = tail.into_raw();
+        let mut last = self.raw.as_ptr();
+        // SAFETY: every `next` of a valid chain is a valid segment or null; the last one's
+        // `next` now takes ownership of `tail` (into_raw gave it up).
+        unsafe {
+            while !(*last).next.is_null() {
+                last = (*last).next;
+            }
+            (*last).next = tail;
+        }
+        let head = self.m_mut();
+        head.nb_segs = segs as u16;
+        head.pkt_len += add;
+        Ok(())
     }
 
     /// The port the mbuf was received on.

@@ -17,6 +17,7 @@ use crate::mbuf::{Burst, Mbuf};
 pub struct Mempool {
     raw: NonNull<dpdk_sys::rte_mempool>,
     capacity: u32,
+    data_room: u16,
 }
 
 // SAFETY: DPDK mempools are thread-safe (lock-free ring plus per-lcore caches); the pointer is
@@ -50,12 +51,19 @@ impl Mempool {
         Ok(Mempool {
             raw,
             capacity: size,
+            data_room,
         })
     }
 
     /// Number of mbufs the pool was created with.
     pub fn capacity(&self) -> u32 {
         self.capacity
+    }
+
+    /// Bytes of packet data one mbuf holds after the headroom: the longest packet that fits in
+    /// one segment.
+    pub fn data_room(&self) -> u16 {
+        self.data_room
     }
 
     /// Mbufs currently free (in the ring or in lcore caches).

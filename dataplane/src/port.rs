@@ -17,6 +17,10 @@ use crate::error::{check, DpdkError, Result};
 use crate::mbuf::Burst;
 use crate::mempool::Mempool;
 
+/// Bytes a received frame carries beyond its IP MTU, as the PMDs that count most reckon it
+/// (i40e, ice): the Ethernet header, two VLAN tags and the CRC.
+pub const FRAME_OVERHEAD: u16 = 14 + 2 * 4 + 4;
+
 /// A DPDK port id.
 #[derive(Copy, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PortId(pub u16);
@@ -272,6 +276,9 @@ impl Port {
                 cfg.rx_queues
             );
         }
+        let mtu = cfg
+            .mtu
+            .filter(|&mtu| request_mtu(&mut conf, mtu, name, &info, pool));
         if info.tx_offload_capa & sys::CONDUIT_ETH_TX_OFFLOAD_MBUF_FAST_FREE != 0 {
             // All mbufs come from one pool per socket and are never shared (refcnt 1).
             conf.txmode.offloads |= sys::CONDUIT_ETH_TX_OFFLOAD_MBUF_FAST_FREE;
@@ -312,17 +319,8 @@ impl Port {
                 sys::rte_eth_tx_queue_setup(id.0, q, ntx, socket as u32, std::ptr::null())
             })?;
         }
-        if let Some(mtu) = cfg.mtu {
-            // SAFETY: port configured.
-            let ret = unsafe { sys::rte_eth_dev_set_mtu(id.0, mtu) };
-            if ret == -libc_enotsup() {
-                log::warn!(
-                    "{name} ({}): MTU cannot be set (not supported)",
-                    info.driver
-                );
-            } else {
-                check("rte_eth_dev_set_mtu", ret)?;
-            }
+        if let Some(mtu) = mtu {
+            apply_mtu(id, mtu, name, &info)?;
         }
         if cfg.promiscuous {
             // SAFETY: port configured. Devices without the capability return ENOTSUP: fine.
@@ -455,9 +453,56 @@ fn port_stats(id: PortId, nrxq: usize, ntxq: usize) -> Result<PortStats> {
     })
 }
 
-fn libc_enotsup() -> i32 {
-    95 // ENOTSUP on Linux
+/// Asks for `mtu` in the device configuration (`rte_eth_dev_configure` records it for every PMD)
+/// when the device's range allows it, and says whether it did; otherwise warns and keeps the
+/// device's MTU. Also warns when one mbuf of `pool` cannot hold such a frame: it would then arrive
+/// chained and be dropped as too long.
+fn request_mtu(
+    conf: &mut sys::rte_eth_conf,
+    mtu: u16,
+    name: &str,
+    info: &PortInfo,
+    pool: &Mempool,
+) -> bool {
+    let frame = u32::from(mtu) + u32::from(FRAME_OVERHEAD);
+    if frame > u32::from(pool.data_room()) {
+        log::warn!(
+            "{name}: a {frame}-byte frame (MTU {mtu}) does not fit one {}-byte packet buffer",
+            pool.data_room()
+        );
+    }
+    if !(info.min_mtu..=info.max_mtu).contains(&mtu) {
+        log::warn!(
+            "{name} ({}): MTU {mtu} is outside the device's {}..={}; keeping the device's MTU",
+            info.driver,
+            info.min_mtu,
+            info.max_mtu
+        );
+        return false;
+    }
+    conf.rxmode.mtu = u32::from(mtu);
+    true
 }
+
+/// Sets the MTU on the configured device too: PMDs that program the NIC at start read the
+/// configured value, but some (net_tap sets the kernel interface's) act only on this call. A PMD
+/// without the operation keeps what configure recorded.
+fn apply_mtu(id: PortId, mtu: u16, name: &str, info: &PortInfo) -> Result<()> {
+    // SAFETY: port configured.
+    let ret = unsafe { sys::rte_eth_dev_set_mtu(id.0, mtu) };
+    if ret == -ENOTSUP {
+        log::info!(
+            "{name} ({}): no MTU operation; MTU {mtu} recorded at configure",
+            info.driver
+        );
+        return Ok(());
+    }
+    check("rte_eth_dev_set_mtu", ret)?;
+    Ok(())
+}
+
+/// ENOTSUP on Linux: what ethdev returns for an operation the PMD lacks.
+const ENOTSUP: i32 = 95;
 
 /// The right to poll one RX queue. Not `Clone`: one owner at a time.
 #[derive(Debug)]

@@ -8,6 +8,7 @@
 //! - [`eal`]: arguments for a private, hugepage-free, PCI-free EAL instance (and, with the `eal`
 //!   feature, `init_eal`).
 //! - [`telemetry`]: DPDK's own telemetry client, `dpdk-telemetry.py`, driven from a test.
+//! - [`pcap`]: a pcap writer and reader for net_pcap's input and output files.
 //! - [`rng`]: a seeded PRNG for reproducible test inputs.
 //!
 //! The checks that need `conduit_packet`'s types (the test context and the outcome checker) live
@@ -15,5 +16,6 @@
 
 pub mod eal;
 pub mod frames;
+pub mod pcap;
 pub mod rng;
 pub mod telemetry;

@@ -222,7 +222,12 @@ fn semantic_errors_have_line_and_path() {
     let text = GOOD.replace("mtu: 1500", "mtu: 20");
     assert_eq!(
         error(&text),
-        "test.yaml:5: dataplane.ports[1].mtu: MTU 20 is outside 68..=9600"
+        "test.yaml:5: dataplane.ports[1].mtu: MTU 20 is outside 68..=9000"
+    );
+    let text = GOOD.replace("mtu: 1500", "mtu: 9001");
+    assert_eq!(
+        error(&text),
+        "test.yaml:5: dataplane.ports[1].mtu: MTU 9001 is outside 68..=9000"
     );
     let text = GOOD.replace("net_ring1", "net_ring0");
     assert_eq!(
@@ -424,6 +429,8 @@ fn mtu_and_mss_rules() {
         .replace("    key: 7\n", "    key: 7\n    mtu: 8972\n");
     let c = parse(&jumbo).unwrap();
     assert_eq!(c.tunnels[1].mss(), 8932);
+    assert_eq!(c.largest_port_mtu(), 9000);
+    assert_eq!(parse(FULL).unwrap().largest_port_mtu(), 1500);
     assert_eq!(
         full_with("    key: 7\n", "    key: 7\n    mss: 1433\n"),
         "test.yaml:29: tunnels[1].mss: MSS 1433 exceeds MTU 1472 - 40 = 1432"

@@ -3,7 +3,10 @@
 //!
 //! Per packet it does no allocation, takes no lock, makes no syscall and logs nothing. The only
 //! mbufs it allocates come from the pool, for fragments it must create (DF-clear packets bigger
-//! than the tunnel MTU) and for reassembled outer datagrams. Verdicts map to actions:
+//! than the tunnel MTU), for reassembled outer datagrams, and for a chained packet whose first
+//! segment has no room for the rest (the pipeline reads one segment, so a chain is made one
+//! before it runs; a single-segment packet pays one test of its segment count). Verdicts map to
+//! actions:
 //!
 //! | verdict | action |
 //! |---|---|
@@ -24,8 +27,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use crate::eal::rdtsc;
-use crate::mbuf::{Burst, Mbuf, MAX_BURST};
+use crate::mbuf::{Burst, LinearizeError, Mbuf, MAX_BURST};
 use crate::mempool::{Mempool, DEFAULT_DATA_ROOM};
+use crate::port::FRAME_OVERHEAD;
 use crate::port::{RxQueue, TxQueue};
 use conduit_packet::pipeline::{
     encapsulate, process, read_probe_echo, write_fragment, Context, Control, DropReason,
@@ -35,16 +39,40 @@ use conduit_packet::pipeline::{
 use conduit_packet::publish::Reader;
 use conduit_packet::route::TunnelId;
 use conduit_packet::stats::{CoreCounters, Counter, CounterArray};
+use conduit_packet::wire::ipv4;
 
 /// Length of the Ethernet header the reassembler skips and a reassembled frame gets back.
 const ETHERNET_HEADER: usize = 14;
 
 /// Room for the largest IPv4 header (with options) in front of a reassembled datagram.
-const MAX_IPV4_HEADER: usize = 60;
-/// The largest datagram a worker reassembles: with its Ethernet and IPv4 headers it must fit the
-/// one mbuf it is copied into.
-pub const MAX_DATAGRAM: usize = DEFAULT_DATA_ROOM as usize - ETHERNET_HEADER - MAX_IPV4_HEADER;
-/// Extra room in the reassembly output buffer beyond [`MAX_DATAGRAM`].
+const MAX_IPV4_HEADER: usize = ipv4::MAX_HEADER_LEN;
+/// The largest datagram payload a worker reassembles when its mbufs hold `data_room` bytes: with
+/// its Ethernet and IPv4 headers it must fit the one mbuf it is copied into (1974 bytes for the
+/// default 2048-byte room, 9142 for a 9000-byte port MTU's 9216).
+pub fn max_datagram(data_room: u16) -> usize {
+    usize::from(data_room).saturating_sub(ETHERNET_HEADER + MAX_IPV4_HEADER)
+}
+
+/// Data room granularity: several NICs (ixgbe, igb) size receive buffers in 1 KiB steps and
+/// round the pool's room down, so a room that is not a multiple would lose up to 1023 bytes.
+const DATA_ROOM_STEP: usize = 1024;
+
+/// The data room the workers' mbufs need when the largest port MTU is `mtu`: a received frame
+/// ([`FRAME_OVERHEAD`] beyond the MTU) arrives in one segment, and an outer datagram of `mtu`
+/// bytes is reassembled into one ([`max_datagram`] keeps room for a 60-byte IPv4 header). Rounded
+/// up to 1 KiB and never below [`DEFAULT_DATA_ROOM`]: 2048 for 1500, 9216 for 9000. Tunnel
+/// headers go into the headroom in front of the data, so they need no room here.
+pub fn data_room_for_mtu(mtu: u16) -> u16 {
+    let frame = usize::from(mtu) + usize::from(FRAME_OVERHEAD);
+    let payload = usize::from(mtu).saturating_sub(ipv4::HEADER_LEN);
+    let datagram = payload + ETHERNET_HEADER + MAX_IPV4_HEADER;
+    let room = frame.max(datagram).div_ceil(DATA_ROOM_STEP) * DATA_ROOM_STEP;
+    // A u16 MTU gives at most 66560: keep to what an mbuf's 16-bit buffer length describes.
+    let largest = usize::from(u16::MAX) - dpdk_sys::RTE_PKTMBUF_HEADROOM as usize;
+    room.clamp(usize::from(DEFAULT_DATA_ROOM), largest) as u16
+}
+
+/// Extra room in the reassembly output buffer beyond [`max_datagram`].
 const REASSEMBLY_SLACK: usize = 64;
 /// How many times a second a worker expires incomplete reassembly sets.
 const EXPIRE_CHECKS_PER_SEC: u64 = 100;
@@ -88,11 +116,11 @@ impl WorkerConfig {
         )
     }
 
-    fn reassembler(&self, seed: u64) -> Reassembler {
+    fn reassembler(&self, seed: u64, max_datagram: usize) -> Reassembler {
         Reassembler::new(ReassemblerConfig {
             max_sets: self.reassembly_max_sets,
             timeout: self.tsc_hz / 1000 * self.reassembly_timeout_ms,
-            max_datagram: MAX_DATAGRAM,
+            max_datagram,
             seed,
         })
     }
@@ -220,6 +248,7 @@ impl PipelineWorker {
     ) -> Self {
         let WorkerQueues { rx, tx } = queues;
         let n = tx.len();
+        let max_datagram = max_datagram(pool.data_room());
         PipelineWorker {
             rx,
             slot,
@@ -228,8 +257,8 @@ impl PipelineWorker {
                 tx_bursts: (0..n).map(|_| Burst::new()).collect(),
                 dropped: Burst::new(),
                 state: config.state((index as u16).wrapping_mul(IDENT_STRIDE)),
-                reassembler: config.reassembler(index as u64),
-                reassembly_out: vec![0u8; MAX_DATAGRAM + REASSEMBLY_SLACK].into_boxed_slice(),
+                reassembler: config.reassembler(index as u64, max_datagram),
+                reassembly_out: vec![0u8; max_datagram + REASSEMBLY_SLACK].into_boxed_slice(),
                 reassembly_seen: ReassemblyStats::default(),
                 pool,
                 probes: None,
@@ -331,6 +360,13 @@ impl WorkerIo {
     }
 
     fn handle(&mut self, ctx: &Context, rx_port: u16, mut m: Mbuf, now: u64, c: &PipelineCounters) {
+        // The pipeline reads one segment: a chain is made one first (docs/behaviour.md §7).
+        if m.is_chained() {
+            match self.linearize(m, c) {
+                Some(whole) => m = whole,
+                None => return,
+            }
+        }
         let len = m.pkt_len() as u64;
         let out = process(ctx, rx_port, &mut m, &mut self.state, now);
         if let Some(TunnelId(t)) = out.rx_tunnel {
@@ -367,6 +403,23 @@ impl WorkerIo {
             Verdict::Drop(reason) => {
                 c.drops.add(reason.index(), 1);
                 self.discard(m);
+            }
+        }
+    }
+
+    /// The chained packet `m` as one segment, or `None` when it was dropped: longer than one
+    /// mbuf holds (`frame_too_long`), or no mbuf to copy it into (`alloc_failed`).
+    #[cold]
+    fn linearize(&mut self, m: Mbuf, c: &PipelineCounters) -> Option<Mbuf> {
+        match m.linearize(&self.pool) {
+            Ok(whole) => Some(whole),
+            Err((m, why)) => {
+                match why {
+                    LinearizeError::TooLong => c.drops.add(DropReason::FrameTooLong.index(), 1),
+                    LinearizeError::NoMbuf => c.alloc_failed.add(1),
+                }
+                self.discard(m);
+                None
             }
         }
     }

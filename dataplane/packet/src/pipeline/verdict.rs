@@ -165,6 +165,9 @@ drop_reasons! {
     ReassemblyTimeout => "reassembly_timeout";
     /// An incomplete set was evicted to make room (counted per set by `ReassemblyStats`).
     ReassemblyEvicted => "reassembly_evicted";
+    /// A frame that arrived in several buffers and is longer than one packet buffer holds
+    /// (longer than the largest port MTU allows).
+    FrameTooLong => "frame_too_long";
 }
 
 impl DropReason {

@@ -1,6 +1,7 @@
 //! Tests of the whole pipeline over `VecBuf`, one file per path: [`encap`], [`decap`],
-//! [`transit`], [`arp_icmp`], [`fragmentation`], [`reassembler`], plus [`classify`] (what is
-//! dropped, and never a panic) and [`setup`] (the context). Each has golden frames for its paths
+//! [`transit`], [`arp_icmp`], [`fragmentation`], [`reassembler`], [`jumbo`] (packets up to
+//! 9000 bytes), plus [`classify`] (what is dropped, and never a panic) and [`setup`] (the
+//! context). Each has golden frames for its paths
 //! (generated with scapy by `golden.py`, checked with tshark, in [`golden`]), one test per
 //! rejection rule, and property tests.
 //!
@@ -32,6 +33,7 @@ mod classify;
 mod decap;
 mod encap;
 mod fragmentation;
+mod jumbo;
 mod reassembler;
 mod setup;
 mod transit;
