@@ -188,6 +188,7 @@ fn main() {
         "rte_eth_from_rings",
         "conduit_rte_errno",
         "conduit_flag_value",
+        "conduit_block_realtime_signals",
     ] {
         builder = builder.allowlist_function(f);
     }
