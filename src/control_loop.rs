@@ -13,6 +13,7 @@ use conduit_packet::pipeline::{encapsulate, write_probe, WorkerState, PROBE_PACK
 use conduit_packet::stats::Counter;
 use control::config::{Config, ConfigError};
 use control::health::Timestamp;
+use control::heartbeat::Heartbeat;
 use control::plane::{ControlPlane, ProbeToSend};
 use dataplane::eal::rdtsc;
 use dataplane::mbuf::Burst;
@@ -90,8 +91,8 @@ pub struct ControlLoop {
     /// A reload being read on its helper thread.
     reloading: Option<std::sync::mpsc::Receiver<Result<Config, ReloadError>>>,
     reload_again: bool,
-    /// `now` of the previous turn.
-    last_turn: Timestamp,
+    /// Turns, the latest one and stalls (docs/operations.md).
+    pub heartbeat: Heartbeat,
 }
 
 impl ControlLoop {
@@ -115,12 +116,18 @@ impl ControlLoop {
             counters: ControlCounters::default(),
             reloading: None,
             reload_again: false,
-            last_turn: Timestamp::ZERO,
+            heartbeat: Heartbeat::default(),
         }
     }
 
     /// One turn at `now`: replies in, probes out, state changes published.
     pub fn turn(&mut self, now: Timestamp) {
+        if let Some(gap) = self.heartbeat.beat(now) {
+            log::warn!(
+                "control loop stalled: {} ms since its previous turn; probes, timeouts and failover were late by as much",
+                gap.as_millis()
+            );
+        }
         let tsc_now = rdtsc();
         for q in &self.queues {
             while let Some(reply) = q.pop() {
@@ -141,7 +148,6 @@ impl ControlLoop {
                 self.plane.on_reply(&reply, at, rtt);
             }
         }
-        self.last_turn = now;
         self.finish_reload(now);
         if self.tx.is_some() {
             self.probes.clear();
