@@ -25,6 +25,9 @@ Standalone:  python3 peer.py --iface IFACE --config conduit.yaml --appliance-mac
 It then reads commands on stdin, one per line, and answers each with one JSON line on stdout:
   silence NAME | restore NAME        stop / resume answering the probes of a tunnel
   traffic start | traffic stop       start / stop the traffic source
+  flood SECONDS                      send one UDP frame as fast as this process can, on a
+                                     socket of its own, for SECONDS (in the background)
+  flood wait                         wait for the flood to end; answers the frames sent
   stats                              counters, per-tunnel probe counts and per-flow runs
   quit
 The first line it prints is {"ready": ...} once its socket is bound. Times are
@@ -40,6 +43,7 @@ import json
 import os
 import socket
 import struct
+import subprocess
 import sys
 import threading
 import time
@@ -52,6 +56,9 @@ DATA_MAGIC = b"CFLW"
 # UDP destination port of the generated flows: ephemeral range, not a well-known service.
 DATA_PORT = 47001
 SPORT_BASE = 49152
+# The flood goes to an address no route covers (override with CONDUIT_FLOOD_DST): the appliance
+# drops it (no_route), so only the appliance, not this peer, carries the load.
+FLOOD_DST = os.environ.get("CONDUIT_FLOOD_DST", "192.0.2.200")
 
 ETH_P_ALL = 0x0003
 PACKET_OUTGOING = 4
@@ -60,6 +67,7 @@ SO_TIMESTAMPNS = 35  # SCM_TIMESTAMPNS: kernel receive time, CLOCK_REALTIME
 LATE_ANSWER_MS = 50.0
 PROBE_GAP_S = 0.6
 PACKET_STATISTICS = 6
+PACKET_IGNORE_OUTGOING = 23  # Linux 4.20: this socket does not see what we send
 
 
 @dataclass(frozen=True)
@@ -459,6 +467,60 @@ class TrafficSource:
             time.sleep(0.002)
 
 
+def flood_frame(my_mac: str, appliance_mac: str) -> bytes:
+    """The flood's frame: plain UDP to a customer prefix (routed and encapsulated like data)."""
+    from scapy.layers.inet import IP, UDP
+    from scapy.layers.l2 import Ether
+
+    return bytes(Ether(src=my_mac, dst=appliance_mac)
+                 / IP(src="198.18.255.1", dst=FLOOD_DST, ttl=64)
+                 / UDP(sport=40000, dport=40001, chksum=0) / (b"F" * 18))
+
+
+def flood(iface: str, frame: bytes, seconds: float) -> dict:
+    """A tight sender loop on a raw socket of its own, for `seconds`: as fast as this process
+    can send. Run in a process of its own (`--flood-for`), so that neither competes for the GIL
+    with the packet handler."""
+    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+    sock.bind((iface, 0))
+    send = sock.send
+    t0 = time.monotonic()
+    end = t0 + seconds
+    n = errors = 0
+    while True:
+        for _ in range(512):
+            try:
+                send(frame)
+                n += 1
+            except OSError:  # the tap's queue is full: keep pushing
+                errors += 1
+        if time.monotonic() >= end:
+            break
+    took = time.monotonic() - t0
+    return {"sent": n, "errors": errors, "seconds": round(took, 3), "pps": round(n / took)}
+
+
+class Flood:
+    """The background flood process of the `flood` command."""
+
+    def __init__(self, argv: list):
+        self.argv = argv
+        self.proc = None
+
+    def start(self, seconds: float):
+        self.wait()
+        self.proc = subprocess.Popen([sys.executable, __file__, *self.argv,
+                                      "--flood-for", str(seconds)],
+                                     stdout=subprocess.PIPE, text=True)
+
+    def wait(self) -> dict:
+        if self.proc is None:
+            return {"sent": 0}
+        out, _ = self.proc.communicate()
+        self.proc = None
+        return json.loads(out.strip().splitlines()[-1])
+
+
 # -- standalone process -----------------------------------------------------------------------
 
 def main(argv=None):
@@ -472,7 +534,15 @@ def main(argv=None):
     ap.add_argument("--rate", type=float, default=400.0, help="packets per second, all flows")
     ap.add_argument("--wait-iface", type=float, default=30.0,
                     help="seconds to wait for the interface to appear")
+    ap.add_argument("--flood-for", type=float, default=None,
+                    help="only flood the appliance for this many seconds, print the count, exit")
     args = ap.parse_args(argv)
+    if args.flood_for is not None:
+        # The peer runs at a raised priority (it stands in for routers); the flood is just load.
+        os.nice(max(0, -os.nice(0)))
+        frame = flood_frame(args.my_mac, args.appliance_mac)
+        print(json.dumps(flood(args.iface, frame, args.flood_for)), flush=True)
+        return 0
 
     import yaml
     from scapy.layers.inet import GRE, IP  # noqa: F401  (import scapy before the clock starts)
@@ -491,6 +561,8 @@ def main(argv=None):
     sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
     sock.bind((args.iface, 0))
+    # A flood is sent on this interface too: reading our own frames back would bury the probes.
+    sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
     sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
     sock.settimeout(0.1)
     send_lock = threading.Lock()
@@ -501,6 +573,8 @@ def main(argv=None):
 
     flows = flow_table(args.flows.split(","), args.flows_per_prefix)
     traffic = TrafficSource(send, flows, args.my_mac, args.appliance_mac, args.rate)
+    flood_proc = Flood(["--iface", args.iface, "--config", args.config,
+                        "--appliance-mac", args.appliance_mac, "--my-mac", args.my_mac])
     stop = threading.Event()
     rx_errors = {"handler": 0, "last": ""}
     socket_drops = {"total": 0}
@@ -569,6 +643,11 @@ def main(argv=None):
             elif cmd == "traffic" and words[1] == "stop":
                 traffic.stop()
                 reply({"ok": "traffic stop", "sent": list(traffic.sent)})
+            elif cmd == "flood" and words[1] == "wait":
+                reply({"ok": "flood wait", **flood_proc.wait()})
+            elif cmd == "flood":
+                flood_proc.start(float(words[1]))
+                reply({"ok": "flood"})
             elif cmd == "stats":
                 s = router.stats()
                 s["sent"] = list(traffic.sent)
