@@ -75,8 +75,8 @@ pub use context::{
 };
 pub use fragment::{write_fragment, Fragment, FragmentPlan};
 pub use probe::{
-    read_probe_echo, write_probe, ProbeKind, ProbeReply, ProbeSpec, PROBE_DATA_LEN,
-    PROBE_PACKET_LEN,
+    read_probe_echo, write_probe, ProbeEcho, ProbeKey, ProbeKind, ProbeReply, ProbeSpec,
+    PROBE_DATA_LEN, PROBE_KEY_LEN, PROBE_PACKET_LEN,
 };
 pub use process::{encapsulate, process};
 pub use reassembly::{Reassembler, ReassemblerConfig, Reassembly, ReassemblyStats};
