@@ -28,6 +28,14 @@ pub fn fresh_now() -> Timestamp {
     Timestamp::from_duration(start.elapsed())
 }
 
+/// `ticks` of a TSC running at `hz`.
+fn ticks_to_duration(ticks: u64, hz: u64) -> Duration {
+    Duration::from_nanos(
+        u64::try_from(u128::from(ticks) * 1_000_000_000 / u128::from(hz.max(1)))
+            .unwrap_or(u64::MAX),
+    )
+}
+
 /// How long a turn waits on its own publication to take effect before leaving it to later turns.
 const SWAP_WATCH: Duration = Duration::from_millis(2);
 
@@ -134,17 +142,18 @@ impl ControlLoop {
                 self.counters.replies.add(1);
                 // Dated when the worker received it, not when this turn drains it: a turn that
                 // comes late (a busy core, a reload being applied) does not make replies late.
-                let age = self.ticks_to_duration(tsc_now.saturating_sub(reply.rx_tsc));
+                let age = ticks_to_duration(tsc_now.saturating_sub(reply.rx_tsc), self.tsc_hz);
                 let at = Timestamp::from_nanos(
                     now.as_nanos()
                         .saturating_sub(u64::try_from(age.as_nanos()).unwrap_or(u64::MAX)),
                 );
-                // The probe carries our send TSC: a precise RTT when it is plausible.
-                let ticks = reply.rx_tsc.wrapping_sub(reply.sent_tsc);
-                let rtt = (reply.sent_tsc != 0
-                    && reply.rx_tsc >= reply.sent_tsc
-                    && reply.sent_tsc <= tsc_now)
-                    .then(|| self.ticks_to_duration(ticks));
+                // The probe carries our send TSC, authenticated by the plane before it asks: a
+                // precise RTT when it is plausible (TSCs of two cores may differ slightly).
+                let (rx_tsc, hz) = (reply.rx_tsc, self.tsc_hz);
+                let rtt = move |sent_tsc: u64| {
+                    (sent_tsc != 0 && rx_tsc >= sent_tsc && sent_tsc <= tsc_now)
+                        .then(|| ticks_to_duration(rx_tsc - sent_tsc, hz))
+                };
                 self.plane.on_reply(&reply, at, rtt);
             }
         }
@@ -182,13 +191,6 @@ impl ControlLoop {
         }
     }
 
-    fn ticks_to_duration(&self, ticks: u64) -> Duration {
-        Duration::from_nanos(
-            u64::try_from(u128::from(ticks) * 1_000_000_000 / u128::from(self.tsc_hz.max(1)))
-                .unwrap_or(u64::MAX),
-        )
-    }
-
     fn send_probes(&mut self) {
         for i in 0..self.probes.len() {
             let p = self.probes[i];
@@ -202,6 +204,7 @@ impl ControlLoop {
                 write_probe(
                     buf,
                     &p.spec,
+                    self.plane.probe_key(),
                     ctx.probe_ident(),
                     ident,
                     p.tunnel,
