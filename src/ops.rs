@@ -99,6 +99,10 @@ impl Ops {
             appliance.table_generation = plane.generation();
             appliance.reloads_ok = plane.counters().reloads_ok;
             appliance.reloads_failed = plane.counters().reloads_failed;
+            let pc = plane.counters();
+            appliance.probe_reply_forged = pc.probe_reply_forged;
+            appliance.probe_reply_wrong_path = pc.probe_reply_wrong_path;
+            appliance.probe_reply_stale = pc.probe_reply_stale;
             let beat = &c.heartbeat;
             appliance.control_loop_iterations = beat.iterations;
             appliance.control_loop_stalls = beat.stalls;

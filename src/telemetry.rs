@@ -124,6 +124,9 @@ pub fn info(s: &Snapshot, params: Option<&str>) -> Result<Reply, CommandError> {
                 .try_into()
                 .unwrap_or(u64::MAX),
         )
+        .uint("probe_reply_forged", a.probe_reply_forged)
+        .uint("probe_reply_wrong_path", a.probe_reply_wrong_path)
+        .uint("probe_reply_stale", a.probe_reply_stale)
         .uint("tunnels", s.tunnels.len() as u64)
         .uint("ports", s.ports.len() as u64)
         .uint("workers", s.cores.len() as u64);

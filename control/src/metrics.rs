@@ -94,6 +94,14 @@ pub struct ApplianceMetrics {
     pub control_loop_stalls: u64,
     /// The longest gap between two turns.
     pub control_loop_longest_gap: Duration,
+    /// Probe replies ignored because their MAC did not verify.
+    pub probe_reply_forged: u64,
+    /// Authentic probe replies ignored because they came another way than their probe style
+    /// implies.
+    pub probe_reply_wrong_path: u64,
+    /// Authentic probe replies ignored because their probe was no longer outstanding (late,
+    /// replayed, duplicated).
+    pub probe_reply_stale: u64,
 }
 
 /// A tunnel's health as operators see it: the health monitor's [`Health`] while checks run,
@@ -418,6 +426,22 @@ fn render_appliance(w: &mut Writer, a: &ApplianceMetrics) {
         Num::U(a.reloads_failed),
     );
     render_control_loop(w, a);
+    w.family(
+        "conduit_probe_replies_rejected_total",
+        "counter",
+        "Probe replies ignored, by reason: forged (bad MAC), wrong_path, stale (not outstanding).",
+    );
+    for (reason, n) in [
+        ("forged", a.probe_reply_forged),
+        ("wrong_path", a.probe_reply_wrong_path),
+        ("stale", a.probe_reply_stale),
+    ] {
+        w.sample(
+            "conduit_probe_replies_rejected_total",
+            &[("reason", reason)],
+            Num::U(n),
+        );
+    }
 }
 
 /// The control loop's heartbeat: a counter that stops moving and a timestamp that ages when

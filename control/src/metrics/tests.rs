@@ -46,6 +46,9 @@ pub(crate) fn sample_snapshot() -> Snapshot {
             control_loop_last_iteration: Duration::from_millis(1_764_000_000_250),
             control_loop_stalls: 2,
             control_loop_longest_gap: Duration::from_millis(1_500),
+            probe_reply_forged: 7,
+            probe_reply_wrong_path: 5,
+            probe_reply_stale: 3,
         },
         tunnels: vec![a, b, c],
         ports: vec![
@@ -314,7 +317,19 @@ fn values_land_in_their_series() {
         Some(1_764_000_000.25)
     );
     assert_eq!(v("conduit_control_loop_stalls_total", &[]), Some(2.0));
-    assert_eq!(v("conduit_control_loop_longest_gap_seconds", &[]), Some(1.5));
+    for (reason, n) in [("forged", 7.0), ("wrong_path", 5.0), ("stale", 3.0)] {
+        assert_eq!(
+            v(
+                "conduit_probe_replies_rejected_total",
+                &[("reason", reason)]
+            ),
+            Some(n)
+        );
+    }
+    assert_eq!(
+        v("conduit_control_loop_longest_gap_seconds", &[]),
+        Some(1.5)
+    );
     assert_eq!(v("conduit_reloads_total", &[("result", "ok")]), Some(3.0));
     assert_eq!(
         v("conduit_reloads_total", &[("result", "failed")]),
