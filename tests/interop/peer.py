@@ -25,6 +25,8 @@ Standalone:  python3 peer.py --iface IFACE --config conduit.yaml --appliance-mac
 It then reads commands on stdin, one per line, and answers each with one JSON line on stdout:
   silence NAME | restore NAME        stop / resume answering the probes of a tunnel
   traffic start | traffic stop       start / stop the traffic source
+  attack NAME                        forge, replay and misroute replies of tunnel NAME's probes
+                                     (see attack()); answers how many of each were sent
   flood SECONDS                      send one UDP frame as fast as this process can, on a
                                      socket of its own, for SECONDS (in the background)
   flood wait                         wait for the flood to end; answers the frames sent
@@ -67,7 +69,8 @@ SO_TIMESTAMPNS = 35  # SCM_TIMESTAMPNS: kernel receive time, CLOCK_REALTIME
 LATE_ANSWER_MS = 50.0
 PROBE_GAP_S = 0.6
 PACKET_STATISTICS = 6
-PACKET_IGNORE_OUTGOING = 23  # Linux 4.20: this socket does not see what we send
+PACKET_IGNORE_OUTGOING = 23
+CAPTURED = 64  # real probe replies kept per tunnel for the `attack` command  # Linux 4.20: this socket does not see what we send
 
 
 @dataclass(frozen=True)
@@ -177,6 +180,9 @@ class CustomerRouter:
         self._last_probe = {}
         self._now = 0.0
         self.plain_probes = {"answered": 0, "forwarded": 0}
+        # The last replies sent for each tunnel's probes (inner IPv4 bytes), for the `attack`
+        # command: what an eavesdropper on the path would have captured.
+        self.captured = {t.name: [] for t in self.tunnels}
 
     # -- control -----------------------------------------------------------------------------
     def silence(self, name: str):
@@ -360,6 +366,7 @@ class CustomerRouter:
                 if is_probe:
                     pt["probes_answered"] += 1
                     self._answered_probe = t.name
+                    self._capture(t.name, reply)
             elif is_probe:
                 self.plain_probes["answered"] += 1
             return self._route_out(reply)
@@ -377,9 +384,15 @@ class CustomerRouter:
             if is_probe:
                 pt["probes_answered"] += 1
                 self._answered_probe = t.name
+                self._capture(t.name, fwd)
         elif is_probe:
             self.plain_probes["forwarded"] += 1
         return self._route_out(IP(bytes(fwd)))
+
+    def _capture(self, name: str, ip):
+        kept = self.captured[name]
+        kept.append(bytes(ip))
+        del kept[:-CAPTURED]
 
     def _route_out(self, ip) -> list:
         """Send towards the appliance: into the tunnel whose appliance-side interface address is
@@ -465,6 +478,83 @@ class TrafficSource:
             if due > 256:  # fell far behind (machine busy): do not burst to catch up
                 total += due - 256
             time.sleep(0.002)
+
+
+def icmp_with(ip: bytes, seq=None, mac=None, src=None) -> bytes:
+    """A copy of the ICMP echo `ip` (IPv4 bytes) with another sequence number, probe MAC (data
+    bytes 16..24) or source address; checksums fixed."""
+    b = bytearray(ip)
+    ihl = (b[0] & 0x0F) * 4
+    if seq is not None:
+        b[ihl + 6:ihl + 8] = struct.pack("!H", seq)
+    if mac is not None:
+        b[ihl + 8 + 16:ihl + 8 + 24] = mac
+    if src is not None:
+        b[12:16] = socket.inet_aton(src)
+        b[10:12] = b"\x00\x00"
+        b[10:12] = struct.pack("!H", inet_checksum(bytes(b[:ihl])))
+    b[ihl + 2:ihl + 4] = b"\x00\x00"
+    b[ihl + 2:ihl + 4] = struct.pack("!H", inet_checksum(bytes(b[ihl:])))
+    return bytes(b)
+
+
+def inet_checksum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\x00"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def attack(router: CustomerRouter, name: str, send, step: int = 16) -> dict:
+    """Everything an off-path or on-path attacker can try to keep tunnel `name` looking alive,
+    built from the real replies captured for it (its identity, tunnel id and addresses are
+    right): a sweep of sequence numbers with made-up MACs, by the path the tunnel's replies
+    take; replays of the captured replies (their probes are long past their deadline); the
+    captured replies inside another tunnel's GRE; and, plain, with another inner source.
+    Returns how many of each were sent."""
+    import random
+
+    t = next(x for x in router.tunnels if x.name == name)
+    other = next(x for x in router.tunnels if x.name != name)
+    kept = list(router.captured[name])
+    if not kept:
+        raise KeyError(f"no reply of {name} captured yet")
+    from scapy.layers.l2 import Ether
+
+    header = bytes(Ether(src=router.my_mac, dst=router.appliance_mac, type=0x0800))
+
+    def plain(ip: bytes) -> bytes:
+        return header + ip
+
+    def through(tun: Tunnel, ip: bytes) -> bytes:
+        from scapy.layers.inet import GRE, IP
+        gre = GRE(proto=0x0800, key_present=1, key=tun.key) if tun.key is not None \
+            else GRE(proto=0x0800)
+        outer = IP(src=tun.remote, dst=tun.local, ttl=64) / gre
+        return plain(bytes(outer / IP(ip)))
+
+    # The path the real replies take: into the tunnel when addressed to its inside address.
+    inside = IP_DST(kept[-1]) == t.ours
+    native = (lambda ip: through(t, ip)) if inside else plain
+    sent = {"sweep": 0, "replay": 0, "wrong_tunnel": 0, "wrong_source": 0}
+    rnd = random.Random(1)
+    for seq in range(rnd.randrange(step), 65536, step):
+        send(native(icmp_with(kept[-1], seq=seq, mac=rnd.randbytes(8))))
+        sent["sweep"] += 1
+    for ip in kept:
+        send(native(ip))
+        sent["replay"] += 1
+        send(through(other, ip))
+        sent["wrong_tunnel"] += 1
+        send(plain(icmp_with(ip, src="198.18.7.7")))
+        sent["wrong_source"] += 1
+    return sent
+
+
+def IP_DST(ip: bytes) -> str:
+    return socket.inet_ntoa(ip[16:20])
 
 
 def flood_frame(my_mac: str, appliance_mac: str) -> bytes:
@@ -643,6 +733,8 @@ def main(argv=None):
             elif cmd == "traffic" and words[1] == "stop":
                 traffic.stop()
                 reply({"ok": "traffic stop", "sent": list(traffic.sent)})
+            elif cmd == "attack":
+                reply({"ok": cmd, "sent": attack(router, words[1], send)})
             elif cmd == "flood" and words[1] == "wait":
                 reply({"ok": "flood wait", **flood_proc.wait()})
             elif cmd == "flood":
