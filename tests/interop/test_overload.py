@@ -1,4 +1,5 @@
-"""Health checking under overload, over a real EAL: conduit on a net_tap port (taplab.py), peer.py
+"""Health checking under overload, over a real EAL: conduit on a net_tap port (taplab.py; and on
+net_af_packet over a veth pair, which has no per-packet signal but the same overload), peer.py
 on the other side answering the probes of failover.yaml's three tunnels at a 100 ms interval,
 while a process of the peer floods the appliance with plain UDP as fast as one raw-socket sender
 loop can for 5 s (about 100-350k packets a second here, to an address no route covers).
@@ -21,6 +22,7 @@ import re
 import subprocess
 import time
 
+import pytest
 import yaml
 
 from taplab import needs_netns, taplab  # noqa: F401
@@ -83,8 +85,9 @@ def check_rate(before, after, what):
 
 
 @needs_netns
-def test_probes_keep_their_rate_and_failover_works_through_a_flood(taplab):
-    lab = taplab.start(config())
+@pytest.mark.parametrize("device", ["tap", "af_packet"])
+def test_probes_keep_their_rate_and_failover_works_through_a_flood(taplab, device):
+    lab = taplab.start(config(), device=device)
     beat0 = heartbeat(lab)
     start = probes_seen(lab)
     lab.cmd(f"flood {FLOOD_S}")
