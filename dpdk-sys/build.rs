@@ -190,6 +190,7 @@ fn main() {
         "rte_pdump_uninit",
         "conduit_rte_errno",
         "conduit_flag_value",
+        "conduit_block_realtime_signals",
     ] {
         builder = builder.allowlist_function(f);
     }

@@ -13,6 +13,7 @@ use conduit_packet::pipeline::{encapsulate, write_probe, WorkerState, PROBE_PACK
 use conduit_packet::stats::Counter;
 use control::config::{Config, ConfigError};
 use control::health::Timestamp;
+use control::heartbeat::Heartbeat;
 use control::plane::{ControlPlane, ProbeToSend};
 use dataplane::eal::rdtsc;
 use dataplane::mbuf::Burst;
@@ -25,6 +26,14 @@ pub fn fresh_now() -> Timestamp {
     static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
     let start = *START.get_or_init(Instant::now);
     Timestamp::from_duration(start.elapsed())
+}
+
+/// `ticks` of a TSC running at `hz`.
+fn ticks_to_duration(ticks: u64, hz: u64) -> Duration {
+    Duration::from_nanos(
+        u64::try_from(u128::from(ticks) * 1_000_000_000 / u128::from(hz.max(1)))
+            .unwrap_or(u64::MAX),
+    )
 }
 
 /// How long a turn waits on its own publication to take effect before leaving it to later turns.
@@ -90,8 +99,8 @@ pub struct ControlLoop {
     /// A reload being read on its helper thread.
     reloading: Option<std::sync::mpsc::Receiver<Result<Config, ReloadError>>>,
     reload_again: bool,
-    /// `now` of the previous turn.
-    last_turn: Timestamp,
+    /// Turns, the latest one and stalls (docs/operations.md).
+    pub heartbeat: Heartbeat,
 }
 
 impl ControlLoop {
@@ -115,33 +124,39 @@ impl ControlLoop {
             counters: ControlCounters::default(),
             reloading: None,
             reload_again: false,
-            last_turn: Timestamp::ZERO,
+            heartbeat: Heartbeat::default(),
         }
     }
 
     /// One turn at `now`: replies in, probes out, state changes published.
     pub fn turn(&mut self, now: Timestamp) {
+        if let Some(gap) = self.heartbeat.beat(now) {
+            log::warn!(
+                "control loop stalled: {} ms since its previous turn; probes, timeouts and failover were late by as much",
+                gap.as_millis()
+            );
+        }
         let tsc_now = rdtsc();
         for q in &self.queues {
             while let Some(reply) = q.pop() {
                 self.counters.replies.add(1);
                 // Dated when the worker received it, not when this turn drains it: a turn that
                 // comes late (a busy core, a reload being applied) does not make replies late.
-                let age = self.ticks_to_duration(tsc_now.saturating_sub(reply.rx_tsc));
+                let age = ticks_to_duration(tsc_now.saturating_sub(reply.rx_tsc), self.tsc_hz);
                 let at = Timestamp::from_nanos(
                     now.as_nanos()
                         .saturating_sub(u64::try_from(age.as_nanos()).unwrap_or(u64::MAX)),
                 );
-                // The probe carries our send TSC: a precise RTT when it is plausible.
-                let ticks = reply.rx_tsc.wrapping_sub(reply.sent_tsc);
-                let rtt = (reply.sent_tsc != 0
-                    && reply.rx_tsc >= reply.sent_tsc
-                    && reply.sent_tsc <= tsc_now)
-                    .then(|| self.ticks_to_duration(ticks));
+                // The probe carries our send TSC, authenticated by the plane before it asks: a
+                // precise RTT when it is plausible (TSCs of two cores may differ slightly).
+                let (rx_tsc, hz) = (reply.rx_tsc, self.tsc_hz);
+                let rtt = move |sent_tsc: u64| {
+                    (sent_tsc != 0 && rx_tsc >= sent_tsc && sent_tsc <= tsc_now)
+                        .then(|| ticks_to_duration(rx_tsc - sent_tsc, hz))
+                };
                 self.plane.on_reply(&reply, at, rtt);
             }
         }
-        self.last_turn = now;
         self.finish_reload(now);
         if self.tx.is_some() {
             self.probes.clear();
@@ -176,13 +191,6 @@ impl ControlLoop {
         }
     }
 
-    fn ticks_to_duration(&self, ticks: u64) -> Duration {
-        Duration::from_nanos(
-            u64::try_from(u128::from(ticks) * 1_000_000_000 / u128::from(self.tsc_hz.max(1)))
-                .unwrap_or(u64::MAX),
-        )
-    }
-
     fn send_probes(&mut self) {
         for i in 0..self.probes.len() {
             let p = self.probes[i];
@@ -196,6 +204,7 @@ impl ControlLoop {
                 write_probe(
                     buf,
                     &p.spec,
+                    self.plane.probe_key(),
                     ctx.probe_ident(),
                     ident,
                     p.tunnel,

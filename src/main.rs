@@ -87,6 +87,10 @@ fn run(cli: Cli, eal_args: Vec<String>) -> Result<ExitCode> {
     let signals = Signals::install()?;
     let mut eal =
         Eal::init(&eal_args).context("EAL initialisation failed (see EAL's messages above)")?;
+    // This thread runs the control loop: keep net_tap's per-packet signals off it (see
+    // `Eal::block_realtime_signals_on_this_thread`).
+    eal.block_realtime_signals_on_this_thread()
+        .context("blocking real-time signals on the control thread")?;
     log::info!(
         "{} (conduit {}), {} hugepages, TSC {:.2} GHz",
         Eal::version(),

@@ -99,6 +99,22 @@ impl Ops {
             appliance.table_generation = plane.generation();
             appliance.reloads_ok = plane.counters().reloads_ok;
             appliance.reloads_failed = plane.counters().reloads_failed;
+            let pc = plane.counters();
+            appliance.probe_reply_forged = pc.probe_reply_forged;
+            appliance.probe_reply_wrong_path = pc.probe_reply_wrong_path;
+            appliance.probe_reply_stale = pc.probe_reply_stale;
+            let beat = &c.heartbeat;
+            appliance.control_loop_iterations = beat.iterations;
+            appliance.control_loop_stalls = beat.stalls;
+            appliance.control_loop_longest_gap = beat.longest_gap;
+            if let Some(last) = beat.last {
+                // The loop's clock is monotonic; the metric is wall-clock, as Prometheus' time().
+                let age = crate::control_loop::fresh_now().saturating_duration_since(last);
+                let wall = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default();
+                appliance.control_loop_last_iteration = wall.saturating_sub(age);
+            }
             for (i, (rt, tc)) in plane
                 .tunnels()
                 .iter()

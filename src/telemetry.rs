@@ -108,6 +108,25 @@ pub fn info(s: &Snapshot, params: Option<&str>) -> Result<Reply, CommandError> {
         .uint("table_generation", a.table_generation)
         .uint("reloads_ok", a.reloads_ok)
         .uint("reloads_failed", a.reloads_failed)
+        .uint("control_loop_iterations", a.control_loop_iterations)
+        .uint(
+            "control_loop_last_iteration_ms",
+            a.control_loop_last_iteration
+                .as_millis()
+                .try_into()
+                .unwrap_or(u64::MAX),
+        )
+        .uint("control_loop_stalls", a.control_loop_stalls)
+        .uint(
+            "control_loop_longest_gap_us",
+            a.control_loop_longest_gap
+                .as_micros()
+                .try_into()
+                .unwrap_or(u64::MAX),
+        )
+        .uint("probe_reply_forged", a.probe_reply_forged)
+        .uint("probe_reply_wrong_path", a.probe_reply_wrong_path)
+        .uint("probe_reply_stale", a.probe_reply_stale)
         .uint("tunnels", s.tunnels.len() as u64)
         .uint("ports", s.ports.len() as u64)
         .uint("workers", s.cores.len() as u64);

@@ -59,6 +59,13 @@ fn snapshot() -> Snapshot {
             table_generation: 12,
             reloads_ok: 2,
             reloads_failed: 1,
+            control_loop_iterations: 90_000,
+            control_loop_last_iteration: Duration::from_millis(1_764_000_000_250),
+            control_loop_stalls: 1,
+            control_loop_longest_gap: Duration::from_micros(250_500),
+            probe_reply_forged: 4,
+            probe_reply_wrong_path: 3,
+            probe_reply_stale: 2,
         },
         tunnels: vec![a, b],
         ports: vec![
@@ -116,6 +123,9 @@ fn telemetry_commands_over_a_real_eal() {
             "version": "0.1.0", "dpdk_version": "DPDK 22.11.11",
             "config_path": "/etc/conduit/a \"quoted\" path.yaml",
             "uptime_ms": 90_000, "table_generation": 12, "reloads_ok": 2, "reloads_failed": 1,
+            "control_loop_iterations": 90_000, "control_loop_last_iteration_ms": 1_764_000_000_250_u64,
+            "control_loop_stalls": 1, "control_loop_longest_gap_us": 250_500,
+            "probe_reply_forged": 4, "probe_reply_wrong_path": 3, "probe_reply_stale": 2,
             "tunnels": 2, "ports": 2, "workers": 1,
         }})
     );

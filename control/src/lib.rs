@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod health;
+pub mod heartbeat;
 pub mod metrics;
 pub mod plane;
 pub mod prometheus;

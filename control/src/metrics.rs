@@ -86,6 +86,22 @@ pub struct ApplianceMetrics {
     pub table_generation: u64,
     pub reloads_ok: u64,
     pub reloads_failed: u64,
+    /// The control loop's heartbeat: turns since start.
+    pub control_loop_iterations: u64,
+    /// Wall-clock time of the snapshot's latest control-loop turn, since the Unix epoch.
+    pub control_loop_last_iteration: Duration,
+    /// Turns that started at least `heartbeat::STALL_AFTER` after the previous one.
+    pub control_loop_stalls: u64,
+    /// The longest gap between two turns.
+    pub control_loop_longest_gap: Duration,
+    /// Probe replies ignored because their MAC did not verify.
+    pub probe_reply_forged: u64,
+    /// Authentic probe replies ignored because they came another way than their probe style
+    /// implies.
+    pub probe_reply_wrong_path: u64,
+    /// Authentic probe replies ignored because their probe was no longer outstanding (late,
+    /// replayed, duplicated).
+    pub probe_reply_stale: u64,
 }
 
 /// A tunnel's health as operators see it: the health monitor's [`Health`] while checks run,
@@ -408,6 +424,68 @@ fn render_appliance(w: &mut Writer, a: &ApplianceMetrics) {
         "conduit_reloads_total",
         &[("result", "failed")],
         Num::U(a.reloads_failed),
+    );
+    render_control_loop(w, a);
+    w.family(
+        "conduit_probe_replies_rejected_total",
+        "counter",
+        "Probe replies ignored, by reason: forged (bad MAC), wrong_path, stale (not outstanding).",
+    );
+    for (reason, n) in [
+        ("forged", a.probe_reply_forged),
+        ("wrong_path", a.probe_reply_wrong_path),
+        ("stale", a.probe_reply_stale),
+    ] {
+        w.sample(
+            "conduit_probe_replies_rejected_total",
+            &[("reason", reason)],
+            Num::U(n),
+        );
+    }
+}
+
+/// The control loop's heartbeat: a counter that stops moving and a timestamp that ages when
+/// the thread that runs health checks stops turning.
+fn render_control_loop(w: &mut Writer, a: &ApplianceMetrics) {
+    w.family(
+        "conduit_control_loop_iterations_total",
+        "counter",
+        "Turns of the control loop (probes, timeouts, failover, metrics) since start.",
+    );
+    w.sample(
+        "conduit_control_loop_iterations_total",
+        &[],
+        Num::U(a.control_loop_iterations),
+    );
+    w.family(
+        "conduit_control_loop_last_iteration_timestamp_seconds",
+        "gauge",
+        "Unix time of the latest control-loop turn.",
+    );
+    w.sample(
+        "conduit_control_loop_last_iteration_timestamp_seconds",
+        &[],
+        Num::F(a.control_loop_last_iteration.as_secs_f64()),
+    );
+    w.family(
+        "conduit_control_loop_stalls_total",
+        "counter",
+        "Control-loop turns that started far later than the loop's period (stalls).",
+    );
+    w.sample(
+        "conduit_control_loop_stalls_total",
+        &[],
+        Num::U(a.control_loop_stalls),
+    );
+    w.family(
+        "conduit_control_loop_longest_gap_seconds",
+        "gauge",
+        "The longest gap between two control-loop turns since start.",
+    );
+    w.sample(
+        "conduit_control_loop_longest_gap_seconds",
+        &[],
+        Num::F(a.control_loop_longest_gap.as_secs_f64()),
     );
 }
 

@@ -28,6 +28,14 @@
 //!   A tunnel keeps its health state and RTT history across a reload when its name, its
 //!   position in the list (its id) and its health-check settings are unchanged; any other
 //!   tunnel starts healthy, as at start-up.
+//! - **Probe replies are authenticated** (docs/behaviour.md §4): the probes carry a MAC under a
+//!   key drawn from the OS's random source at start-up (kept across reloads, never logged or
+//!   exported), and each tunnel's sequence numbers start at a random value. A reply counts only
+//!   if its MAC verifies (else `probe_reply_forged`), it came the way its probe style implies
+//!   (else `probe_reply_wrong_path`: bidirectional replies through the probed tunnel's own GRE,
+//!   unidirectional ones plain, both with the inner source and destination the style gives)
+//!   and its probe is still outstanding (else `probe_reply_stale`: late, replayed or unknown).
+//!   The RTT comes from the authenticated send timestamp.
 //! - **Tunnel ids** are positions in the config file, also for the per-tunnel counters; a reload
 //!   that reorders tunnels re-labels their counters from then on.
 
@@ -36,7 +44,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use conduit_packet::pipeline::{Context, ProbeKind, ProbeReply, ProbeSpec, TunnelId};
+use std::net::Ipv4Addr;
+
+use conduit_packet::pipeline::{
+    Context, ProbeKey, ProbeKind, ProbeReply, ProbeSpec, TunnelId, PROBE_KEY_LEN,
+};
 use conduit_packet::publish::{Publisher, Reader};
 use conduit_packet::route::Health;
 use conduit_packet::wire::EthernetAddress;
@@ -74,6 +86,38 @@ pub enum PlaneError {
     Health { name: String, message: String },
     #[error("the workers did not pass a quiescent point in time; the previous table stays")]
     PublishStalled,
+    #[error("no random numbers from the operating system: {0}")]
+    Random(String),
+}
+
+/// Fills `buf` from the operating system's random source.
+fn os_random(buf: &mut [u8]) -> Result<(), PlaneError> {
+    getrandom::fill(buf).map_err(|e| PlaneError::Random(e.to_string()))
+}
+
+/// How the reply to a tunnel's probe must arrive (docs/behaviour.md §4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExpectedReply {
+    /// Through the probed tunnel (bidirectional), or plain (unidirectional).
+    pub through_tunnel: bool,
+    /// Inner source and destination of the reply.
+    pub src: Ipv4Addr,
+    pub dst: Ipv4Addr,
+}
+
+/// The reply a tunnel's health-check settings call for: a bounced `reply` probe keeps its
+/// addresses, the answer to a `request` swaps them.
+pub fn expected_reply(t: &TunnelConfig) -> ExpectedReply {
+    let spec = probe_spec(t);
+    let (src, dst) = match spec.kind {
+        ProbeKind::Reply => (spec.src, spec.dst),
+        ProbeKind::Request => (spec.dst, spec.src),
+    };
+    ExpectedReply {
+        through_tunnel: t.health_direction() == ProbeDirection::Bidirectional,
+        src,
+        dst,
+    }
 }
 
 /// A probe the caller must build and send through `tunnel` now.
@@ -91,6 +135,8 @@ pub struct TunnelRuntime {
     health: Option<TunnelHealth>,
     health_config: HealthConfig,
     pub spec: ProbeSpec,
+    /// How its replies must arrive.
+    pub reply: ExpectedReply,
     /// Round-trip times in microseconds.
     pub rtt: Histogram<u64>,
     /// State changes since start (or since the tunnel appeared in a reload).
@@ -111,13 +157,16 @@ impl TunnelRuntime {
     fn new(t: &TunnelConfig, first_probe_at: Timestamp) -> Result<Self, PlaneError> {
         let health_config = t.health();
         let health = if health_config.enabled {
+            // A random first sequence number: nobody can predict which ones are in flight.
+            let mut seq = [0u8; 2];
+            os_random(&mut seq)?;
             Some(
-                TunnelHealth::new(health_config.clone(), first_probe_at).map_err(|e| {
-                    PlaneError::Health {
+                TunnelHealth::new(health_config.clone(), first_probe_at)
+                    .map_err(|e| PlaneError::Health {
                         name: t.name.clone(),
                         message: e.to_string(),
-                    }
-                })?,
+                    })?
+                    .with_first_seq(u16::from_be_bytes(seq)),
             )
         } else {
             None
@@ -127,6 +176,7 @@ impl TunnelRuntime {
             health,
             health_config,
             spec: probe_spec(t),
+            reply: expected_reply(t),
             rtt: Histogram::new_with_bounds(1, MAX_RTT_US, 3).expect("valid histogram bounds"),
             state_changes: 0,
         })
@@ -193,6 +243,13 @@ pub struct PlaneCounters {
     pub replies_unknown_tunnel: u64,
     /// Probe replies for a probe that was not in flight (late, duplicate, unknown sequence).
     pub replies_unmatched: u64,
+    /// Probe replies whose MAC did not verify (ignored).
+    pub probe_reply_forged: u64,
+    /// Authentic probe replies that came another way than their probe style implies (ignored).
+    pub probe_reply_wrong_path: u64,
+    /// Authentic probe replies whose probe was no longer outstanding: late, replayed or
+    /// duplicated (ignored; also in `replies_unmatched`).
+    pub probe_reply_stale: u64,
 }
 
 /// Swap-to-effect latency: publication until every online worker has read the new generation.
@@ -212,6 +269,8 @@ pub struct ControlPlane {
     tunnels: Vec<TunnelRuntime>,
     tunnel_capacity: usize,
     publisher: Publisher<Context>,
+    /// The probes' MAC key, drawn at start-up; never logged or exported.
+    probe_key: ProbeKey,
     /// Health changed or a reload succeeded but the publication is still to be done.
     dirty: bool,
     /// A publication whose swap-to-effect latency is being measured: generation and when.
@@ -267,6 +326,8 @@ impl ControlPlane {
         let readers = (0..workers)
             .map(|_| publisher.reader().expect("one slot per worker"))
             .collect();
+        let mut key = [0u8; PROBE_KEY_LEN];
+        os_random(&mut key)?;
         Ok((
             ControlPlane {
                 path: path.to_path_buf(),
@@ -276,6 +337,7 @@ impl ControlPlane {
                 tunnels,
                 tunnel_capacity,
                 publisher,
+                probe_key: ProbeKey::new(key),
                 dirty: false,
                 pending_swap: None,
                 swap: SwapLatency::default(),
@@ -310,6 +372,11 @@ impl ControlPlane {
         self.counters
     }
 
+    /// The key the probes are MAC'ed under.
+    pub fn probe_key(&self) -> &ProbeKey {
+        &self.probe_key
+    }
+
     pub fn swap_latency(&self) -> SwapLatency {
         self.swap
     }
@@ -339,25 +406,46 @@ impl ControlPlane {
         }
     }
 
-    /// Feeds a probe reply queued by a worker, received at `now`; `rtt`, when the caller could
-    /// measure it from the probe's own timestamp, goes into the tunnel's histogram (otherwise
-    /// the monitor's send-to-drain time does).
-    pub fn on_reply(&mut self, reply: &ProbeReply, now: Timestamp, rtt: Option<Duration>) {
+    /// Feeds a probe reply queued by a worker, received at `now`, after authenticating it
+    /// (see the module docs). `rtt(sent_tsc)`, the caller's measurement from the probe's own
+    /// (then authenticated) send timestamp, goes into the tunnel's histogram when it has one;
+    /// otherwise the monitor's send-to-drain time does.
+    pub fn on_reply(
+        &mut self,
+        reply: &ProbeReply,
+        now: Timestamp,
+        rtt: impl FnOnce(u64) -> Option<Duration>,
+    ) {
         let Some(t) = self.tunnels.get_mut(reply.tunnel.0 as usize) else {
             self.counters.replies_unknown_tunnel += 1;
             return;
         };
+        if !self.probe_key.verify(reply.tunnel, &reply.echo) {
+            self.counters.probe_reply_forged += 1;
+            return;
+        }
+        let expected_via = t.reply.through_tunnel.then_some(reply.tunnel);
+        if reply.via != expected_via
+            || reply.echo.src != t.reply.src
+            || reply.echo.dst != t.reply.dst
+        {
+            self.counters.probe_reply_wrong_path += 1;
+            return;
+        }
         let Some(h) = t.health.as_mut() else {
             self.counters.replies_unmatched += 1;
             return;
         };
-        match h.on_reply(reply.seq, now) {
+        match h.on_reply(reply.echo.seq, now) {
             ReplyStatus::Accepted { rtt: monitor_rtt } => {
-                let us = rtt.unwrap_or(monitor_rtt).as_micros();
+                let us = rtt(reply.echo.sent_tsc).unwrap_or(monitor_rtt).as_micros();
                 let us = u64::try_from(us).unwrap_or(MAX_RTT_US).clamp(1, MAX_RTT_US);
                 let _ = t.rtt.record(us);
             }
-            _ => self.counters.replies_unmatched += 1,
+            _ => {
+                self.counters.replies_unmatched += 1;
+                self.counters.probe_reply_stale += 1;
+            }
         }
     }
 
@@ -526,6 +614,7 @@ impl ControlPlane {
             match p.or_else(|| old.get_mut(i).and_then(Option::take)) {
                 Some(mut rt) => {
                     rt.spec = probe_spec(t);
+                    rt.reply = expected_reply(t);
                     tunnels.push(rt);
                 }
                 // `plan_runtimes` keeps only existing positions, so this is unreachable; a
@@ -570,6 +659,7 @@ fn disabled_runtime(t: &TunnelConfig) -> TunnelRuntime {
         health: None,
         health_config: HealthConfig::disabled(),
         spec: probe_spec(t),
+        reply: expected_reply(t),
         rtt: Histogram::new_with_bounds(1, MAX_RTT_US, 3).expect("valid histogram bounds"),
         state_changes: 0,
     }

@@ -1,5 +1,8 @@
 #include "shim.h"
 
+#include <pthread.h>
+#include <signal.h>
+
 int conduit_rte_errno(void)
 {
     return rte_errno;
@@ -15,4 +18,13 @@ uint64_t conduit_flag_value(int which)
     case 4: return RTE_MBUF_F_RX_IP_CKSUM_MASK;
     default: return 0;
     }
+}
+
+int conduit_block_realtime_signals(void)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    for (int s = SIGRTMIN; s <= SIGRTMAX; s++)
+        sigaddset(&set, s);
+    return pthread_sigmask(SIG_BLOCK, &set, NULL);
 }

@@ -23,6 +23,10 @@
 /* rte_errno is a thread-local macro; bindgen cannot bind it. */
 int conduit_rte_errno(void);
 
+/* Blocks every real-time signal (SIGRTMIN..SIGRTMAX, whose values glibc only knows at run time)
+ * in the calling thread; 0 or an errno value. */
+int conduit_block_realtime_signals(void);
+
 /* RTE_BIT64()-based flags are function-like macro expansions that bindgen drops. An enum makes
  * them visible as constants with their real values (clang and gcc accept 64-bit enumerators). */
 enum conduit_flags {

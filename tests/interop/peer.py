@@ -25,6 +25,11 @@ Standalone:  python3 peer.py --iface IFACE --config conduit.yaml --appliance-mac
 It then reads commands on stdin, one per line, and answers each with one JSON line on stdout:
   silence NAME | restore NAME        stop / resume answering the probes of a tunnel
   traffic start | traffic stop       start / stop the traffic source
+  attack NAME                        forge, replay and misroute replies of tunnel NAME's probes
+                                     (see attack()); answers how many of each were sent
+  flood SECONDS                      send one UDP frame as fast as this process can, on a
+                                     socket of its own, for SECONDS (in the background)
+  flood wait                         wait for the flood to end; answers the frames sent
   stats                              counters, per-tunnel probe counts and per-flow runs
   quit
 The first line it prints is {"ready": ...} once its socket is bound. Times are
@@ -40,6 +45,7 @@ import json
 import os
 import socket
 import struct
+import subprocess
 import sys
 import threading
 import time
@@ -52,6 +58,9 @@ DATA_MAGIC = b"CFLW"
 # UDP destination port of the generated flows: ephemeral range, not a well-known service.
 DATA_PORT = 47001
 SPORT_BASE = 49152
+# The flood goes to an address no route covers (override with CONDUIT_FLOOD_DST): the appliance
+# drops it (no_route), so only the appliance, not this peer, carries the load.
+FLOOD_DST = os.environ.get("CONDUIT_FLOOD_DST", "192.0.2.200")
 
 ETH_P_ALL = 0x0003
 PACKET_OUTGOING = 4
@@ -60,6 +69,8 @@ SO_TIMESTAMPNS = 35  # SCM_TIMESTAMPNS: kernel receive time, CLOCK_REALTIME
 LATE_ANSWER_MS = 50.0
 PROBE_GAP_S = 0.6
 PACKET_STATISTICS = 6
+PACKET_IGNORE_OUTGOING = 23
+CAPTURED = 64  # real probe replies kept per tunnel for the `attack` command  # Linux 4.20: this socket does not see what we send
 
 
 @dataclass(frozen=True)
@@ -169,6 +180,9 @@ class CustomerRouter:
         self._last_probe = {}
         self._now = 0.0
         self.plain_probes = {"answered": 0, "forwarded": 0}
+        # The last replies sent for each tunnel's probes (inner IPv4 bytes), for the `attack`
+        # command: what an eavesdropper on the path would have captured.
+        self.captured = {t.name: [] for t in self.tunnels}
 
     # -- control -----------------------------------------------------------------------------
     def silence(self, name: str):
@@ -352,6 +366,7 @@ class CustomerRouter:
                 if is_probe:
                     pt["probes_answered"] += 1
                     self._answered_probe = t.name
+                    self._capture(t.name, reply)
             elif is_probe:
                 self.plain_probes["answered"] += 1
             return self._route_out(reply)
@@ -369,9 +384,15 @@ class CustomerRouter:
             if is_probe:
                 pt["probes_answered"] += 1
                 self._answered_probe = t.name
+                self._capture(t.name, fwd)
         elif is_probe:
             self.plain_probes["forwarded"] += 1
         return self._route_out(IP(bytes(fwd)))
+
+    def _capture(self, name: str, ip):
+        kept = self.captured[name]
+        kept.append(bytes(ip))
+        del kept[:-CAPTURED]
 
     def _route_out(self, ip) -> list:
         """Send towards the appliance: into the tunnel whose appliance-side interface address is
@@ -459,6 +480,137 @@ class TrafficSource:
             time.sleep(0.002)
 
 
+def icmp_with(ip: bytes, seq=None, mac=None, src=None) -> bytes:
+    """A copy of the ICMP echo `ip` (IPv4 bytes) with another sequence number, probe MAC (data
+    bytes 16..24) or source address; checksums fixed."""
+    b = bytearray(ip)
+    ihl = (b[0] & 0x0F) * 4
+    if seq is not None:
+        b[ihl + 6:ihl + 8] = struct.pack("!H", seq)
+    if mac is not None:
+        b[ihl + 8 + 16:ihl + 8 + 24] = mac
+    if src is not None:
+        b[12:16] = socket.inet_aton(src)
+        b[10:12] = b"\x00\x00"
+        b[10:12] = struct.pack("!H", inet_checksum(bytes(b[:ihl])))
+    b[ihl + 2:ihl + 4] = b"\x00\x00"
+    b[ihl + 2:ihl + 4] = struct.pack("!H", inet_checksum(bytes(b[ihl:])))
+    return bytes(b)
+
+
+def inet_checksum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\x00"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def attack(router: CustomerRouter, name: str, send, step: int = 16) -> dict:
+    """Everything an off-path or on-path attacker can try to keep tunnel `name` looking alive,
+    built from the real replies captured for it (its identity, tunnel id and addresses are
+    right): a sweep of sequence numbers with made-up MACs, by the path the tunnel's replies
+    take; replays of the captured replies (their probes are long past their deadline); the
+    captured replies inside another tunnel's GRE; and, plain, with another inner source.
+    Returns how many of each were sent."""
+    import random
+
+    t = next(x for x in router.tunnels if x.name == name)
+    other = next(x for x in router.tunnels if x.name != name)
+    kept = list(router.captured[name])
+    if not kept:
+        raise KeyError(f"no reply of {name} captured yet")
+    from scapy.layers.l2 import Ether
+
+    header = bytes(Ether(src=router.my_mac, dst=router.appliance_mac, type=0x0800))
+
+    def plain(ip: bytes) -> bytes:
+        return header + ip
+
+    def through(tun: Tunnel, ip: bytes) -> bytes:
+        from scapy.layers.inet import GRE, IP
+        gre = GRE(proto=0x0800, key_present=1, key=tun.key) if tun.key is not None \
+            else GRE(proto=0x0800)
+        outer = IP(src=tun.remote, dst=tun.local, ttl=64) / gre
+        return plain(bytes(outer / IP(ip)))
+
+    # The path the real replies take: into the tunnel when addressed to its inside address.
+    inside = IP_DST(kept[-1]) == t.ours
+    native = (lambda ip: through(t, ip)) if inside else plain
+    sent = {"sweep": 0, "replay": 0, "wrong_tunnel": 0, "wrong_source": 0}
+    rnd = random.Random(1)
+    for seq in range(rnd.randrange(step), 65536, step):
+        send(native(icmp_with(kept[-1], seq=seq, mac=rnd.randbytes(8))))
+        sent["sweep"] += 1
+    for ip in kept:
+        send(native(ip))
+        sent["replay"] += 1
+        send(through(other, ip))
+        sent["wrong_tunnel"] += 1
+        send(plain(icmp_with(ip, src="198.18.7.7")))
+        sent["wrong_source"] += 1
+    return sent
+
+
+def IP_DST(ip: bytes) -> str:
+    return socket.inet_ntoa(ip[16:20])
+
+
+def flood_frame(my_mac: str, appliance_mac: str) -> bytes:
+    """The flood's frame: plain UDP to a customer prefix (routed and encapsulated like data)."""
+    from scapy.layers.inet import IP, UDP
+    from scapy.layers.l2 import Ether
+
+    return bytes(Ether(src=my_mac, dst=appliance_mac)
+                 / IP(src="198.18.255.1", dst=FLOOD_DST, ttl=64)
+                 / UDP(sport=40000, dport=40001, chksum=0) / (b"F" * 18))
+
+
+def flood(iface: str, frame: bytes, seconds: float) -> dict:
+    """A tight sender loop on a raw socket of its own, for `seconds`: as fast as this process
+    can send. Run in a process of its own (`--flood-for`), so that neither competes for the GIL
+    with the packet handler."""
+    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+    sock.bind((iface, 0))
+    send = sock.send
+    t0 = time.monotonic()
+    end = t0 + seconds
+    n = errors = 0
+    while True:
+        for _ in range(512):
+            try:
+                send(frame)
+                n += 1
+            except OSError:  # the tap's queue is full: keep pushing
+                errors += 1
+        if time.monotonic() >= end:
+            break
+    took = time.monotonic() - t0
+    return {"sent": n, "errors": errors, "seconds": round(took, 3), "pps": round(n / took)}
+
+
+class Flood:
+    """The background flood process of the `flood` command."""
+
+    def __init__(self, argv: list):
+        self.argv = argv
+        self.proc = None
+
+    def start(self, seconds: float):
+        self.wait()
+        self.proc = subprocess.Popen([sys.executable, __file__, *self.argv,
+                                      "--flood-for", str(seconds)],
+                                     stdout=subprocess.PIPE, text=True)
+
+    def wait(self) -> dict:
+        if self.proc is None:
+            return {"sent": 0}
+        out, _ = self.proc.communicate()
+        self.proc = None
+        return json.loads(out.strip().splitlines()[-1])
+
+
 # -- standalone process -----------------------------------------------------------------------
 
 def main(argv=None):
@@ -472,7 +624,15 @@ def main(argv=None):
     ap.add_argument("--rate", type=float, default=400.0, help="packets per second, all flows")
     ap.add_argument("--wait-iface", type=float, default=30.0,
                     help="seconds to wait for the interface to appear")
+    ap.add_argument("--flood-for", type=float, default=None,
+                    help="only flood the appliance for this many seconds, print the count, exit")
     args = ap.parse_args(argv)
+    if args.flood_for is not None:
+        # The peer runs at a raised priority (it stands in for routers); the flood is just load.
+        os.nice(max(0, -os.nice(0)))
+        frame = flood_frame(args.my_mac, args.appliance_mac)
+        print(json.dumps(flood(args.iface, frame, args.flood_for)), flush=True)
+        return 0
 
     import yaml
     from scapy.layers.inet import GRE, IP  # noqa: F401  (import scapy before the clock starts)
@@ -491,6 +651,8 @@ def main(argv=None):
     sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
     sock.bind((args.iface, 0))
+    # A flood is sent on this interface too: reading our own frames back would bury the probes.
+    sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
     sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
     sock.settimeout(0.1)
     send_lock = threading.Lock()
@@ -501,6 +663,8 @@ def main(argv=None):
 
     flows = flow_table(args.flows.split(","), args.flows_per_prefix)
     traffic = TrafficSource(send, flows, args.my_mac, args.appliance_mac, args.rate)
+    flood_proc = Flood(["--iface", args.iface, "--config", args.config,
+                        "--appliance-mac", args.appliance_mac, "--my-mac", args.my_mac])
     stop = threading.Event()
     rx_errors = {"handler": 0, "last": ""}
     socket_drops = {"total": 0}
@@ -569,6 +733,13 @@ def main(argv=None):
             elif cmd == "traffic" and words[1] == "stop":
                 traffic.stop()
                 reply({"ok": "traffic stop", "sent": list(traffic.sent)})
+            elif cmd == "attack":
+                reply({"ok": cmd, "sent": attack(router, words[1], send)})
+            elif cmd == "flood" and words[1] == "wait":
+                reply({"ok": "flood wait", **flood_proc.wait()})
+            elif cmd == "flood":
+                flood_proc.start(float(words[1]))
+                reply({"ok": "flood"})
             elif cmd == "stats":
                 s = router.stats()
                 s["sent"] = list(traffic.sent)

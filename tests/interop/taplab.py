@@ -85,7 +85,12 @@ class TapLab:
         subprocess.run(["ip", *args], check=True, capture_output=True, text=True)
 
     def start(self, config_text: str, flows="172.16", per_prefix=32, rate=400.0,
-              ready_timeout=60.0):
+              ready_timeout=60.0, device="tap"):
+        """`device`: "tap" (net_tap creates the interface the peer uses) or "af_packet"
+        (net_af_packet on one end of a veth pair, the peer on the other; the config's
+        `net_tap0` is renamed `net_af_packet0`)."""
+        if device == "af_packet":
+            config_text = config_text.replace("net_tap0", "net_af_packet0")
         self.config.write_text(config_text)
         made = subprocess.run(["ip", "netns", "add", self.ns], capture_output=True, text=True)
         if made.returncode != 0:
@@ -95,6 +100,17 @@ class TapLab:
         for key in ("default", "all"):
             subprocess.run(["ip", "netns", "exec", self.ns, "sysctl", "-qw",
                             f"net.ipv6.conf.{key}.disable_ipv6=1"], check=True)
+        if device == "af_packet":
+            app_iface = self.iface + "a"
+            self.iface = self.iface[:14] + "p"
+            self._ip("-n", self.ns, "link", "add", app_iface, "type", "veth", "peer", "name",
+                     self.iface)
+            self._ip("-n", self.ns, "link", "set", app_iface, "address", APP_MAC)
+            for i in (app_iface, self.iface):
+                self._ip("-n", self.ns, "link", "set", i, "up")
+            vdev = f"net_af_packet0,iface={app_iface}"
+        else:
+            vdev = f"net_tap0,iface={self.iface},mac={APP_MAC}"
         # The peer runs at a higher CPU priority than the rest of a (possibly busy) machine:
         # it stands in for a router, and its latency counts against the probe timeout.
         self.peer = subprocess.Popen(
@@ -109,7 +125,7 @@ class TapLab:
         self.app = subprocess.Popen(
             ["ip", "netns", "exec", self.ns, CONDUIT, "-l", "0,1", *eal_mem_args(),
              "--file-prefix", self.prefix, "--no-pci", "--log-level", "lib.eal:warning",
-             "--vdev", f"net_tap0,iface={self.iface},mac={APP_MAC}",
+             "--vdev", vdev,
              "--", "--config", str(self.config)],
             stdout=open(self.log_path, "w"), stderr=subprocess.STDOUT, env=env)
         self.info = self.reply(timeout=ready_timeout)

@@ -42,6 +42,13 @@ pub(crate) fn sample_snapshot() -> Snapshot {
             table_generation: 4,
             reloads_ok: 3,
             reloads_failed: 1,
+            control_loop_iterations: 41_000,
+            control_loop_last_iteration: Duration::from_millis(1_764_000_000_250),
+            control_loop_stalls: 2,
+            control_loop_longest_gap: Duration::from_millis(1_500),
+            probe_reply_forged: 7,
+            probe_reply_wrong_path: 5,
+            probe_reply_stale: 3,
         },
         tunnels: vec![a, b, c],
         ports: vec![
@@ -301,6 +308,28 @@ fn values_land_in_their_series() {
 
     assert_eq!(v("conduit_uptime_seconds", &[]), Some(12.5));
     assert_eq!(v("conduit_table_generation", &[]), Some(4.0));
+    assert_eq!(
+        v("conduit_control_loop_iterations_total", &[]),
+        Some(41_000.0)
+    );
+    assert_eq!(
+        v("conduit_control_loop_last_iteration_timestamp_seconds", &[]),
+        Some(1_764_000_000.25)
+    );
+    assert_eq!(v("conduit_control_loop_stalls_total", &[]), Some(2.0));
+    for (reason, n) in [("forged", 7.0), ("wrong_path", 5.0), ("stale", 3.0)] {
+        assert_eq!(
+            v(
+                "conduit_probe_replies_rejected_total",
+                &[("reason", reason)]
+            ),
+            Some(n)
+        );
+    }
+    assert_eq!(
+        v("conduit_control_loop_longest_gap_seconds", &[]),
+        Some(1.5)
+    );
     assert_eq!(v("conduit_reloads_total", &[("result", "ok")]), Some(3.0));
     assert_eq!(
         v("conduit_reloads_total", &[("result", "failed")]),

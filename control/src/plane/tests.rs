@@ -6,6 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::*;
+use conduit_packet::pipeline::ProbeEcho;
 
 /// The port's and the gateway's MACs in these tests.
 const PORT_MAC: EthernetAddress = EthernetAddress([2, 0, 0, 0, 0, 1]);
@@ -93,6 +94,36 @@ fn targets(p: &ControlPlane) -> Vec<TunnelId> {
     out
 }
 
+/// Probe sequence numbers are 16 bits; a sweep covers every one.
+const ALL_SEQS: std::ops::RangeInclusive<u16> = 0..=u16::MAX;
+/// The send timestamp the simulated probes carry.
+const SENT_TSC: u64 = 1_000;
+
+/// The reply a correct customer side sends to `probe`: MAC'ed under the plane's key, by the
+/// path the tunnel's probe style implies.
+fn answer(p: &ControlPlane, probe: &ProbeToSend) -> ProbeReply {
+    let t = &p.tunnels()[probe.tunnel.0 as usize];
+    let ident = p.context().probe_ident();
+    ProbeReply {
+        tunnel: probe.tunnel,
+        echo: ProbeEcho {
+            seq: probe.seq,
+            ident,
+            sent_tsc: SENT_TSC,
+            mac: p.probe_key().tag(probe.tunnel, probe.seq, ident, SENT_TSC),
+            src: t.reply.src,
+            dst: t.reply.dst,
+        },
+        via: t.reply.through_tunnel.then_some(probe.tunnel),
+        rx_tsc: 0,
+    }
+}
+
+/// No RTT measured by the caller (the monitor's own is used).
+fn no_rtt(_: u64) -> Option<Duration> {
+    None
+}
+
 /// A simulated customer side: answers the probes of the tunnels in `alive` one tick later.
 struct Sim {
     now: Timestamp,
@@ -120,13 +151,7 @@ impl Sim {
             self.now = self.now.saturating_add(Self::TICK);
             for (probe, _) in std::mem::take(&mut self.in_flight) {
                 if alive.contains(&probe.tunnel) {
-                    let reply = ProbeReply {
-                        tunnel: probe.tunnel,
-                        seq: probe.seq,
-                        sent_tsc: 0,
-                        rx_tsc: 0,
-                    };
-                    p.on_reply(&reply, self.now, None);
+                    p.on_reply(&answer(p, &probe), self.now, no_rtt);
                 }
             }
             out.clear();
@@ -290,17 +315,172 @@ fn swap_latency_is_measured_when_every_reader_has_read() {
 #[test]
 fn replies_for_unknown_tunnels_or_sequences_change_nothing() {
     let (mut p, _readers) = plane(CONFIG);
-    let bogus = |tunnel, seq| ProbeReply {
-        tunnel: TunnelId(tunnel),
-        seq,
-        sent_tsc: 0,
-        rx_tsc: 0,
+    let mut unknown = answer(
+        &p,
+        &ProbeToSend {
+            tunnel: A,
+            seq: 0,
+            spec: p.tunnels()[0].spec,
+        },
+    );
+    unknown.tunnel = TunnelId(99);
+    p.on_reply(&unknown, Timestamp::from_millis(1), no_rtt);
+    let never_sent = ProbeToSend {
+        tunnel: A,
+        seq: 4242,
+        spec: p.tunnels()[0].spec,
     };
-    p.on_reply(&bogus(99, 0), Timestamp::from_millis(1), None);
-    p.on_reply(&bogus(0, 4242), Timestamp::from_millis(1), None);
+    p.on_reply(&answer(&p, &never_sent), Timestamp::from_millis(1), no_rtt);
     assert_eq!(p.counters().replies_unknown_tunnel, 1);
     assert_eq!(p.counters().replies_unmatched, 1);
+    assert_eq!(p.counters().probe_reply_stale, 1);
     assert!(p.tunnels().iter().all(|t| t.rtt.is_empty()));
+}
+
+/// Sends the plane's probes for `d` without answering them; returns those sent.
+fn run_silent(p: &mut ControlPlane, now: &mut Timestamp, d: Duration) -> Vec<ProbeToSend> {
+    let end = now.saturating_add(d);
+    let mut sent = Vec::new();
+    while *now < end {
+        *now = now.saturating_add(Sim::TICK);
+        p.poll_probes(*now, &mut sent);
+        p.update(*now).expect("publication succeeds");
+    }
+    sent
+}
+
+#[test]
+fn forged_replies_keep_no_tunnel_up() {
+    let (mut p, _readers) = plane(CONFIG);
+    let mut now = Timestamp::ZERO;
+    let mut forged = 0u64;
+    // Every sequence number, again and again, with the right identity, addresses and path but
+    // no key: the tunnels die as if nobody answered.
+    while now < Timestamp::from_millis(1500) {
+        run_silent(&mut p, &mut now, Sim::TICK * 20);
+        for tunnel in [A, B, BACKUP] {
+            for seq in ALL_SEQS.step_by(7) {
+                let probe = ProbeToSend {
+                    tunnel,
+                    seq,
+                    spec: p.tunnels()[tunnel.0 as usize].spec,
+                };
+                let mut reply = answer(&p, &probe);
+                reply.echo.mac = u64::from(seq).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                // A huge RTT if the timestamp were believed.
+                reply.echo.sent_tsc = 1;
+                p.on_reply(&reply, now, |_| Some(Duration::from_secs(60)));
+                forged += 1;
+            }
+        }
+    }
+    for t in p.tunnels() {
+        assert_eq!(t.state(), Health::Down, "{}", t.name);
+        assert!(t.rtt.is_empty(), "no RTT from a forged timestamp");
+        assert_eq!(t.counters().replies, 0);
+    }
+    assert_eq!(p.counters().probe_reply_forged, forged);
+}
+
+#[test]
+fn authentic_replies_by_the_wrong_path_are_ignored() {
+    let (mut p, _readers) = plane(CONFIG);
+    let mut now = Timestamp::ZERO;
+    let mut wrong = 0u64;
+    while now < Timestamp::from_millis(1500) {
+        for probe in run_silent(&mut p, &mut now, Sim::TICK) {
+            let good = answer(&p, &probe);
+            let other = TunnelId((probe.tunnel.0 + 1) % 3);
+            let mut variants = vec![
+                // inside another tunnel's GRE
+                ProbeReply {
+                    via: Some(other),
+                    ..good
+                },
+                // from the wrong inner source
+                ProbeReply {
+                    echo: ProbeEcho {
+                        src: Ipv4Addr::new(198, 18, 0, 66),
+                        ..good.echo
+                    },
+                    ..good
+                },
+                // to the wrong one of our addresses
+                ProbeReply {
+                    echo: ProbeEcho {
+                        dst: Ipv4Addr::new(192, 0, 2, 10),
+                        ..good.echo
+                    },
+                    ..good
+                },
+            ];
+            // plain when bidirectional, through the tunnel when unidirectional
+            variants.push(ProbeReply {
+                via: if good.via.is_some() {
+                    None
+                } else {
+                    Some(probe.tunnel)
+                },
+                ..good
+            });
+            for r in variants {
+                p.on_reply(&r, now, no_rtt);
+                wrong += 1;
+            }
+        }
+    }
+    for t in p.tunnels() {
+        assert_eq!(t.state(), Health::Down, "{}", t.name);
+        assert_eq!(t.counters().replies, 0);
+    }
+    assert_eq!(p.counters().probe_reply_wrong_path, wrong);
+    assert_eq!(p.counters().probe_reply_forged, 0);
+}
+
+#[test]
+fn replies_replayed_after_their_deadline_are_stale() {
+    let (mut p, _readers) = plane(CONFIG);
+    let mut sim = Sim::new();
+    sim.run(&mut p, Duration::from_millis(300), &[A, B, BACKUP]);
+    // What an eavesdropper captured: the replies actually sent (not those still due).
+    let due: Vec<ProbeToSend> = sim.in_flight.iter().map(|(pr, _)| *pr).collect();
+    let answered: Vec<ProbeToSend> = sim
+        .sent
+        .iter()
+        .filter(|pr| !due.contains(pr))
+        .copied()
+        .collect();
+    assert!(!answered.is_empty());
+    // Now A dies; an attacker replays every reply it captured, over and over.
+    let mut now = sim.now;
+    let mut replays = 0u64;
+    while now < sim.now.saturating_add(Duration::from_millis(1500)) {
+        run_silent(&mut p, &mut now, Sim::TICK * 4);
+        for probe in answered.iter().filter(|pr| pr.tunnel == A) {
+            p.on_reply(&answer(&p, probe), now, no_rtt);
+            replays += 1;
+        }
+    }
+    assert_eq!(p.tunnels()[A.0 as usize].state(), Health::Down);
+    assert_eq!(p.counters().probe_reply_stale, replays);
+    assert_eq!(p.counters().probe_reply_forged, 0);
+}
+
+#[test]
+fn sequence_numbers_start_at_random_values() {
+    let firsts = |p: &mut ControlPlane| {
+        let mut out = Vec::new();
+        p.poll_probes(Timestamp::from_secs(1), &mut out);
+        out.iter().map(|pr| pr.seq).collect::<Vec<u16>>()
+    };
+    let (mut p, _r) = plane(CONFIG);
+    let (mut q, _s) = plane(CONFIG);
+    let (a, b) = (firsts(&mut p), firsts(&mut q));
+    assert_eq!(a.len(), 3);
+    // 48 random bits each: equal only by a 2^-48 chance.
+    assert_ne!(a, b);
+    assert_ne!(a, vec![0, 0, 0]);
+    assert_ne!(p.probe_key(), q.probe_key(), "a key per start");
 }
 
 #[test]

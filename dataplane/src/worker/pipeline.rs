@@ -14,7 +14,7 @@
 //! | `IcmpError` | count the drop reason, queue the ICMP error like a `Forward` |
 //! | `NeedsFragmentation` | cut into new mbufs, GRE-encapsulate each, queue; free the original |
 //! | `Reassemble` | feed the per-core reassembler; a completed datagram is processed again |
-//! | `ToControl(Probe)` | sequence and timestamp pushed to the control thread's lock-free [`ProbeQueue`]; freed |
+//! | `ToControl(Probe)` | what the echo carries and the tunnel it came through pushed to the control thread's lock-free [`ProbeQueue`]; freed |
 //! | `ToControl(Arp)` | counted and freed (the gateway is resolved at start-up) |
 //! | `Drop` | count by reason, free in bulk at the end of the burst |
 //!
@@ -389,7 +389,7 @@ impl WorkerIo {
             }
             Verdict::ToControl(Control::Probe(tunnel)) => {
                 c.to_control.add(1);
-                self.probe_reply(tunnel, &m, now, c);
+                self.probe_reply(tunnel, out.rx_tunnel, &m, now, c);
                 self.discard(m);
             }
             Verdict::ToControl(Control::Arp) => {
@@ -424,16 +424,24 @@ impl WorkerIo {
         }
     }
 
-    /// Queues a probe reply for the control thread: a `Copy` value into a bounded lock-free
-    /// queue; when it is full the reply is counted and lost (the probe then times out).
+    /// Queues a probe reply for the control thread, which authenticates it and checks the path
+    /// it came by (`via`: the tunnel it was decapsulated from): a `Copy` value into a bounded
+    /// lock-free queue; when it is full the reply is counted and lost (the probe then times out).
     #[cold]
-    fn probe_reply(&mut self, tunnel: TunnelId, m: &Mbuf, now: u64, c: &PipelineCounters) {
+    fn probe_reply(
+        &mut self,
+        tunnel: TunnelId,
+        via: Option<TunnelId>,
+        m: &Mbuf,
+        now: u64,
+        c: &PipelineCounters,
+    ) {
         let queued = match (read_probe_echo(m.data()), &self.probes) {
-            (Some((seq, sent_tsc)), Some(q)) => q
+            (Some(echo), Some(q)) => q
                 .push(ProbeReply {
                     tunnel,
-                    seq,
-                    sent_tsc,
+                    echo,
+                    via,
                     rx_tsc: now,
                 })
                 .is_ok(),

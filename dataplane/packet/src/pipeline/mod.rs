@@ -27,7 +27,8 @@
 //!   endpoint or a tunnel interface address (our side), with identifier
 //!   [`ContextConfig::probe_ident`] (default [`DEFAULT_PROBE_IDENT`], `0xC0DE`) and data starting
 //!   with [`PROBE_MAGIC`] followed by the probed tunnel's id (`u32`, big endian), see
-//!   [`probe_payload`]. The control thread owns the rest of the payload (sequence, timestamp).
+//!   [`probe_payload`]. The control thread owns the rest of the payload (timestamp, MAC) and
+//!   authenticates what it is handed ([`probe`]): nothing here trusts it beyond classifying.
 //!   Echo replies echo identifier and data, so this matches `reply` and `request` probes alike.
 //! - **Frames**: any unicast destination MAC is accepted (a non-promiscuous NIC already filters
 //!   unicast in hardware, and replayed captures need not know the port's MAC), and broadcast;
@@ -75,8 +76,8 @@ pub use context::{
 };
 pub use fragment::{write_fragment, Fragment, FragmentPlan};
 pub use probe::{
-    read_probe_echo, write_probe, ProbeKind, ProbeReply, ProbeSpec, PROBE_DATA_LEN,
-    PROBE_PACKET_LEN,
+    read_probe_echo, write_probe, ProbeEcho, ProbeKey, ProbeKind, ProbeReply, ProbeSpec,
+    PROBE_DATA_LEN, PROBE_KEY_LEN, PROBE_PACKET_LEN,
 };
 pub use process::{encapsulate, process};
 pub use reassembly::{Reassembler, ReassemblerConfig, Reassembly, ReassemblyStats};
