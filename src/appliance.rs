@@ -220,15 +220,21 @@ pub fn open_ports(
         port.start()
             .with_context(|| format!("starting port {}", pc.device))?;
         let link = port.link()?;
+        let device_mac = port.mac().unwrap_or_default();
+        let mac = pc.mac.unwrap_or(device_mac);
         log::info!(
-            "{:?} {} ({}): {} queue pairs, link {} {} Mbps, mac {}",
+            "{:?} {} ({}): {} queue pairs, link {} {} Mbps, mac {mac}{}",
             id,
             pc.device,
             port.info().driver,
             nq,
             if link.up { "up" } else { "down" },
             link.speed_mbps,
-            pc.mac.map_or_else(|| port.mac(), Ok).unwrap_or_default()
+            if mac == device_mac {
+                String::new()
+            } else {
+                format!(" (device {device_mac})")
+            }
         );
         ports.push(port);
     }
@@ -240,7 +246,7 @@ pub fn open_ports(
 /// fixed) is made promiscuous, so that frames to the configured MAC still arrive.
 fn program_mac(port: &mut Port, device: &str, mac: EthernetAddress) {
     match port.set_mac(mac) {
-        MacProgrammed::Default => log::debug!("{device}: mac set to {mac}"),
+        MacProgrammed::Default => log::info!("{device}: mac set to {mac}"),
         MacProgrammed::Added => {
             log::info!(
                 "{device}: mac {mac} added beside the device's own (the default cannot change)"
