@@ -421,8 +421,7 @@ impl Port {
     /// else as an extra receive address. Never fails: a device that refuses both is reported
     /// as [`MacProgrammed::Refused`] and the caller decides (docs/behaviour.md §8).
     pub fn set_mac(&mut self, mac: EthernetAddress) -> MacProgrammed {
-        let mut addr = sys::rte_ether_addr::default();
-        addr.addr_bytes = mac.0;
+        let mut addr = sys::rte_ether_addr { addr_bytes: mac.0 };
         // SAFETY: port configured; DPDK copies the address out of the valid struct.
         let ret = unsafe { sys::rte_eth_dev_default_mac_addr_set(self.id.0, &mut addr) };
         if ret == 0 {

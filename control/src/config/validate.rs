@@ -138,6 +138,16 @@ fn check_ports(cfg: &Config, c: &Checker) -> Check {
                 ));
             }
         }
+        // Frames are sent from it and ARP answers name it: a group or zero address would be
+        // dropped by every receiver.
+        if let Some(mac) = p.mac {
+            if mac.is_multicast() || mac.is_zero() {
+                return Err(c.err(
+                    format!("dataplane.ports[{i}].mac"),
+                    format!("{mac} is not a unicast MAC address"),
+                ));
+            }
+        }
     }
     Ok(())
 }
