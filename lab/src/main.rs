@@ -671,8 +671,10 @@ fn run_inner(
     loop {
         let rows = sample_tunnels(&mut tel)?;
         let ready = site_tunnels.iter().all(|t| {
-            rows.get(t)
-                .is_some_and(|r| (r.0 == "healthy" && r.2 >= 3) || r.0 == "disabled")
+            rows.get(t).is_some_and(|r| {
+                // Admin-down and unchecked tunnels are never probed: as ready as they get.
+                (r.0 == "healthy" && r.2 >= 3) || r.0 == "disabled" || r.0 == "admin-down"
+            })
         });
         if ready {
             break;
