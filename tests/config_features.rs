@@ -2,7 +2,7 @@
 //! - net_pcap replay with a configured MAC (net_pcap's own is fixed): the ARP reply and every
 //!   forwarded frame carry the configured MAC; a `0.0.0.0/0` gateway route forwards plain
 //!   traffic with TTL − 1 and a correct checksum; an admin-down tunnel gets none of its
-//!   prefix's traffic and is reported `admin-down` on the console and in Prometheus;
+//!   prefix's traffic and is reported `admin-down` on the console, in telemetry and Prometheus;
 //! - net_tap takes the MAC as its default and net_ring as an extra address.
 
 mod common;
@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use conduit_test_support::frames;
+use conduit_test_support::telemetry::query;
 
 const MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0a];
 const GW_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0xfe];
@@ -121,7 +122,7 @@ fn net_pcap_replay_sends_from_the_configured_mac_and_routes_to_the_gateway() {
         "--config".to_string(),
         cfg.display().to_string(),
         "--exit-when-idle".to_string(),
-        "1500".to_string(),
+        "3000".to_string(),
     ]);
     let child = Command::new(CONDUIT)
         .args(&args)
@@ -131,6 +132,13 @@ fn net_pcap_replay_sends_from_the_configured_mac_and_routes_to_the_gateway() {
         .spawn()
         .unwrap();
     let metrics = scrape(prometheus, Instant::now() + Duration::from_secs(30));
+    // The telemetry socket, while the appliance idles before it exits.
+    let telemetry = metrics.is_some().then(|| {
+        query(
+            &conduit_test_support::eal::file_prefix("cfg-features"),
+            &["/conduit/tunnels", "/conduit/tunnel,t2"],
+        )
+    });
     let out = child.wait_with_output().unwrap();
     let log = text(&out);
     assert!(out.status.success(), "{log}");
@@ -166,6 +174,23 @@ fn net_pcap_replay_sends_from_the_configured_mac_and_routes_to_the_gateway() {
     assert!(
         metrics.contains("conduit_tunnel_penalty{tunnel=\"t2\"} 1000000"),
         "{metrics}"
+    );
+    let telemetry = telemetry.unwrap();
+    let tunnels = &telemetry[0]["/conduit/tunnels"];
+    assert_eq!(
+        tunnels["names"],
+        serde_json::json!(["t1", "t2"]),
+        "{telemetry:?}"
+    );
+    assert_eq!(
+        tunnels["states"],
+        serde_json::json!(["disabled", "admin-down"]),
+        "{telemetry:?}"
+    );
+    assert_eq!(
+        telemetry[1]["/conduit/tunnel"]["state"],
+        serde_json::json!("admin-down"),
+        "{telemetry:?}"
     );
 
     let got = read_pcap(&output);
