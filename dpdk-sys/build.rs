@@ -157,6 +157,8 @@ fn main() {
         "rte_eth_dev_socket_id",
         "rte_eth_promiscuous_enable",
         "rte_eth_macaddr_get",
+        "rte_eth_dev_default_mac_addr_set",
+        "rte_eth_dev_mac_addr_add",
         "rte_eth_link_get_nowait",
         "rte_eth_stats_get",
         "rte_eth_stats_reset",

@@ -33,7 +33,7 @@ use dataplane::eal::Eal;
 use dataplane::lcore::{JoinError, LcoreId};
 use dataplane::mempool::Mempool;
 use dataplane::neighbor;
-use dataplane::port::{self, Port, PortConfig, PortId};
+use dataplane::port::{self, MacProgrammed, Port, PortConfig, PortId};
 use dataplane::worker::pipeline::{
     ControlTxQueue, PipelineWorker, ProbeQueue, WorkerQueues, PROBE_QUEUE_CAPACITY,
 };
@@ -214,22 +214,60 @@ pub fn open_ports(
             Port::configure(id, &pc.device, &conf, pool)
                 .with_context(|| format!("configuring port {}", pc.device))?
         };
+        if let Some(mac) = pc.mac {
+            program_mac(&mut port, &pc.device, mac);
+        }
         port.start()
             .with_context(|| format!("starting port {}", pc.device))?;
         let link = port.link()?;
+        let device_mac = port.mac().unwrap_or_default();
+        let mac = pc.mac.unwrap_or(device_mac);
         log::info!(
-            "{:?} {} ({}): {} queue pairs, link {} {} Mbps, mac {}",
+            "{:?} {} ({}): {} queue pairs, link {} {} Mbps, mac {mac}{}",
             id,
             pc.device,
             port.info().driver,
             nq,
             if link.up { "up" } else { "down" },
             link.speed_mbps,
-            port.mac().unwrap_or_default()
+            if mac == device_mac {
+                String::new()
+            } else {
+                format!(" (device {device_mac})")
+            }
         );
         ports.push(port);
     }
     Ok((ports, probe_path))
+}
+
+/// Puts a port's configured MAC into its device (docs/behaviour.md §8). The pipeline sends from
+/// the configured MAC whatever the device says; a device that cannot take it (net_pcap's MAC is
+/// fixed) is made promiscuous, so that frames to the configured MAC still arrive.
+fn program_mac(port: &mut Port, device: &str, mac: EthernetAddress) {
+    match port.set_mac(mac) {
+        MacProgrammed::Default => log::info!("{device}: mac set to {mac}"),
+        MacProgrammed::Added => {
+            log::info!(
+                "{device}: mac {mac} added beside the device's own (the default cannot change)"
+            )
+        }
+        MacProgrammed::Refused(e) => {
+            port.set_promiscuous();
+            log::warn!(
+                "{device}: the device keeps its own mac ({e}); frames are sent from {mac} all the same, and the port is promiscuous to receive for it"
+            );
+        }
+    }
+}
+
+/// The MAC every port sends from: the configured one, else the device's (config order).
+fn port_macs(cfg: &Config, ports: &[Port]) -> Result<Vec<EthernetAddress>> {
+    ports
+        .iter()
+        .zip(&cfg.dataplane.ports)
+        .map(|(p, pc)| Ok(pc.mac.map_or_else(|| p.mac(), Ok)?))
+        .collect()
 }
 
 /// Configures the gateway port with one more TX queue, which only the control thread uses for
@@ -406,7 +444,7 @@ pub fn start_pipeline(
     signals: &Signals,
     mut workers: Workers,
 ) -> Result<Option<(Workers, ControlLoop)>> {
-    let macs: Vec<EthernetAddress> = ports.iter().map(|p| p.mac()).collect::<Result<_, _>>()?;
+    let macs = port_macs(cfg, ports)?;
     let (gw_index, _) = cfg
         .gateway_port()
         .context("pipeline mode needs a gateway (checked by the config)")?;

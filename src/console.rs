@@ -4,6 +4,7 @@
 use std::time::{Duration, Instant};
 
 use conduit_packet::pipeline::DropReason;
+use conduit_packet::route::AdminState;
 use conduit_packet::stats::CoreSnapshot;
 use dataplane::lcore::LcoreId;
 use dataplane::port::{Port, PortStats};
@@ -107,7 +108,11 @@ pub fn print_control(c: &ControlLoop) {
         c.counters.replies.get(),
         p.counters().replies_unmatched + p.counters().replies_unknown_tunnel,
     );
-    for t in p.tunnels().iter().filter(|t| t.checked()) {
+    for t in p
+        .tunnels()
+        .iter()
+        .filter(|t| t.checked() || t.admin() == AdminState::Down)
+    {
         let h = t.counters();
         let pct = |q: f64| {
             if t.rtt.is_empty() {
@@ -119,7 +124,7 @@ pub fn print_control(c: &ControlLoop) {
         println!(
             "health    {:<16} {:<8} changes {:<3} probes {:<6} replies {:<6} timeouts {:<6} rtt-us p50 {} p99 {} max {}",
             t.name,
-            t.state().as_str(),
+            t.status().as_str(),
             t.state_changes,
             h.probes_sent,
             h.replies,

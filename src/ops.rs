@@ -12,7 +12,7 @@ use conduit_packet::pipeline::DropReason;
 use control::config::{Config, TunnelKind};
 use control::metrics::{
     ApplianceMetrics, CoreMetrics, DropCount, MetricsHub, PortMetrics, RttSummary, Snapshot,
-    TunnelMetrics, TunnelStatus,
+    TunnelMetrics,
 };
 use control::prometheus::MetricsServer;
 use dataplane::eal::Eal;
@@ -122,9 +122,8 @@ impl Ops {
                 .enumerate()
             {
                 let kind: TunnelKind = tc.kind;
-                let status = TunnelStatus::from_health(rt.state(), rt.checked());
-                let mut t = TunnelMetrics::new(&rt.name, kind, status);
-                t.penalty = rt.state().penalty();
+                let mut t = TunnelMetrics::new(&rt.name, kind, rt.status());
+                t.penalty = rt.routing_health().penalty();
                 t.set_health_counters(&rt.counters());
                 t.state_changes = rt.state_changes;
                 if !rt.rtt.is_empty() {

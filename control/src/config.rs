@@ -10,11 +10,11 @@
 //! The file's sections (all but `dataplane` optional, so an `io` demo needs only that):
 //!
 //! ```yaml
-//! dataplane:        # ports (device, mtu, rss, ipv4), workers, mode (io | pipeline), pools
+//! dataplane:        # ports (device, mtu, rss, ipv4, mac), workers, mode (io | pipeline), pools
 //! local_endpoints:  # anycast tunnel endpoints announced by every appliance
 //! gateway:          # { ipv4, mac?, port }: next hop of everything Conduit sends
 //! tunnels:          # GRE / IPsec tunnels, with health checks (config/tunnel.rs)
-//! routes:           # { prefix, tunnel, priority, weight? }
+//! routes:           # { prefix, tunnel | next_hop: gateway, priority, weight? }
 //! ecmp:             # { mode: modulo | weighted | resilient, buckets }
 //! icmp:             # { rate_per_sec, burst, ttl_exceeded }
 //! reassembly:       # { max_sets, timeout_ms }
@@ -43,6 +43,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use conduit_packet::wire::EthernetAddress;
+
 pub use addr::{is_unicast, CidrError, Ipv4Cidr};
 /// The config file's `kind` and `ecmp.mode` name the packet path's own enums (one definition,
 /// in `conduit-packet`, which deserializes them with its `serde` feature).
@@ -51,7 +53,7 @@ pub use diagnostic::MAX_MESSAGE_CHARS;
 pub use limits::{IcmpConfig, ReassemblyConfig};
 pub use locate::locate;
 pub use read::MAX_CONFIG_BYTES;
-pub use routing::{EcmpConfig, GatewayConfig, RouteConfig};
+pub use routing::{EcmpConfig, GatewayConfig, NextHopConfig, RouteConfig};
 pub use tunnel::{
     HealthCheckConfig, IpsecConfig, ProbeDirection, ProbeType, RatePreset, SaKey, SaKeyError,
     TunnelConfig,
@@ -131,6 +133,10 @@ pub struct PortConfig {
     /// ARP requests for the gateway.
     #[serde(default)]
     pub ipv4: Option<Ipv4Cidr>,
+    /// The MAC Conduit answers ARP with and sends every frame of this port from; default: the
+    /// device's own (docs/behaviour.md §8).
+    #[serde(default)]
+    pub mac: Option<EthernetAddress>,
 }
 
 /// The MTU assumed for a port without one: plain Ethernet, which the default tunnel MTUs are

@@ -35,10 +35,11 @@
 //! requires.
 //!
 //! - **Tunnel state** is one-hot: `conduit_tunnel_state{tunnel, state}` is 1 for the current
-//!   state and 0 for the three others (`healthy`, `degraded`, `down`, `disabled`), the usual
+//!   state and 0 for the others (`healthy`, `degraded`, `down`, `disabled`, `admin-down`), the usual
 //!   Prometheus encoding of an enum: `conduit_tunnel_state{state="down"} == 1` selects down
 //!   tunnels, and `sum by (state)` counts them, with no table of numeric codes to remember.
 //!   `disabled` means health checks are off for the tunnel; it then forwards as healthy.
+//!   `admin-down` means an operator took the tunnel down; it then forwards as down.
 //! - **Penalty**: `conduit_tunnel_penalty` is what the published table adds to the priority of
 //!   every route through the tunnel (0 when healthy or disabled).
 //! - **RTT** percentiles are gauges in seconds (Prometheus' base unit), one series per quantile
@@ -54,7 +55,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use conduit_packet::pipeline::TunnelKind;
-use conduit_packet::route::Health;
+use conduit_packet::route::{AdminState, Health};
 
 use crate::health::HealthCounters;
 
@@ -108,10 +109,14 @@ pub struct ApplianceMetrics {
 /// or `Disabled` when the tunnel's health checks are turned off (it then counts as healthy for
 /// forwarding). The health states are not repeated here: `Checked` carries the routing enum,
 /// and "checks are off" is the one piece of control-only information beside it.
+///
+/// An administratively down tunnel is `AdminDown` whatever its checks say: it is routed as down
+/// and not probed (docs/behaviour.md §2), and operators must tell it from a failed check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TunnelStatus {
     Checked(Health),
     Disabled,
+    AdminDown,
 }
 
 impl Default for TunnelStatus {
@@ -122,12 +127,21 @@ impl Default for TunnelStatus {
 
 impl TunnelStatus {
     /// Every status, in the order of the one-hot series.
-    pub const ALL: [TunnelStatus; 4] = [
+    pub const ALL: [TunnelStatus; 5] = [
         TunnelStatus::Checked(Health::ALL[0]),
         TunnelStatus::Checked(Health::ALL[1]),
         TunnelStatus::Checked(Health::ALL[2]),
         TunnelStatus::Disabled,
+        TunnelStatus::AdminDown,
     ];
+
+    /// From the admin state, the monitor's state and whether checks are enabled.
+    pub fn new(admin: AdminState, state: Health, checks_enabled: bool) -> Self {
+        match admin {
+            AdminState::Down => TunnelStatus::AdminDown,
+            AdminState::Up => Self::from_health(state, checks_enabled),
+        }
+    }
 
     /// From the monitor's state and whether checks are enabled for the tunnel.
     pub fn from_health(state: Health, checks_enabled: bool) -> Self {
@@ -138,11 +152,12 @@ impl TunnelStatus {
         }
     }
 
-    /// `healthy`, `degraded`, `down` ([`Health::as_str`]) or `disabled`.
+    /// `healthy`, `degraded`, `down` ([`Health::as_str`]), `disabled` or `admin-down`.
     pub const fn as_str(self) -> &'static str {
         match self {
             TunnelStatus::Checked(h) => h.as_str(),
             TunnelStatus::Disabled => "disabled",
+            TunnelStatus::AdminDown => "admin-down",
         }
     }
 }
@@ -506,7 +521,7 @@ fn render_tunnel_health(w: &mut Writer, t: &[TunnelMetrics]) {
     w.family(
         "conduit_tunnel_state",
         "gauge",
-        "Tunnel health, one-hot: 1 for the current state (healthy, degraded, down, disabled), 0 for the others.",
+        "Tunnel health, one-hot: 1 for the current state (healthy, degraded, down, disabled, admin-down), 0 for the others.",
     );
     for x in t {
         for st in TunnelStatus::ALL {

@@ -36,6 +36,12 @@
 //!   unidirectional ones plain, both with the inner source and destination the style gives)
 //!   and its probe is still outstanding (else `probe_reply_stale`: late, replayed or unknown).
 //!   The RTT comes from the authenticated send timestamp.
+//! - **Admin state** (docs/behaviour.md §2). An admin-down tunnel's routes carry the down
+//!   penalty ([`AdminState::routing_health`]); its monitor is not polled (no probes, no
+//!   timeouts) and keeps the state it had. Set admin up again, it gets a fresh monitor, healthy
+//!   and probed from then on, as a tunnel at start-up: the probes in flight when it went down say
+//!   nothing about the tunnel now. A reload sets every tunnel to its file's `admin` (the file
+//!   stays the truth), and [`ControlPlane::set_admin`] changes one at run time.
 //! - **Tunnel ids** are positions in the config file, also for the per-tunnel counters; a reload
 //!   that reorders tunnels re-labels their counters from then on.
 
@@ -50,7 +56,7 @@ use conduit_packet::pipeline::{
     Context, ProbeKey, ProbeKind, ProbeReply, ProbeSpec, TunnelId, PROBE_KEY_LEN,
 };
 use conduit_packet::publish::{Publisher, Reader};
-use conduit_packet::route::Health;
+use conduit_packet::route::{AdminState, Health};
 use conduit_packet::wire::EthernetAddress;
 use hdrhistogram::Histogram;
 
@@ -58,6 +64,7 @@ use crate::config::{Config, ProbeDirection, ProbeType, TunnelConfig};
 use crate::health::{
     HealthConfig, HealthCounters, ReplyStatus, Timestamp, Transition, TunnelHealth,
 };
+use crate::metrics::TunnelStatus;
 use crate::tables::{self, TablesError};
 
 /// Inner TTL of probes.
@@ -88,6 +95,8 @@ pub enum PlaneError {
     PublishStalled,
     #[error("no random numbers from the operating system: {0}")]
     Random(String),
+    #[error("no tunnel is called {0:?}")]
+    UnknownTunnel(String),
 }
 
 /// Fills `buf` from the operating system's random source.
@@ -139,8 +148,10 @@ pub struct TunnelRuntime {
     pub reply: ExpectedReply,
     /// Round-trip times in microseconds.
     pub rtt: Histogram<u64>,
-    /// State changes since start (or since the tunnel appeared in a reload).
+    /// State changes since start (or since the tunnel appeared in a reload), admin changes
+    /// included.
     pub state_changes: u64,
+    admin: AdminState,
 }
 
 impl fmt::Debug for TunnelRuntime {
@@ -148,6 +159,7 @@ impl fmt::Debug for TunnelRuntime {
         f.debug_struct("TunnelRuntime")
             .field("name", &self.name)
             .field("state", &self.state())
+            .field("admin", &self.admin)
             .field("rtt_samples", &self.rtt.len())
             .finish()
     }
@@ -156,21 +168,7 @@ impl fmt::Debug for TunnelRuntime {
 impl TunnelRuntime {
     fn new(t: &TunnelConfig, first_probe_at: Timestamp) -> Result<Self, PlaneError> {
         let health_config = t.health();
-        let health = if health_config.enabled {
-            // A random first sequence number: nobody can predict which ones are in flight.
-            let mut seq = [0u8; 2];
-            os_random(&mut seq)?;
-            Some(
-                TunnelHealth::new(health_config.clone(), first_probe_at)
-                    .map_err(|e| PlaneError::Health {
-                        name: t.name.clone(),
-                        message: e.to_string(),
-                    })?
-                    .with_first_seq(u16::from_be_bytes(seq)),
-            )
-        } else {
-            None
-        };
+        let health = monitor(&t.name, &health_config, first_probe_at)?;
         Ok(TunnelRuntime {
             name: t.name.clone(),
             health,
@@ -179,7 +177,68 @@ impl TunnelRuntime {
             reply: expected_reply(t),
             rtt: Histogram::new_with_bounds(1, MAX_RTT_US, 3).expect("valid histogram bounds"),
             state_changes: 0,
+            admin: t.admin,
         })
+    }
+
+    /// The administrative state (config `admin`, or [`ControlPlane::set_admin`]).
+    pub fn admin(&self) -> AdminState {
+        self.admin
+    }
+
+    /// The health route selection uses: [`Self::state`], or down while admin-down.
+    pub fn routing_health(&self) -> Health {
+        self.admin.routing_health(self.state())
+    }
+
+    /// What operators see: admin-down, checks disabled, or the monitor's state.
+    pub fn status(&self) -> TunnelStatus {
+        TunnelStatus::new(self.admin, self.state(), self.checked())
+    }
+
+    /// Whether the monitor runs (checks enabled and admin up).
+    fn probing(&self) -> Option<&TunnelHealth> {
+        self.health
+            .as_ref()
+            .filter(|_| self.admin == AdminState::Up)
+    }
+
+    /// The state the tunnel will have after [`Self::set_admin`]`(admin)`.
+    fn state_after_admin(&self, admin: AdminState) -> Health {
+        if self.admin == AdminState::Down && admin == AdminState::Up {
+            Health::Healthy
+        } else {
+            self.state()
+        }
+    }
+
+    /// Sets the admin state; returns whether it changed. Going up restarts the monitor at `now`
+    /// (healthy, see the module docs).
+    fn set_admin(&mut self, admin: AdminState, now: Timestamp) -> bool {
+        if admin == self.admin {
+            return false;
+        }
+        if admin == AdminState::Up {
+            // The settings made a monitor before, so they make one again.
+            if let Ok(h) = monitor(&self.name, &self.health_config, now) {
+                self.health = h;
+            }
+        }
+        self.admin = admin;
+        self.state_changes += 1;
+        let penalty = self.routing_health().penalty();
+        match admin {
+            AdminState::Down => log::warn!(
+                "tunnel {}: admin down, routed as down, no probes (penalty {penalty})",
+                self.name
+            ),
+            AdminState::Up => log::info!(
+                "tunnel {}: admin up, {} (penalty {penalty})",
+                self.name,
+                self.state()
+            ),
+        }
+        true
     }
 
     /// Current health (healthy when checks are disabled).
@@ -206,6 +265,27 @@ impl TunnelRuntime {
     pub fn last_rtt(&self) -> Option<Duration> {
         self.health.as_ref().and_then(TunnelHealth::last_rtt)
     }
+}
+
+/// A health monitor for the settings, first probe at `first_probe_at`; `None` when checks are
+/// disabled.
+fn monitor(
+    name: &str,
+    config: &HealthConfig,
+    first_probe_at: Timestamp,
+) -> Result<Option<TunnelHealth>, PlaneError> {
+    if !config.enabled {
+        return Ok(None);
+    }
+    // A random first sequence number: nobody can predict which ones are in flight.
+    let mut seq = [0u8; 2];
+    os_random(&mut seq)?;
+    TunnelHealth::new(config.clone(), first_probe_at)
+        .map(|h| Some(h.with_first_seq(u16::from_be_bytes(seq))))
+        .map_err(|e| PlaneError::Health {
+            name: name.to_string(),
+            message: e.to_string(),
+        })
 }
 
 /// The probe a tunnel's health-check settings call for (see the module docs).
@@ -316,7 +396,7 @@ impl ControlPlane {
             .into_iter()
             .flatten()
             .collect();
-        let health: Vec<Health> = tunnels.iter().map(TunnelRuntime::state).collect();
+        let health: Vec<Health> = tunnels.iter().map(TunnelRuntime::routing_health).collect();
         let ctx = build_context(&config, &port_macs, gateway_mac, &health)?;
         let publisher = Publisher::with_capacity(
             ctx,
@@ -385,13 +465,16 @@ impl ControlPlane {
     pub fn next_poll_at(&self) -> Option<Timestamp> {
         self.tunnels
             .iter()
-            .filter_map(|t| t.health.as_ref()?.next_poll_at())
+            .filter_map(|t| t.probing()?.next_poll_at())
             .min()
     }
 
     /// Advances every monitor to `now` (timeouts) and appends the probes to send to `out`.
     pub fn poll_probes(&mut self, now: Timestamp, out: &mut Vec<ProbeToSend>) {
         for (i, t) in self.tunnels.iter_mut().enumerate() {
+            if t.admin == AdminState::Down {
+                continue;
+            }
             let Some(h) = t.health.as_mut() else {
                 continue;
             };
@@ -472,9 +555,40 @@ impl ControlPlane {
         if !self.dirty {
             return Ok(None);
         }
-        let health: Vec<Health> = self.tunnels.iter().map(TunnelRuntime::state).collect();
+        self.publish_current(now).map(Some)
+    }
+
+    /// Builds the context of the running config with the tunnels' routing health, and
+    /// publishes it.
+    fn publish_current(&mut self, now: Timestamp) -> Result<u64, PlaneError> {
+        let health: Vec<Health> = self
+            .tunnels
+            .iter()
+            .map(TunnelRuntime::routing_health)
+            .collect();
         let ctx = build_context(&self.config, &self.port_macs, self.gateway_mac, &health)?;
-        self.publish(ctx, now).map(Some)
+        self.publish(ctx, now)
+    }
+
+    /// Sets tunnel `name` administratively up or down at run time (docs/behaviour.md §2) and,
+    /// if that changed it, publishes the new table. Returns the generation in force afterwards.
+    /// The one call an operator command needs; a reload sets the file's states again.
+    pub fn set_admin(
+        &mut self,
+        name: &str,
+        admin: AdminState,
+        now: Timestamp,
+    ) -> Result<u64, PlaneError> {
+        let t = self
+            .tunnels
+            .iter_mut()
+            .find(|t| t.name == name)
+            .ok_or_else(|| PlaneError::UnknownTunnel(name.to_string()))?;
+        if !t.set_admin(admin, now) {
+            return Ok(self.generation());
+        }
+        self.dirty = true;
+        self.publish_current(now)
     }
 
     fn publish(&mut self, ctx: Context, now: Timestamp) -> Result<u64, PlaneError> {
@@ -598,9 +712,13 @@ impl ControlPlane {
         let health: Vec<Health> = plan
             .iter()
             .zip(0..)
-            .map(|(p, i): (&Option<TunnelRuntime>, usize)| match p {
-                Some(rt) => rt.state(),
-                None => self.tunnels[i].state(),
+            .zip(&config.tunnels)
+            .map(|((p, i), t): ((&Option<TunnelRuntime>, usize), _)| {
+                let state = match p {
+                    Some(rt) => rt.state(),
+                    None => self.tunnels[i].state_after_admin(t.admin),
+                };
+                t.admin.routing_health(state)
             })
             .collect();
         let ctx = build_context(&config, &self.port_macs, self.gateway_mac, &health)?;
@@ -615,6 +733,7 @@ impl ControlPlane {
                 Some(mut rt) => {
                     rt.spec = probe_spec(t);
                     rt.reply = expected_reply(t);
+                    rt.set_admin(t.admin, now);
                     tunnels.push(rt);
                 }
                 // `plan_runtimes` keeps only existing positions, so this is unreachable; a
@@ -662,6 +781,7 @@ fn disabled_runtime(t: &TunnelConfig) -> TunnelRuntime {
         reply: expected_reply(t),
         rtt: Histogram::new_with_bounds(1, MAX_RTT_US, 3).expect("valid histogram bounds"),
         state_changes: 0,
+        admin: t.admin,
     }
 }
 

@@ -11,7 +11,7 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use conduit_packet::pipeline::{self, Context, ContextConfig, Tunnel, TunnelKind};
-use conduit_packet::route::{ForwardingTable, Health, Route, TunnelId};
+use conduit_packet::route::{ForwardingTable, Health, NextHop, Route, TunnelId};
 use conduit_packet::wire::EthernetAddress;
 
 use crate::config::Config;
@@ -49,13 +49,20 @@ pub fn forwarding_table(
         .collect();
     let mut routes = Vec::with_capacity(config.routes.len());
     for r in &config.routes {
-        let idx = *ids
-            .get(r.tunnel.as_str())
-            .ok_or_else(|| TablesError::Other(format!("route to unknown tunnel {}", r.tunnel)))?;
+        // Validation guarantees exactly one of `tunnel` and `next_hop`.
+        let next_hop = match &r.tunnel {
+            Some(name) => {
+                let idx = *ids
+                    .get(name.as_str())
+                    .ok_or_else(|| TablesError::Other(format!("route to unknown tunnel {name}")))?;
+                NextHop::Tunnel(TunnelId(idx as u32))
+            }
+            None => NextHop::Gateway,
+        };
         let mut route = Route::new(
             u32::from(r.prefix.addr()),
             r.prefix.prefix_len(),
-            TunnelId(idx as u32),
+            next_hop,
             r.priority,
         );
         route.weight = r.weight();
@@ -87,8 +94,8 @@ fn tunnel_of(t: &crate::config::TunnelConfig) -> Result<Tunnel, TablesError> {
     Ok(tunnel)
 }
 
-/// Builds the pipeline context. `port_macs` are the configured ports' MAC addresses in config
-/// order; `gateway_mac` is the configured static MAC or the one ARP resolved.
+/// Builds the pipeline context. `port_macs` are the ports' device MAC addresses in config
+/// order (a port's configured `mac` replaces its device's); `gateway_mac` is the configured static MAC or the one ARP resolved.
 pub fn context(
     config: &Config,
     port_macs: &[EthernetAddress],
@@ -104,7 +111,9 @@ pub fn context(
         .iter()
         .zip(port_macs)
         .map(|(p, mac)| pipeline::PortConfig {
-            mac: *mac,
+            // The configured MAC wins over the device's, also where the device keeps its own
+            // (docs/behaviour.md §8).
+            mac: p.mac.unwrap_or(*mac),
             addresses: p.ipv4.iter().map(|c| c.addr()).collect(),
         })
         .collect();

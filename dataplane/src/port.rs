@@ -95,6 +95,18 @@ impl PortInfo {
     }
 }
 
+/// How [`Port::set_mac`] got a MAC address into the device.
+#[derive(Debug)]
+pub enum MacProgrammed {
+    /// It is the device's default address now (`rte_eth_dev_default_mac_addr_set`).
+    Default,
+    /// The device keeps its default but also receives for it (`rte_eth_dev_mac_addr_add`).
+    Added,
+    /// The device refused both (net_pcap's address is fixed, for one): the error of the
+    /// first attempt.
+    Refused(DpdkError),
+}
+
 /// Link state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LinkStatus {
@@ -401,6 +413,30 @@ impl Port {
             sys::rte_eth_macaddr_get(self.id.0, &mut addr)
         })?;
         Ok(EthernetAddress(addr.addr_bytes))
+    }
+
+    /// Programs `mac` into the device: as its default address where the driver allows it,
+    /// else as an extra receive address. Never fails: a device that refuses both is reported
+    /// as [`MacProgrammed::Refused`] and the caller decides (docs/behaviour.md §8).
+    pub fn set_mac(&mut self, mac: EthernetAddress) -> MacProgrammed {
+        let mut addr = sys::rte_ether_addr { addr_bytes: mac.0 };
+        // SAFETY: port configured; DPDK copies the address out of the valid struct.
+        let ret = unsafe { sys::rte_eth_dev_default_mac_addr_set(self.id.0, &mut addr) };
+        if ret == 0 {
+            return MacProgrammed::Default;
+        }
+        // SAFETY: as above; pool 0 is the default pool of every device.
+        if unsafe { sys::rte_eth_dev_mac_addr_add(self.id.0, &mut addr, 0) } == 0 {
+            return MacProgrammed::Added;
+        }
+        MacProgrammed::Refused(DpdkError::from_ret("rte_eth_dev_default_mac_addr_set", ret))
+    }
+
+    /// Turns promiscuous mode on (devices without it return ENOTSUP: ignored, they receive
+    /// everything anyway or nothing can be done).
+    pub fn set_promiscuous(&mut self) {
+        // SAFETY: port configured.
+        unsafe { sys::rte_eth_promiscuous_enable(self.id.0) };
     }
 
     /// Link status without waiting for autonegotiation.

@@ -411,20 +411,26 @@ impl Drop for DownGuard<'_> {
     }
 }
 
-/// Per tunnel, the tunnels that share one of its route prefixes.
+/// Per tunnel, the tunnels that share one of its route prefixes (routes via the gateway have
+/// no tunnel and are left out).
 fn alternatives(lab: &Lab) -> BTreeMap<String, Vec<String>> {
-    let routes = &lab.appliance.routes;
+    let routes: Vec<(&str, _)> = lab
+        .appliance
+        .routes
+        .iter()
+        .filter_map(|r| Some((r.tunnel.as_deref()?, r.prefix)))
+        .collect();
     let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for a in routes {
-        for b in routes {
-            if a.tunnel != b.tunnel && a.prefix == b.prefix {
-                let v = out.entry(a.tunnel.clone()).or_default();
-                if !v.contains(&b.tunnel) {
-                    v.push(b.tunnel.clone());
+    for &(a, pa) in &routes {
+        for &(b, pb) in &routes {
+            if a != b && pa == pb {
+                let v = out.entry(a.to_string()).or_default();
+                if !v.iter().any(|x| x == b) {
+                    v.push(b.to_string());
                 }
             }
         }
-        out.entry(a.tunnel.clone()).or_default();
+        out.entry(a.to_string()).or_default();
     }
     out
 }
@@ -665,8 +671,10 @@ fn run_inner(
     loop {
         let rows = sample_tunnels(&mut tel)?;
         let ready = site_tunnels.iter().all(|t| {
-            rows.get(t)
-                .is_some_and(|r| (r.0 == "healthy" && r.2 >= 3) || r.0 == "disabled")
+            rows.get(t).is_some_and(|r| {
+                // Admin-down and unchecked tunnels are never probed: as ready as they get.
+                (r.0 == "healthy" && r.2 >= 3) || r.0 == "disabled" || r.0 == "admin-down"
+            })
         });
         if ready {
             break;

@@ -210,11 +210,11 @@ fn unprovoked(m: &Measurements, changes: &[(f64, String, String, String)]) -> Ve
     out
 }
 
-/// Whether state `a` is worse than `b` (healthy < degraded < down).
+/// Whether state `a` is worse than `b` (healthy < degraded < down; admin-down routes as down).
 fn worse(a: &str, b: &str) -> bool {
     let rank = |s: &str| match s {
         "degraded" => 1,
-        "down" => 2,
+        "down" | "admin-down" => 2,
         _ => 0,
     };
     rank(a) > rank(b)

@@ -212,7 +212,8 @@ impl ProfileSpec {
             for j in 0..self.paths {
                 cfg.routes.push(RouteConfig {
                     prefix,
-                    tunnel: format!("t{}", (p + j) % self.tunnels),
+                    tunnel: Some(format!("t{}", (p + j) % self.tunnels)),
+                    next_hop: None,
                     priority: 100,
                     weight: None,
                 });

@@ -20,7 +20,7 @@ from scapy.packet import Raw
 
 from conftest import ROOT, tshark_malformed
 
-PORT_MAC = "02:70:63:61:70:00"  # net_pcap0's MAC (the PMD derives it from the port index)
+PORT_MAC = "02:00:00:00:00:0a"  # the port's configured MAC (net_pcap0's own is 02:70:63:61:70:00)
 GW_MAC = "02:00:00:00:00:fe"
 LOCAL = "203.0.113.1"
 REMOTES = {"t1": "198.51.100.1", "t2": "198.51.100.2", "t3": "198.51.100.3"}

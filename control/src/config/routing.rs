@@ -23,20 +23,33 @@ pub struct GatewayConfig {
     pub port: String,
 }
 
-/// One customer route.
+/// One route. Its next hop is a tunnel (`tunnel: NAME`) or the gateway (`next_hop: gateway`):
+/// exactly one of the two is given.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RouteConfig {
     /// Network prefix; host bits must be zero.
     pub prefix: Ipv4Cidr,
     /// Name of the next-hop tunnel.
-    pub tunnel: String,
+    #[serde(default)]
+    pub tunnel: Option<String>,
+    /// A next hop other than a tunnel: only `gateway` (plain IPv4 to the gateway, TTL − 1).
+    #[serde(default)]
+    pub next_hop: Option<NextHopConfig>,
     /// Lower wins; health penalties are added to it.
     pub priority: u32,
     /// Share among equal-cost routes in `weighted` and `resilient` ECMP (1..=256, default 1);
     /// ignored by `modulo`.
     #[serde(default)]
     pub weight: Option<u16>,
+}
+
+/// The `next_hop:` values of a route.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum NextHopConfig {
+    /// Forward plain (unencapsulated) to the gateway.
+    Gateway,
 }
 
 /// Smallest and largest route weight: the forwarding table's.
@@ -46,6 +59,14 @@ impl RouteConfig {
     /// The weight, 1 when not configured.
     pub fn weight(&self) -> u16 {
         self.weight.unwrap_or(1)
+    }
+
+    /// The next hop's name for messages: the tunnel's name, or `gateway`.
+    pub fn via(&self) -> &str {
+        match (&self.tunnel, self.next_hop) {
+            (Some(t), _) => t,
+            (None, Some(NextHopConfig::Gateway)) | (None, None) => "gateway",
+        }
     }
 }
 

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::health::{HealthConfig, ProbeRate};
+use conduit_packet::route::{AdminState, Health, NextHop, TunnelId};
 
 /// The smallest valid config (io mode); other tests append to it.
 pub(super) const GOOD: &str = "\
@@ -184,7 +185,7 @@ fn unknown_field_has_line_and_path() {
     let text = GOOD.replace("      mtu: 1500", "      mtu: 1500\n      speed: 10");
     assert_eq!(
         error(&text),
-        "test.yaml:6:7: dataplane.ports[1].speed: unknown field `speed`, expected one of `device`, `mtu`, `rss`, `ipv4`"
+        "test.yaml:6:7: dataplane.ports[1].speed: unknown field `speed`, expected one of `device`, `mtu`, `rss`, `ipv4`, `mac`"
     );
 }
 
@@ -686,5 +687,76 @@ fn unreadable_file_is_reported() {
     assert!(
         e.starts_with("/nonexistent/conduit.yaml: cannot read config:"),
         "{e}"
+    );
+}
+
+#[test]
+fn port_mac_gateway_routes_and_admin_state() {
+    // Defaults: the device's MAC, admin up, every route via a tunnel.
+    let c = parse(FULL).unwrap();
+    assert_eq!(c.dataplane.ports[0].mac, None);
+    assert!(c.tunnels.iter().all(|t| t.admin == AdminState::Up));
+    assert!(c.routes.iter().all(|r| r.next_hop.is_none()));
+    let text = FULL
+        .replacen(
+            "      ipv4: 192.0.2.10/24\n",
+            "      ipv4: 192.0.2.10/24\n      mac: 02:00:5e:00:53:0a\n",
+            1,
+        )
+        .replacen("    key: 7\n", "    key: 7\n    admin: down\n", 1)
+        .replacen(
+            "ecmp:\n",
+            "  - { prefix: 0.0.0.0/0, next_hop: gateway, priority: 1000 }\necmp:\n",
+            1,
+        );
+    let c = parse(&text).unwrap();
+    assert_eq!(
+        c.dataplane.ports[0].mac,
+        Some("02:00:5e:00:53:0a".parse().unwrap())
+    );
+    assert_eq!(c.tunnel("gre-b").unwrap().1.admin, AdminState::Down);
+    assert_eq!(c.tunnel("gre-a").unwrap().1.admin, AdminState::Up);
+    let r = c.routes.last().unwrap();
+    assert_eq!(
+        (r.tunnel.as_deref(), r.next_hop),
+        (None, Some(NextHopConfig::Gateway))
+    );
+    assert_eq!((r.via(), c.routes[0].via()), ("gateway", "gre-a"));
+    // The forwarding table: the default route goes to the gateway, a customer /16 still to its
+    // tunnels, and the admin-down tunnel carries the down penalty once the plane applies it.
+    let health: Vec<_> = c
+        .tunnels
+        .iter()
+        .map(|t| t.admin.routing_health(Health::Healthy))
+        .collect();
+    let table = crate::tables::forwarding_table(&c, &health).unwrap();
+    assert_eq!(
+        table.select(u32::from(Ipv4Addr::new(8, 8, 8, 8)), 1),
+        Some(NextHop::Gateway)
+    );
+    let u = table
+        .describe(u32::from(Ipv4Addr::new(172, 16, 0, 0)), 16)
+        .unwrap();
+    assert_eq!(
+        u.tunnels,
+        &[NextHop::Tunnel(TunnelId(0))],
+        "gre-b is admin-down"
+    );
+    // Validation: both next hops, neither, and a duplicate gateway route.
+    let route = "  - prefix: 172.17.0.0/24\n    tunnel: ipsec-c\n    priority: 200\n";
+    assert_eq!(
+        full_with(route, &format!("{route}    next_hop: gateway\n")),
+        "test.yaml:50: routes[2].next_hop: give either `tunnel` or `next_hop`, not both"
+    );
+    assert_eq!(
+        full_with(route, "  - prefix: 172.17.0.0/24\n    priority: 200\n"),
+        "test.yaml:47: routes[2].prefix: the route has no next hop: add `tunnel: NAME` or `next_hop: gateway`"
+    );
+    assert_eq!(
+        full_with(
+            "ecmp:\n",
+            "  - { prefix: 0.0.0.0/0, next_hop: gateway, priority: 1 }\n  - { prefix: 0.0.0.0/0, next_hop: gateway, priority: 2 }\necmp:\n"
+        ),
+        "test.yaml:51: routes[4].prefix: route 0.0.0.0/0 via the gateway is listed twice"
     );
 }

@@ -15,6 +15,7 @@ use serde::{Deserialize, Deserializer};
 use thiserror::Error;
 
 use conduit_packet::pipeline::{Tunnel, TunnelKind};
+use conduit_packet::route::AdminState;
 
 use super::addr::{FromStrVisitor, Ipv4Cidr};
 use crate::health::{HealthConfig, ProbeRate};
@@ -47,6 +48,10 @@ pub struct TunnelConfig {
     /// Fragment inner packets bigger than the MTU even when they have DF set.
     #[serde(default)]
     pub clear_df: bool,
+    /// `up` (default) or `down`: an admin-down tunnel counts as down for routing, sends no
+    /// probes and still decapsulates (docs/behaviour.md §2).
+    #[serde(default)]
+    pub admin: AdminState,
     #[serde(default)]
     pub health_check: HealthCheckConfig,
     /// Static security associations; IPsec tunnels only (and required there).

@@ -138,6 +138,16 @@ fn check_ports(cfg: &Config, c: &Checker) -> Check {
                 ));
             }
         }
+        // Frames are sent from it and ARP answers name it: a group or zero address would be
+        // dropped by every receiver.
+        if let Some(mac) = p.mac {
+            if mac.is_multicast() || mac.is_zero() {
+                return Err(c.err(
+                    format!("dataplane.ports[{i}].mac"),
+                    format!("{mac} is not a unicast MAC address"),
+                ));
+            }
+        }
     }
     Ok(())
 }
@@ -600,7 +610,8 @@ fn check_ecmp(cfg: &Config, c: &Checker) -> Check {
 }
 
 fn check_routes(cfg: &Config, c: &Checker) -> Check {
-    let mut seen: HashSet<(super::Ipv4Cidr, &str)> = HashSet::new();
+    // (prefix, next-hop tunnel name or `None` for the gateway).
+    let mut seen: HashSet<(super::Ipv4Cidr, Option<&str>)> = HashSet::new();
     let mut per_prefix: HashMap<super::Ipv4Cidr, u32> = HashMap::new();
     let names: HashSet<&str> = cfg.tunnels.iter().map(|t| t.name.as_str()).collect();
     let bucket_mode = cfg.ecmp.mode != EcmpMode::Modulo;
@@ -617,8 +628,30 @@ fn check_routes(cfg: &Config, c: &Checker) -> Check {
                 ),
             ));
         }
-        if !names.contains(r.tunnel.as_str()) {
-            return Err(c.err(f("tunnel"), format!("unknown tunnel {:?}", r.tunnel)));
+        match (&r.tunnel, r.next_hop) {
+            (Some(_), Some(_)) => {
+                return Err(c.err(
+                    f("next_hop"),
+                    "give either `tunnel` or `next_hop`, not both",
+                ))
+            }
+            (None, None) => {
+                return Err(c.err(
+                    f("prefix"),
+                    "the route has no next hop: add `tunnel: NAME` or `next_hop: gateway`",
+                ))
+            }
+            (Some(t), None) if !names.contains(t.as_str()) => {
+                // A tunnel called "gateway" would be found above; otherwise say how to name the
+                // gateway.
+                let hint = if t == "gateway" {
+                    " (to forward plain to the gateway, write `next_hop: gateway`)"
+                } else {
+                    ""
+                };
+                return Err(c.err(f("tunnel"), format!("unknown tunnel {t:?}{hint}")));
+            }
+            _ => {}
         }
         if let Some(w) = r.weight {
             if !WEIGHT_RANGE.contains(&w) {
@@ -632,11 +665,12 @@ fn check_routes(cfg: &Config, c: &Checker) -> Check {
                 ));
             }
         }
-        if !seen.insert((p, r.tunnel.as_str())) {
-            return Err(c.err(
-                f("prefix"),
-                format!("route {p} via tunnel {:?} is listed twice", r.tunnel),
-            ));
+        if !seen.insert((p, r.tunnel.as_deref())) {
+            let via = match &r.tunnel {
+                Some(t) => format!("tunnel {t:?}"),
+                None => "the gateway".to_string(),
+            };
+            return Err(c.err(f("prefix"), format!("route {p} via {via} is listed twice")));
         }
         let n = per_prefix.entry(p).or_default();
         *n += 1;

@@ -488,6 +488,19 @@ fn status_from_health() {
         TunnelStatus::from_health(H::Healthy, false),
         TunnelStatus::Disabled
     );
+    // Admin-down wins over whatever the checks say, and is its own state for operators.
+    use conduit_packet::route::AdminState;
+    for (h, checked) in [(H::Healthy, true), (H::Down, true), (H::Healthy, false)] {
+        assert_eq!(
+            TunnelStatus::new(AdminState::Down, h, checked),
+            TunnelStatus::AdminDown
+        );
+        assert_eq!(
+            TunnelStatus::new(AdminState::Up, h, checked),
+            TunnelStatus::from_health(h, checked)
+        );
+    }
+    assert_eq!(TunnelStatus::AdminDown.as_str(), "admin-down");
 }
 
 #[test]

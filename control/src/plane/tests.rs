@@ -83,10 +83,13 @@ fn plane(text: &str) -> (ControlPlane, Vec<Reader<Context>>) {
 fn targets(p: &ControlPlane) -> Vec<TunnelId> {
     let mut out: Vec<TunnelId> = (0..64u32)
         .filter_map(|h| {
-            p.context().table().select(
-                u32::from(Ipv4Addr::new(172, 16, 1, 1)),
-                h.wrapping_mul(0x9E37_79B9),
-            )
+            p.context()
+                .table()
+                .select(
+                    u32::from(Ipv4Addr::new(172, 16, 1, 1)),
+                    h.wrapping_mul(0x9E37_79B9),
+                )
+                .and_then(|n| n.tunnel())
         })
         .collect();
     out.sort_by_key(|t| t.0);
@@ -502,7 +505,7 @@ fn reload_applies_routes_and_keeps_health() {
         p.context()
             .table()
             .select(u32::from(Ipv4Addr::new(10, 9, 1, 1)), 1),
-        Some(A),
+        Some(A.into()),
         "the new route is live"
     );
 }
@@ -583,4 +586,81 @@ fn reload_from_a_broken_file_keeps_the_running_config() {
         "the backup now has the best priority"
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn admin_down_routes_as_down_sends_no_probes_and_comes_back() {
+    let (mut p, _readers) = plane(CONFIG);
+    let mut sim = Sim::new();
+    sim.run(&mut p, Duration::from_millis(500), &[A, B, BACKUP]);
+    assert_eq!(targets(&p), vec![A, B]);
+    let g = p.generation();
+
+    let g1 = p.set_admin("primary-a", AdminState::Down, sim.now).unwrap();
+    assert_eq!(g1, g + 1, "published at once");
+    let a = &p.tunnels()[0];
+    assert_eq!(a.admin(), AdminState::Down);
+    assert_eq!(a.state(), Health::Healthy, "its checks said nothing bad");
+    assert_eq!(a.routing_health(), Health::Down);
+    assert_eq!(a.status(), TunnelStatus::AdminDown);
+    assert_eq!(a.status().as_str(), "admin-down");
+    assert_eq!(targets(&p), vec![B]);
+    // Setting the same state again publishes nothing.
+    assert_eq!(
+        p.set_admin("primary-a", AdminState::Down, sim.now).unwrap(),
+        g1
+    );
+
+    // No probes while admin-down, and no failure either although none is answered.
+    let before = sim.sent.iter().filter(|s| s.tunnel == A).count();
+    sim.run(&mut p, Duration::from_secs(1), &[B, BACKUP]);
+    assert_eq!(sim.sent.iter().filter(|s| s.tunnel == A).count(), before);
+    assert_eq!(p.tunnels()[0].state(), Health::Healthy);
+    // Both primaries down by admin: the backup (priority 200) wins over the penalised ones.
+    p.set_admin("primary-b", AdminState::Down, sim.now).unwrap();
+    assert_eq!(targets(&p), vec![BACKUP]);
+
+    // Back up: routed again at once, probed again.
+    p.set_admin("primary-a", AdminState::Up, sim.now).unwrap();
+    p.set_admin("primary-b", AdminState::Up, sim.now).unwrap();
+    assert_eq!(targets(&p), vec![A, B]);
+    assert_eq!(
+        p.tunnels()[0].status(),
+        TunnelStatus::Checked(Health::Healthy)
+    );
+    sim.run(&mut p, Duration::from_secs(1), &[A, B, BACKUP]);
+    let probed = sim.sent.iter().filter(|s| s.tunnel == A).count() - before;
+    assert!((9..=11).contains(&probed), "{probed} probes in 1 s");
+    assert_eq!(targets(&p), vec![A, B]);
+    assert_eq!(p.tunnels()[0].state_changes, 2, "down and up");
+
+    let err = p.set_admin("nope", AdminState::Down, sim.now).unwrap_err();
+    assert_eq!(err.to_string(), "no tunnel is called \"nope\"");
+}
+
+#[test]
+fn reload_sets_the_admin_state_of_the_file() {
+    let (mut p, _readers) = plane(CONFIG);
+    let mut sim = Sim::new();
+    sim.run(&mut p, Duration::from_millis(300), &[A, B, BACKUP]);
+    let down = CONFIG.replacen(
+        "    remote: 198.51.100.10\n",
+        "    remote: 198.51.100.10\n    admin: down\n",
+        1,
+    );
+    p.apply(config(&down), sim.now).unwrap();
+    assert_eq!(p.tunnels()[0].status(), TunnelStatus::AdminDown);
+    assert_eq!(targets(&p), vec![B]);
+    // A tunnel admin-down from start-up is not probed either.
+    let (mut q, _r) = plane(&down);
+    let mut qsim = Sim::new();
+    qsim.run(&mut q, Duration::from_millis(500), &[A, B, BACKUP]);
+    assert!(qsim.sent.iter().all(|s| s.tunnel != A));
+    assert_eq!(targets(&q), vec![B]);
+    // A set at run time lasts until the next reload, which applies the file again.
+    p.set_admin("primary-b", AdminState::Down, sim.now).unwrap();
+    assert_eq!(targets(&p), vec![BACKUP]);
+    p.apply(config(CONFIG), sim.now).unwrap();
+    assert_eq!(targets(&p), vec![A, B]);
+    assert!(p.tunnels().iter().all(|t| t.admin() == AdminState::Up));
 }

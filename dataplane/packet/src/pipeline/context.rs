@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use thiserror::Error;
 
-use crate::route::{ecmp, EcmpMode, ForwardingTable, GroupId, TunnelId};
+use crate::route::{ecmp, EcmpMode, ForwardingTable, GroupId, NextHop, TunnelId};
 use crate::wire::{esp, ethernet, gre, ipv4, tcp, EtherType, EthernetAddress, IpProtocol};
 
 /// Default ICMP identifier of health-check probes.
@@ -455,6 +455,9 @@ pub struct Context {
     probe_ident: u16,
     icmp_ttl: u8,
     icmp_ttl_exceeded: bool,
+    /// Source of ICMP errors about plain packets, which crossed no tunnel: the first local
+    /// endpoint (docs/behaviour.md §6), unspecified when there is none.
+    icmp_source: Ipv4Addr,
 }
 
 /// The groups of a modulo-mode table, flattened for the packet path: one 16-byte record per
@@ -463,9 +466,9 @@ pub struct Context {
 #[derive(Debug, Clone, Default)]
 struct ModuloGroups {
     groups: Box<[ModuloGroup]>,
-    /// The members of every group by ascending id ([`ForwardingTable::group_tunnels`]),
+    /// The members of every group in the table's order ([`ForwardingTable::group_tunnels`]),
     /// concatenated.
-    members: Box<[TunnelId]>,
+    members: Box<[NextHop]>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -486,7 +489,7 @@ fn check_table(
     let mut all = Vec::new();
     for g in 0..table.stats().groups {
         let members = table.group_tunnels(GroupId(g as u32));
-        for &t in members {
+        for t in members.iter().filter_map(|m| m.tunnel()) {
             if !matches!(tunnels.get(t.0 as usize), Some(Some(_))) {
                 return Err(ContextError::MissingTunnel(t));
             }
@@ -661,6 +664,11 @@ impl Context {
             probe_ident: config.probe_ident,
             icmp_ttl: config.icmp_ttl,
             icmp_ttl_exceeded: config.icmp_ttl_exceeded,
+            icmp_source: config
+                .local_endpoints
+                .first()
+                .copied()
+                .unwrap_or(Ipv4Addr::UNSPECIFIED),
         })
     }
 
@@ -738,7 +746,7 @@ impl Context {
     /// id, which [`ForwardingTable::group_tunnels`] returns. A group of one member needs no hash,
     /// so `hash` is then not called.
     #[inline(always)]
-    pub(crate) fn select(&self, group: GroupId, hash: impl Fn() -> u32) -> TunnelId {
+    pub(crate) fn select(&self, group: GroupId, hash: impl Fn() -> u32) -> NextHop {
         let m = &self.modulo;
         if let Some(g) = m.groups.get(group.0 as usize) {
             let i = match g.len {
@@ -792,6 +800,11 @@ impl Context {
     #[inline]
     pub(crate) fn icmp_ttl_exceeded(&self) -> bool {
         self.icmp_ttl_exceeded
+    }
+
+    #[inline]
+    pub(crate) fn icmp_source(&self) -> Ipv4Addr {
+        self.icmp_source
     }
 }
 

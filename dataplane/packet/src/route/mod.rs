@@ -14,6 +14,6 @@ pub mod table;
 pub use ecmp::{flow_hash, EcmpMode, FlowKey};
 pub use lpm::{Lpm, LpmError};
 pub use table::{
-    BuildError, ForwardingTable, ForwardingTableBuilder, GroupId, Health, Penalties, PrefixUse,
-    Route, TableStats, TunnelId, DEGRADED_PENALTY, DOWN_PENALTY,
+    AdminState, BuildError, ForwardingTable, ForwardingTableBuilder, GroupId, Health, NextHop,
+    Penalties, PrefixUse, Route, TableStats, TunnelId, DEGRADED_PENALTY, DOWN_PENALTY,
 };

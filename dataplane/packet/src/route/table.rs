@@ -38,6 +38,69 @@ impl fmt::Display for TunnelId {
     }
 }
 
+/// Where a route sends a packet (docs/behaviour.md §3).
+///
+/// The gateway has no health of its own, so a route via the gateway is never penalised: its
+/// effective priority is its configured priority. In a tie it is one ECMP member like a tunnel,
+/// ordered after every tunnel.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum NextHop {
+    /// Encapsulate into this tunnel.
+    Tunnel(TunnelId),
+    /// Forward plain (TTL − 1) to the gateway's MAC out of the gateway port.
+    Gateway,
+}
+
+impl NextHop {
+    /// The tunnel, if the next hop is one.
+    #[inline(always)]
+    pub const fn tunnel(self) -> Option<TunnelId> {
+        match self {
+            NextHop::Tunnel(t) => Some(t),
+            NextHop::Gateway => None,
+        }
+    }
+
+    /// The id resilient ECMP scores the next hop by: the tunnel id, or `u32::MAX` for the
+    /// gateway (no tunnel id reaches it, see `MAX_TUNNEL_ID`).
+    const fn score_id(self) -> u32 {
+        match self {
+            NextHop::Tunnel(t) => t.0,
+            NextHop::Gateway => u32::MAX,
+        }
+    }
+}
+
+impl From<TunnelId> for NextHop {
+    fn from(t: TunnelId) -> Self {
+        NextHop::Tunnel(t)
+    }
+}
+
+impl PartialEq<TunnelId> for NextHop {
+    fn eq(&self, other: &TunnelId) -> bool {
+        *self == NextHop::Tunnel(*other)
+    }
+}
+
+impl fmt::Debug for NextHop {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NextHop::Tunnel(t) => write!(f, "{t:?}"),
+            NextHop::Gateway => f.write_str("GW"),
+        }
+    }
+}
+
+impl fmt::Display for NextHop {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NextHop::Tunnel(t) => write!(f, "{t}"),
+            NextHop::Gateway => f.write_str("the gateway"),
+        }
+    }
+}
+
 /// Index of a next-hop group inside one [`ForwardingTable`] (meaningless across tables).
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct GroupId(pub u32);
@@ -89,6 +152,60 @@ impl fmt::Display for Health {
     }
 }
 
+/// A tunnel's administrative state, set by the operator in the config (`admin:`) or at run time
+/// (docs/behaviour.md §2). Separate from [`Health`], which the health checker decides: an
+/// admin-down tunnel keeps its own health but counts as [`Health::Down`] for routing
+/// ([`AdminState::routing_health`]), so the one penalty rule of §3 covers both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Deserialize),
+    serde(rename_all = "lowercase")
+)]
+pub enum AdminState {
+    #[default]
+    Up,
+    Down,
+}
+
+impl AdminState {
+    /// `up` or `down`, as in the config file.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            AdminState::Up => "up",
+            AdminState::Down => "down",
+        }
+    }
+
+    /// The health that route selection uses for a tunnel in this admin state whose health
+    /// checker says `health`.
+    pub const fn routing_health(self, health: Health) -> Health {
+        match self {
+            AdminState::Up => health,
+            AdminState::Down => Health::Down,
+        }
+    }
+}
+
+impl fmt::Display for AdminState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for AdminState {
+    type Err = String;
+
+    /// `up` or `down` (for a command line).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "up" => Ok(AdminState::Up),
+            "down" => Ok(AdminState::Down),
+            _ => Err(format!("admin state {s:?} is neither \"up\" nor \"down\"")),
+        }
+    }
+}
+
 /// Route-priority penalty of a degraded tunnel (docs/behaviour.md §3).
 pub const DEGRADED_PENALTY: u32 = 500_000;
 /// Route-priority penalty of a down tunnel (docs/behaviour.md §3).
@@ -125,14 +242,14 @@ impl Default for Penalties {
     }
 }
 
-/// A configured tunnel route: `prefix/len` via `tunnel`.
+/// A configured route: `prefix/len` via `next_hop`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Route {
     /// Network address, host order, no host bits set.
     pub prefix: u32,
     /// Prefix length, 0..=32.
     pub len: u8,
-    pub tunnel: TunnelId,
+    pub next_hop: NextHop,
     /// Lower wins.
     pub priority: u32,
     /// 1..=256; used by [`EcmpMode::Weighted`] and [`EcmpMode::Resilient`].
@@ -141,11 +258,11 @@ pub struct Route {
 
 impl Route {
     /// A route with weight 1.
-    pub fn new(prefix: u32, len: u8, tunnel: TunnelId, priority: u32) -> Self {
+    pub fn new(prefix: u32, len: u8, next_hop: impl Into<NextHop>, priority: u32) -> Self {
         Self {
             prefix,
             len,
-            tunnel,
+            next_hop: next_hop.into(),
             priority,
             weight: 1,
         }
@@ -163,17 +280,17 @@ pub enum BuildError {
         len: u8,
         tunnel: TunnelId,
     },
-    #[error("route {prefix}/{len} via {tunnel} is listed twice")]
+    #[error("route {prefix}/{len} via {next_hop} is listed twice")]
     DuplicateRoute {
         prefix: Ipv4Addr,
         len: u8,
-        tunnel: TunnelId,
+        next_hop: NextHop,
     },
-    #[error("route {prefix}/{len} via {tunnel}: weight {weight} outside 1..=256")]
+    #[error("route {prefix}/{len} via {next_hop}: weight {weight} outside 1..=256")]
     InvalidWeight {
         prefix: Ipv4Addr,
         len: u8,
-        tunnel: TunnelId,
+        next_hop: NextHop,
         weight: u16,
     },
     #[error("route {prefix}/{len}: {members} equal-cost tunnels exceed the {max} buckets", max = BUCKETS)]
@@ -203,8 +320,8 @@ pub struct TableStats {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PrefixUse<'a> {
     pub group: GroupId,
-    /// The tunnels traffic may take, by ascending id.
-    pub tunnels: &'a [TunnelId],
+    /// The next hops traffic may take: tunnels by ascending id, then the gateway.
+    pub tunnels: &'a [NextHop],
     /// The winning effective priority (priority + penalty).
     pub effective_priority: u64,
 }
@@ -236,7 +353,7 @@ struct PrefixEntry {
 pub struct ForwardingTable {
     lpm: Lpm,
     groups: Box<[Group]>,
-    members: Box<[TunnelId]>,
+    members: Box<[NextHop]>,
     buckets: Box<[u16]>,
     /// Sorted by (prefix, len); for [`ForwardingTable::describe`].
     prefixes: Box<[PrefixEntry]>,
@@ -298,8 +415,8 @@ impl ForwardingTableBuilder {
             }
         }
 
-        // (prefix, len, tunnel, effective priority, weight), validated.
-        let mut routes: Vec<(u32, u8, TunnelId, u64, u16)> = Vec::with_capacity(self.routes.len());
+        // (prefix, len, next hop, effective priority, weight), validated.
+        let mut routes: Vec<(u32, u8, NextHop, u64, u16)> = Vec::with_capacity(self.routes.len());
         for r in &self.routes {
             let addr = Ipv4Addr::from(r.prefix);
             if r.len > 32 {
@@ -316,33 +433,40 @@ impl ForwardingTableBuilder {
                 }
                 .into());
             }
-            let Some(&h) = health.get(&r.tunnel) else {
-                return Err(BuildError::UnknownTunnel {
-                    prefix: addr,
-                    len: r.len,
-                    tunnel: r.tunnel,
-                });
+            // The gateway has no health: a route via it is never penalised.
+            let h = match r.next_hop {
+                NextHop::Tunnel(tunnel) => match health.get(&tunnel) {
+                    Some(&h) => h,
+                    None => {
+                        return Err(BuildError::UnknownTunnel {
+                            prefix: addr,
+                            len: r.len,
+                            tunnel,
+                        })
+                    }
+                },
+                NextHop::Gateway => Health::Healthy,
             };
             if !WEIGHT_RANGE.contains(&r.weight) {
                 return Err(BuildError::InvalidWeight {
                     prefix: addr,
                     len: r.len,
-                    tunnel: r.tunnel,
+                    next_hop: r.next_hop,
                     weight: r.weight,
                 });
             }
             let effective = u64::from(r.priority) + u64::from(self.penalties.of(h));
-            routes.push((r.prefix, r.len, r.tunnel, effective, r.weight));
+            routes.push((r.prefix, r.len, r.next_hop, effective, r.weight));
         }
         routes.sort_unstable_by_key(|&(p, l, t, ..)| (p, l, t));
 
         let mut groups: Vec<Group> = Vec::new();
-        let mut members: Vec<TunnelId> = Vec::new();
+        let mut members: Vec<NextHop> = Vec::new();
         let mut buckets: Vec<u16> = Vec::new();
-        let mut group_ids: HashMap<Box<[(TunnelId, u16)]>, GroupId> = HashMap::new();
+        let mut group_ids: HashMap<Box<[(NextHop, u16)]>, GroupId> = HashMap::new();
         let mut prefixes: Vec<PrefixEntry> = Vec::new();
         let mut lpm_entries: Vec<(u32, u8, u32)> = Vec::new();
-        let mut key: Vec<(TunnelId, u16)> = Vec::new();
+        let mut key: Vec<(NextHop, u16)> = Vec::new();
         let mut bucket_scratch = [0u16; BUCKETS];
 
         for run in routes.chunk_by(|a, b| (a.0, a.1) == (b.0, b.1)) {
@@ -352,11 +476,12 @@ impl ForwardingTableBuilder {
                 return Err(BuildError::DuplicateRoute {
                     prefix: addr,
                     len,
-                    tunnel: w[0].2,
+                    next_hop: w[0].2,
                 });
             }
             let best = run.iter().map(|r| r.3).min().expect("runs are non-empty");
-            // Members in ascending tunnel id (the run is sorted by tunnel). Modulo ignores
+            // Members in ascending tunnel id, the gateway last (the run is sorted by next hop,
+            // and `NextHop` orders tunnels before the gateway). Modulo ignores
             // weights, so they are left out of its key to share more groups.
             key.clear();
             key.extend(run.iter().filter(|r| r.3 == best).map(|r| {
@@ -389,7 +514,7 @@ impl ForwardingTableBuilder {
                             }
                             _ => {
                                 let scored: Vec<(u32, u16)> =
-                                    key.iter().map(|m| (m.0 .0, m.1)).collect();
+                                    key.iter().map(|m| (m.0.score_id(), m.1)).collect();
                                 ecmp::fill_resilient(&scored, &mut bucket_scratch);
                             }
                         }
@@ -446,7 +571,7 @@ impl ForwardingTable {
     /// # Panics
     /// If `group` does not come from this table.
     #[inline]
-    pub fn select_in(&self, group: GroupId, flow_hash: u32) -> TunnelId {
+    pub fn select_in(&self, group: GroupId, flow_hash: u32) -> NextHop {
         let g = self.groups[group.0 as usize];
         let index = if g.first_bucket == NO_BUCKETS {
             ecmp::fastmod(flow_hash, g.members, g.multiplier)
@@ -456,18 +581,18 @@ impl ForwardingTable {
         self.members[(g.first_member + index) as usize]
     }
 
-    /// The tunnel for a packet to `dst` (host order) with flow hash `flow_hash`, or `None` when
-    /// no route covers `dst`.
+    /// The next hop for a packet to `dst` (host order) with flow hash `flow_hash`, or `None`
+    /// when no route covers `dst`.
     #[inline]
-    pub fn select(&self, dst: u32, flow_hash: u32) -> Option<TunnelId> {
+    pub fn select(&self, dst: u32, flow_hash: u32) -> Option<NextHop> {
         self.lookup_group(dst).map(|g| self.select_in(g, flow_hash))
     }
 
-    /// The tunnels of a group, by ascending id.
+    /// The next hops of a group: tunnels by ascending id, then the gateway.
     ///
     /// # Panics
     /// If `group` does not come from this table.
-    pub fn group_tunnels(&self, group: GroupId) -> &[TunnelId] {
+    pub fn group_tunnels(&self, group: GroupId) -> &[NextHop] {
         let g = self.groups[group.0 as usize];
         &self.members[g.first_member as usize..(g.first_member + g.members) as usize]
     }
@@ -558,7 +683,7 @@ mod tests {
             let t = table.select(dst, h).unwrap();
             counts[tunnels
                 .iter()
-                .position(|&x| x == t)
+                .position(|&x| t == x)
                 .expect("selected tunnel is a member")] += 1;
         }
         counts
@@ -587,10 +712,10 @@ mod tests {
         assert!((s[0] - 0.5).abs() < 0.03, "{s:?}");
         // Tunnel 2 unhealthy: everything to tunnel 1.
         let t = seed_table(Healthy, Down, Healthy);
-        assert!(f.iter().all(|&h| t.select(dst, h) == Some(T1)));
+        assert!(f.iter().all(|&h| t.select(dst, h) == Some(T1.into())));
         // Tunnels 1 and 2 unhealthy: everything to tunnel 3.
         let t = seed_table(Down, Down, Healthy);
-        assert!(f.iter().all(|&h| t.select(dst, h) == Some(T3)));
+        assert!(f.iter().all(|&h| t.select(dst, h) == Some(T3.into())));
         assert_eq!(
             t.describe(ip("203.0.113.0"), 24)
                 .unwrap()
@@ -625,8 +750,8 @@ mod tests {
             .route(Route::new(ip("10.1.0.0"), 16, T2, 60_000))
             .build()
             .unwrap();
-        assert_eq!(t.select(ip("10.1.2.3"), 7), Some(T2)); // longer, worse, and down
-        assert_eq!(t.select(ip("10.2.0.0"), 7), Some(T1));
+        assert_eq!(t.select(ip("10.1.2.3"), 7), Some(T2.into())); // longer, worse, and down
+        assert_eq!(t.select(ip("10.2.0.0"), 7), Some(T1.into()));
         assert_eq!(t.select(ip("11.0.0.0"), 7), None);
     }
 
@@ -680,6 +805,50 @@ mod tests {
     }
 
     #[test]
+    fn admin_state_counts_as_down_for_routing_only() {
+        use Health::*;
+        for h in Health::ALL {
+            assert_eq!(AdminState::Up.routing_health(h), h);
+            assert_eq!(AdminState::Down.routing_health(h), Down);
+        }
+        assert_eq!(AdminState::default(), AdminState::Up);
+        assert_eq!("down".parse::<AdminState>(), Ok(AdminState::Down));
+        assert_eq!("up".parse::<AdminState>(), Ok(AdminState::Up));
+        assert!("Down".parse::<AdminState>().is_err());
+        // An admin-down tunnel 1 moves the seed example's traffic to tunnel 2 only.
+        let t = seed_table(AdminState::Down.routing_health(Healthy), Healthy, Healthy);
+        assert_eq!(t.describe(ip("203.0.113.0"), 24).unwrap().tunnels, &[T2]);
+    }
+
+    #[test]
+    fn gateway_next_hop_orders_last_and_has_no_penalty() {
+        let p = ip("10.0.0.0");
+        let t = ForwardingTable::builder()
+            .tunnels([(T1, Health::Down), (T2, Health::Healthy)])
+            .routes([
+                Route::new(p, 8, NextHop::Gateway, 100),
+                Route::new(p, 8, T2, 100),
+                Route::new(p, 8, T1, 0),
+            ])
+            .build()
+            .unwrap();
+        let u = t.describe(p, 8).unwrap();
+        assert_eq!(u.tunnels, &[NextHop::Tunnel(T2), NextHop::Gateway]);
+        assert_eq!(u.effective_priority, 100);
+        assert_eq!(
+            ForwardingTable::builder()
+                .routes([
+                    Route::new(p, 8, NextHop::Gateway, 1),
+                    Route::new(p, 8, NextHop::Gateway, 2)
+                ])
+                .build()
+                .unwrap_err()
+                .to_string(),
+            "route 10.0.0.0/8 via the gateway is listed twice"
+        );
+    }
+
+    #[test]
     fn identical_groups_are_shared() {
         let mut b =
             ForwardingTable::builder().tunnels([(T1, Health::Healthy), (T2, Health::Healthy)]);
@@ -719,7 +888,7 @@ mod tests {
         assert!(matches!(
             err,
             BuildError::DuplicateRoute {
-                tunnel: T1,
+                next_hop: NextHop::Tunnel(T1),
                 len: 8,
                 ..
             }
@@ -938,10 +1107,20 @@ mod tests {
                 Just((0x0A01_0280, 25)),
                 Just((0x0A01_0203, 32)),
             ];
+            // Next hop 5 stands for the gateway.
             let route =
-                (prefix, 0u32..5, 0u32..3, 1u16..=256).prop_map(|((p, l), t, prio, w)| Route {
+                (prefix, 0u32..6, 0u32..3, 1u16..=256).prop_map(|((p, l), t, prio, w)| Route {
                     weight: w,
-                    ..Route::new(p, l, TunnelId(t), prio * 400_000)
+                    ..Route::new(
+                        p,
+                        l,
+                        if t == 5 {
+                            NextHop::Gateway
+                        } else {
+                            NextHop::Tunnel(TunnelId(t))
+                        },
+                        prio * 400_000,
+                    )
                 });
             let mode = prop_oneof![
                 Just(EcmpMode::Modulo),
@@ -950,13 +1129,13 @@ mod tests {
             ];
             (health, prop::collection::vec(route, 1..20), mode).prop_map(|(h, mut routes, mode)| {
                 let mut seen = std::collections::HashSet::new();
-                routes.retain(|r| seen.insert((r.prefix, r.len, r.tunnel)));
+                routes.retain(|r| seen.insert((r.prefix, r.len, r.next_hop)));
                 (h, routes, mode)
             })
         }
 
         /// The obvious answer: longest matching prefix, then its lowest effective priority.
-        fn reference(health: &[Health], routes: &[Route], dst: u32) -> Vec<TunnelId> {
+        fn reference(health: &[Health], routes: &[Route], dst: u32) -> Vec<NextHop> {
             let Some(len) = routes
                 .iter()
                 .filter(|r| dst & mask(r.len) == r.prefix)
@@ -965,17 +1144,20 @@ mod tests {
             else {
                 return Vec::new();
             };
-            let cands: Vec<(u64, TunnelId)> = routes
+            let cands: Vec<(u64, NextHop)> = routes
                 .iter()
                 .filter(|r| r.len == len && dst & mask(len) == r.prefix)
                 .map(|r| {
-                    let pen = Penalties::default().of(health[r.tunnel.0 as usize]);
-                    (u64::from(r.priority) + u64::from(pen), r.tunnel)
+                    // The gateway is never penalised.
+                    let pen = r
+                        .next_hop
+                        .tunnel()
+                        .map_or(0, |t| Penalties::default().of(health[t.0 as usize]));
+                    (u64::from(r.priority) + u64::from(pen), r.next_hop)
                 })
                 .collect();
             let best = cands.iter().map(|c| c.0).min().unwrap();
-            let mut out: Vec<TunnelId> =
-                cands.iter().filter(|c| c.0 == best).map(|c| c.1).collect();
+            let mut out: Vec<NextHop> = cands.iter().filter(|c| c.0 == best).map(|c| c.1).collect();
             out.sort();
             out
         }
@@ -1046,8 +1228,8 @@ mod tests {
         for (src, dst, proto, frag, sp, dp, want_mod, want_res) in GOLDEN_FLOWS {
             let h = flow_hash(ip(src), ip(dst), proto, frag, sp, dp);
             let got = (
-                modulo.select(ip(dst), h).unwrap().0,
-                resilient.select(ip(dst), h).unwrap().0,
+                modulo.select(ip(dst), h).unwrap().tunnel().unwrap().0,
+                resilient.select(ip(dst), h).unwrap().tunnel().unwrap().0,
             );
             assert_eq!(
                 got,

@@ -142,6 +142,7 @@ fn ecmp_follows_the_seed_hash_and_keeps_fragments_together() {
                 u32::from(dst),
                 ecmp::flow_hash(u32::from(HOST), u32::from(dst), 17, false, 1000 + i, 53),
             )
+            .and_then(NextHop::tunnel)
             .unwrap();
         let v = verdict(&frame);
         assert_eq!(v, forward(Some(expected)));
@@ -171,6 +172,7 @@ fn ecmp_follows_the_seed_hash_and_keeps_fragments_together() {
                 u32::from(dst),
                 ecmp::FlowKey::addresses(u32::from(HOST), u32::from(dst)).hash(),
             )
+            .and_then(NextHop::tunnel)
             .unwrap();
         assert!(tunnels.iter().all(|&v| v == forward(Some(by_ips))));
     }

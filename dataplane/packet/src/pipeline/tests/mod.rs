@@ -16,7 +16,7 @@ use conduit_test_support::frames;
 use proptest::prelude::*;
 
 use super::*;
-use crate::route::{ecmp, Health, Route};
+use crate::route::{ecmp, Health, NextHop, Route};
 use crate::testing::{
     a, check_gre_frame, check_outcome, config, table, E1, E2, GW, P0, P1, R0, R2, T0, T1, T2, T3,
     T4, T5,
@@ -33,6 +33,7 @@ mod classify;
 mod decap;
 mod encap;
 mod fragmentation;
+mod gateway;
 mod jumbo;
 mod reassembler;
 mod setup;
