@@ -190,6 +190,20 @@ fn main() {
         "rte_eth_from_rings",
         "rte_pdump_init",
         "rte_pdump_uninit",
+        "rte_cryptodev_get_dev_id",
+        "rte_cryptodev_count",
+        "rte_cryptodev_socket_id",
+        "rte_cryptodev_info_get",
+        "rte_cryptodev_configure",
+        "rte_cryptodev_queue_pair_setup",
+        "rte_cryptodev_start",
+        "rte_cryptodev_stop",
+        "rte_cryptodev_close",
+        "rte_cryptodev_sym_get_private_session_size",
+        "rte_cryptodev_sym_session_pool_create",
+        "rte_cryptodev_sym_session_create",
+        "rte_cryptodev_sym_session_free",
+        "rte_cryptodev_sym_cpu_crypto_process",
         "conduit_rte_errno",
         "conduit_flag_value",
         "conduit_block_realtime_signals",
@@ -198,6 +212,14 @@ fn main() {
     }
     builder = builder
         .allowlist_type("rte_mbuf")
+        .allowlist_type("rte_crypto_sym_xform")
+        .allowlist_type("rte_crypto_sym_vec")
+        .allowlist_type("rte_crypto_sym_ofs")
+        .allowlist_type("rte_cryptodev_info")
+        .allowlist_type("rte_cryptodev_config")
+        .allowlist_type("rte_cryptodev_qp_conf")
+        .allowlist_var("RTE_CRYPTODEV_FF_SYM_CPU_CRYPTO")
+        .allowlist_var("RTE_CRYPTODEV_FF_SYM_OPERATION_CHAINING")
         .allowlist_type("rte_mempool")
         .allowlist_type("rte_eth_.*")
         .allowlist_type("rte_ether_addr")

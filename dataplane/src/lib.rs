@@ -1,8 +1,9 @@
 //! Conduit's dataplane: the safe layer over DPDK (`eal`, `mempool`, `mbuf`, `port`, `lcore`,
-//! `ring`, `telemetry`), which holds every `unsafe` block of the project outside `dpdk-sys` (and
+//! `ring`, `telemetry`, `crypto`), which holds every `unsafe` block of the project outside `dpdk-sys` (and
 //! the documented exception in `conduit_packet::publish`), and the per-core poll loops (`worker`,
 //! `neighbor`) that run the pure packet logic of [`conduit_packet`] over NIC bursts.
 
+pub mod crypto;
 pub mod eal;
 pub mod error;
 pub mod lcore;

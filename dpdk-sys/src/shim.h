@@ -19,6 +19,7 @@
 #include <rte_telemetry.h>
 #include <rte_eth_ring.h>
 #include <rte_pdump.h>
+#include <rte_cryptodev.h>
 
 /* rte_errno is a thread-local macro; bindgen cannot bind it. */
 int conduit_rte_errno(void);
