@@ -1,6 +1,6 @@
 //! Conduit's packet logic, free of DPDK: zero-copy wire views ([`wire`]), the per-packet
 //! classify-and-rewrite [`pipeline`], the immutable forwarding table with longest-prefix match and
-//! ECMP ([`route`]), the publication of that table to the workers ([`publish`]) and the per-core
+//! ECMP ([`route`]), ESP's per-SA state ([`esp`]), the publication of that table to the workers ([`publish`]) and the per-core
 //! counters ([`stats`]).
 //!
 //! Everything here works on byte slices and plain data, so it builds, is tested and is fuzzed
@@ -12,6 +12,7 @@
 //! memory-ordering argument, and every block carries a `// SAFETY:` comment).
 #![deny(unsafe_code)]
 
+pub mod esp;
 pub mod pipeline;
 #[allow(unsafe_code)]
 pub mod publish;
