@@ -54,6 +54,7 @@
 mod buf;
 mod context;
 pub mod fragment;
+mod options;
 pub mod probe;
 mod process;
 pub mod reassembly;
@@ -74,6 +75,7 @@ pub use context::{
     GRE_HEADER_LEN, GRE_KEY_LEN, MAX_MTU, MIN_MSS, MIN_MTU, OUTER_IPV4_LEN,
 };
 pub use fragment::{write_fragment, Fragment, FragmentPlan};
+pub use options::{Ipv4OptionsPolicy, OPTION_LSRR, OPTION_SSRR};
 pub use probe::{
     read_probe_echo, write_probe, ProbeKind, ProbeReply, ProbeSpec, PROBE_DATA_LEN,
     PROBE_PACKET_LEN,

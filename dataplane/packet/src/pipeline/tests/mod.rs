@@ -35,6 +35,7 @@ mod fragmentation;
 mod reassembler;
 mod setup;
 mod transit;
+mod validation;
 
 const HEADROOM: usize = 128;
 
