@@ -681,3 +681,21 @@ fn unreadable_file_is_reported() {
         "{e}"
     );
 }
+
+#[test]
+fn ipv4_options_policy() {
+    assert_eq!(parse(GOOD).unwrap().ipv4_options, Ipv4OptionsPolicy::Drop);
+    for (value, policy) in [
+        ("drop", Ipv4OptionsPolicy::Drop),
+        ("forward", Ipv4OptionsPolicy::Forward),
+    ] {
+        let c = parse(&format!("{GOOD}ipv4_options: {value}\n")).unwrap();
+        assert_eq!(c.ipv4_options, policy, "{value}");
+    }
+    assert_eq!(
+        error(&format!("{GOOD}ipv4_options: allow\n")),
+        "test.yaml:9:15: ipv4_options: unknown variant `allow`, expected `drop` or `forward`"
+    );
+    assert!(error(&format!("{GOOD}ipv4_options:\n  policy: drop\n"))
+        .starts_with("test.yaml:10:3: ipv4_options: invalid type: mapping"));
+}

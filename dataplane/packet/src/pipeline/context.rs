@@ -801,8 +801,9 @@ impl Context {
         self.icmp_ttl_exceeded
     }
 
+    /// What happens to IPv4 packets with options.
     #[inline]
-    pub(crate) fn ipv4_options(&self) -> Ipv4OptionsPolicy {
+    pub fn ipv4_options(&self) -> Ipv4OptionsPolicy {
         self.ipv4_options
     }
 }
