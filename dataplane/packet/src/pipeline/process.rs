@@ -475,10 +475,11 @@ impl<B: PacketBuf> Job<'_, B> {
         }
     }
 
-    /// docs/behaviour.md §7's checks of what follows the fixed IPv4 header at `ip_off`: the
-    /// options (policy of §6), the fragment length and the L4 header. They run before anything
-    /// is looked up for the packet (local address, route, GRE or ESP acceptance, TTL), so a
-    /// malformed packet is counted under its own defect. Returns the L4 fields for the routing.
+    /// docs/behaviour.md §7's checks of what follows the IPv4 header at `ip_off` (whose options
+    /// were checked right after the header itself): the fragment length and the L4 header.
+    /// They run before any decision about the packet (local delivery, route, GRE or ESP
+    /// acceptance, TTL), so a malformed packet is counted under its own defect. Returns the L4
+    /// fields for the routing.
     #[inline(always)]
     fn validate(&self, ip_off: usize, ip: &IpInfo) -> Result<L4> {
         transport(self.pkt.data().get(ip_off..).unwrap_or(&[]), ip)
