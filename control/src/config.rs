@@ -17,6 +17,7 @@
 //! routes:           # { prefix, tunnel | next_hop: gateway, priority, weight? }
 //! ecmp:             # { mode: modulo | weighted | resilient, buckets }
 //! icmp:             # { rate_per_sec, burst, ttl_exceeded }
+//! ipv4_options:     # drop | forward: IPv4 packets with options (source routes always drop)
 //! reassembly:       # { max_sets, timeout_ms }
 //! stats:            # { interval_ms, prometheus_listen? }
 //! ```
@@ -48,7 +49,10 @@ use conduit_packet::wire::EthernetAddress;
 pub use addr::{is_unicast, CidrError, Ipv4Cidr};
 /// The config file's `kind` and `ecmp.mode` name the packet path's own enums (one definition,
 /// in `conduit-packet`, which deserializes them with its `serde` feature).
-pub use conduit_packet::{pipeline::TunnelKind, route::EcmpMode};
+pub use conduit_packet::{
+    pipeline::{Ipv4OptionsPolicy, TunnelKind},
+    route::EcmpMode,
+};
 pub use diagnostic::MAX_MESSAGE_CHARS;
 pub use limits::{IcmpConfig, ReassemblyConfig};
 pub use locate::locate;
@@ -86,6 +90,10 @@ pub struct Config {
     pub ecmp: EcmpConfig,
     #[serde(default)]
     pub icmp: IcmpConfig,
+    /// IPv4 packets with options, outer, inner or transit: `drop` (default) or `forward`
+    /// unchanged; source routes are dropped either way (docs/behaviour.md §6).
+    #[serde(default)]
+    pub ipv4_options: Ipv4OptionsPolicy,
     #[serde(default)]
     pub reassembly: ReassemblyConfig,
     #[serde(default)]

@@ -130,6 +130,7 @@ pub fn context(
         local_endpoints: config.local_endpoints.clone(),
         tunnels,
         icmp_ttl_exceeded: config.icmp.ttl_exceeded,
+        ipv4_options: config.ipv4_options,
         ..ContextConfig::default()
     };
     Ok(Context::new(&cc, table)?)

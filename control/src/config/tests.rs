@@ -760,3 +760,21 @@ fn port_mac_gateway_routes_and_admin_state() {
         "test.yaml:51: routes[4].prefix: route 0.0.0.0/0 via the gateway is listed twice"
     );
 }
+
+#[test]
+fn ipv4_options_policy() {
+    assert_eq!(parse(GOOD).unwrap().ipv4_options, Ipv4OptionsPolicy::Drop);
+    for (value, policy) in [
+        ("drop", Ipv4OptionsPolicy::Drop),
+        ("forward", Ipv4OptionsPolicy::Forward),
+    ] {
+        let c = parse(&format!("{GOOD}ipv4_options: {value}\n")).unwrap();
+        assert_eq!(c.ipv4_options, policy, "{value}");
+    }
+    assert_eq!(
+        error(&format!("{GOOD}ipv4_options: allow\n")),
+        "test.yaml:9:15: ipv4_options: unknown variant `allow`, expected `drop` or `forward`"
+    );
+    assert!(error(&format!("{GOOD}ipv4_options:\n  policy: drop\n"))
+        .starts_with("test.yaml:10:3: ipv4_options: invalid type: mapping"));
+}

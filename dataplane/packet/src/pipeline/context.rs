@@ -14,6 +14,8 @@ use thiserror::Error;
 use crate::route::{ecmp, EcmpMode, ForwardingTable, GroupId, NextHop, TunnelId};
 use crate::wire::{esp, ethernet, gre, ipv4, tcp, EtherType, EthernetAddress, IpProtocol};
 
+use super::options::Ipv4OptionsPolicy;
+
 /// Default ICMP identifier of health-check probes.
 pub const DEFAULT_PROBE_IDENT: u16 = 0xC0DE;
 /// First four data bytes of a health-check probe; the tunnel id (big endian) follows.
@@ -276,6 +278,8 @@ pub struct ContextConfig {
     pub icmp_ttl: u8,
     /// Send ICMP time exceeded on TTL expiry (otherwise drop silently).
     pub icmp_ttl_exceeded: bool,
+    /// What happens to IPv4 packets with options.
+    pub ipv4_options: Ipv4OptionsPolicy,
 }
 
 impl Default for ContextConfig {
@@ -289,6 +293,7 @@ impl Default for ContextConfig {
             probe_ident: DEFAULT_PROBE_IDENT,
             icmp_ttl: DEFAULT_TTL,
             icmp_ttl_exceeded: false,
+            ipv4_options: Ipv4OptionsPolicy::default(),
         }
     }
 }
@@ -458,6 +463,7 @@ pub struct Context {
     /// Source of ICMP errors about plain packets, which crossed no tunnel: the first local
     /// endpoint (docs/behaviour.md §6), unspecified when there is none.
     icmp_source: Ipv4Addr,
+    ipv4_options: Ipv4OptionsPolicy,
 }
 
 /// The groups of a modulo-mode table, flattened for the packet path: one 16-byte record per
@@ -669,6 +675,7 @@ impl Context {
                 .first()
                 .copied()
                 .unwrap_or(Ipv4Addr::UNSPECIFIED),
+            ipv4_options: config.ipv4_options,
         })
     }
 
@@ -805,6 +812,12 @@ impl Context {
     #[inline]
     pub(crate) fn icmp_source(&self) -> Ipv4Addr {
         self.icmp_source
+    }
+
+    /// What happens to IPv4 packets with options.
+    #[inline]
+    pub fn ipv4_options(&self) -> Ipv4OptionsPolicy {
+        self.ipv4_options
     }
 }
 

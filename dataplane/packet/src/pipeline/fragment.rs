@@ -10,9 +10,10 @@
 //! datagram (a fragment can be fragmented again), and MF set except on the last fragment of a
 //! packet that was itself the last (or only) fragment.
 
-use crate::wire::ipv4::{FLAG_MF, OPTION_COPIED, OPTION_END, OPTION_NOP};
+use crate::wire::ipv4::{FLAG_MF, OPTION_COPIED};
 use crate::wire::{checksum, ipv4, Error, Ipv4Header, Ipv4Packet};
 
+use super::options::next_option;
 use super::verdict::DropReason;
 
 /// One fragment of a plan: a range of the original payload.
@@ -94,25 +95,17 @@ fn copied_options(
 ) -> Result<usize, DropReason> {
     let mut at = 0;
     let mut len = 0;
-    while let Some(&kind) = options.get(at) {
-        match kind {
-            OPTION_END => break,
-            OPTION_NOP => at += 1,
-            _ => {
-                let n = usize::from(*options.get(at + 1).ok_or(DropReason::Ipv4BadOptions)?);
-                let option = options
-                    .get(at..at + n)
-                    .filter(|_| n >= 2)
-                    .ok_or(DropReason::Ipv4BadOptions)?;
-                if kind & OPTION_COPIED != 0 {
-                    out.get_mut(len..len + n)
-                        .ok_or(DropReason::Ipv4BadOptions)?
-                        .copy_from_slice(option);
-                    len += n;
-                }
-                at += n;
-            }
+    while let Some(option) = next_option(options, at)? {
+        if option.kind & OPTION_COPIED != 0 {
+            let bytes = options
+                .get(at..at + option.len)
+                .ok_or(DropReason::Ipv4BadOptions)?;
+            out.get_mut(len..len + option.len)
+                .ok_or(DropReason::Ipv4BadOptions)?
+                .copy_from_slice(bytes);
+            len += option.len;
         }
+        at += option.len;
     }
     let padded = len.next_multiple_of(4);
     if let Some(pad) = out.get_mut(len..padded) {

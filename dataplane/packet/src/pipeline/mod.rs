@@ -40,6 +40,9 @@
 //!   ECN-capable inner packet (RFC 6040); nothing else of the outer header survives.
 //! - **MSS clamp**: TCP SYN and SYN-ACK, unfragmented, to the egress tunnel's MSS; on decap to
 //!   the ingress tunnel's MSS; in transit to the lower of the two.
+//! - **Validation** (docs/behaviour.md §7, in its table's order): the IPv4 header, its options
+//!   ([`ContextConfig::ipv4_options`]; source routes always dropped), the fragment length and the
+//!   TCP/UDP/ICMP header, before any decision about the packet, plain or decapsulated.
 //! - **TTL**: checked after the route lookup (no route → `NoRoute`, not `TtlExceeded`) and before
 //!   the MTU check, as in Linux's `ip_forward`. ICMP time exceeded only when
 //!   [`ContextConfig::icmp_ttl_exceeded`] is set (optional in docs/behaviour.md §6), sharing the
@@ -55,6 +58,7 @@
 mod buf;
 mod context;
 pub mod fragment;
+mod options;
 pub mod probe;
 mod process;
 pub mod reassembly;
@@ -75,6 +79,7 @@ pub use context::{
     GRE_HEADER_LEN, GRE_KEY_LEN, MAX_MTU, MIN_MSS, MIN_MTU, OUTER_IPV4_LEN,
 };
 pub use fragment::{write_fragment, Fragment, FragmentPlan};
+pub use options::{Ipv4OptionsPolicy, OPTION_LSRR, OPTION_SSRR};
 pub use probe::{
     read_probe_echo, write_probe, ProbeEcho, ProbeKey, ProbeKind, ProbeReply, ProbeSpec,
     PROBE_DATA_LEN, PROBE_KEY_LEN, PROBE_PACKET_LEN,

@@ -18,6 +18,7 @@ use super::context::{
     Context, Local, TunnelEntry, TunnelKind, GRE_KEY_LEN, MAX_ENCAP_LEN, PROBE_MAGIC,
 };
 use super::fragment::check_options;
+use super::options;
 use super::state::WorkerState;
 use super::verdict::{Control, DropReason, Outcome, Verdict};
 
@@ -110,12 +111,15 @@ impl L4 {
     }
 }
 
-/// Reads (and validates) the TCP or UDP header of an unfragmented packet; zeros otherwise, which
-/// is what the seed's hash rule wants for fragments and other protocols.
+/// Reads and validates the L4 header of the IPv4 packet `ip_bytes` (docs/behaviour.md §7):
+/// TCP (20 bytes, a data offset of at least 5 within the packet), UDP (8 bytes, a length field
+/// between 8 and the packet's payload) and ICMP (8 bytes); fragments by [`fragment_transport`].
+/// Returns the ports and SYN of unfragmented TCP and UDP, zeros otherwise, which is what the
+/// seed's hash rule wants for fragments and other protocols.
 #[inline(always)]
 fn transport(ip_bytes: &[u8], ip: &IpInfo) -> Result<L4> {
     if ip.fragment {
-        return Ok(L4::default());
+        return fragment_transport(ip_bytes, ip.header_len, ip.total_len, ip.protocol);
     }
     let segment = ip_bytes.get(ip.header_len..ip.total_len).unwrap_or(&[]);
     // `TcpPacket::new_checked` / `UdpPacket::new_checked`'s rules and errors, over fixed arrays.
@@ -131,8 +135,49 @@ fn transport(ip_bytes: &[u8], ip: &IpInfo) -> Result<L4> {
             ports: UdpHeader::check(segment)?.ports(),
             syn: false,
         }),
+        IpProtocol::Icmp if segment.len() < icmp::HEADER_LEN => {
+            Err(crate::wire::Error::IcmpTruncated.into())
+        }
         _ => Ok(L4::default()),
     }
+}
+
+/// [`transport`] for a fragment: one with more to follow must carry a multiple of 8 payload
+/// bytes (`Ipv4BadFragmentLength`), and a first fragment must hold the whole TCP header, the
+/// UDP header (whose length covers the whole datagram) or the ICMP header. Later fragments carry
+/// no L4 header. Fragments are neither hashed on ports nor MSS-clamped, so this returns zeros.
+///
+/// Takes the fields rather than the `IpInfo` and is out of line: fragments are rare, and a
+/// reference passed out of line would keep the caller's `IpInfo` in memory.
+#[cold]
+#[inline(never)]
+fn fragment_transport(
+    ip_bytes: &[u8],
+    header_len: usize,
+    total_len: usize,
+    protocol: u8,
+) -> Result<L4> {
+    let flags = Ipv4Header::from_prefix(ip_bytes).map_or(0, |h| h.flags_offset());
+    let segment = ip_bytes.get(header_len..total_len).unwrap_or(&[]);
+    if flags & FLAG_MF != 0 && segment.len() % 8 != 0 {
+        return Err(DropReason::Ipv4BadFragmentLength);
+    }
+    if flags & OFFSET_MASK != 0 {
+        return Ok(L4::default());
+    }
+    match IpProtocol::from(protocol) {
+        IpProtocol::Tcp => {
+            TcpHeader::check(segment)?;
+        }
+        IpProtocol::Udp => {
+            UdpHeader::check_first_fragment(segment)?;
+        }
+        IpProtocol::Icmp if segment.len() < icmp::HEADER_LEN => {
+            return Err(crate::wire::Error::IcmpTruncated.into());
+        }
+        _ => {}
+    }
+    Ok(L4::default())
 }
 
 /// The flow hash's key by the seed rule ([`ecmp::hashes_ports`]).
@@ -417,6 +462,12 @@ impl<B: PacketBuf> Job<'_, B> {
     #[inline(always)]
     fn ipv4(&mut self) -> Result<Verdict> {
         let ip = parse_ipv4(self.pkt.data().get(ETH_LEN..).unwrap_or(&[]))?;
+        if ip.header_len > ipv4::HEADER_LEN {
+            options::check(
+                self.pkt.data().get(ETH_LEN..).unwrap_or(&[]),
+                self.ctx.ipv4_options(),
+            )?;
+        }
         trim_to(self.pkt, ETH_LEN + ip.total_len)?;
         match self.ctx.local(ip.dst) {
             None => self.route(ETH_LEN, ip, Source::Plain),
@@ -424,24 +475,55 @@ impl<B: PacketBuf> Job<'_, B> {
         }
     }
 
+    /// docs/behaviour.md §7's checks of what follows the IPv4 header at `ip_off` (whose options
+    /// were checked right after the header itself): the fragment length and the L4 header.
+    /// They run before any decision about the packet (local delivery, route, GRE or ESP
+    /// acceptance, TTL), so a malformed packet is counted under its own defect. Returns the L4
+    /// fields for the routing.
+    #[inline(always)]
+    fn validate(&self, ip_off: usize, ip: &IpInfo) -> Result<L4> {
+        transport(self.pkt.data().get(ip_off..).unwrap_or(&[]), ip)
+    }
+
+    /// [`Self::validate`] for the (already validated) IPv4 header at `ip_off` of a packet to one
+    /// of our addresses, whose L4 fields are not needed: out of line, re-parsing the header
+    /// rather than taking the caller's `IpInfo`, which would keep that in memory on the hot path.
+    #[inline(never)]
+    fn validate_local(&self, ip_off: usize) -> Result<()> {
+        let ip = parse_ipv4(self.pkt.data().get(ip_off..).unwrap_or(&[]))?;
+        self.validate(ip_off, &ip).map(|_| ())
+    }
+
     /// A plain packet to one of our addresses.
     #[inline(always)]
     fn deliver_local(&mut self, ip: IpInfo, local: Local) -> Result<Verdict> {
+        // Validated (§7) before any of the decisions below, out of line; GRE carries no L4
+        // header, so the common packet, unfragmented GRE without options, skips it.
         match IpProtocol::from(ip.protocol) {
             IpProtocol::Gre if local == Local::Endpoint => {
                 if !ip.fragment {
                     self.decap_gre(ip)
-                } else if self.ctx.gre_candidates(ip.dst, ip.src).is_empty() {
-                    Err(DropReason::GreUnknownRemote)
                 } else {
-                    Ok(Verdict::Reassemble)
+                    self.validate_local(ETH_LEN)?;
+                    if self.ctx.gre_candidates(ip.dst, ip.src).is_empty() {
+                        Err(DropReason::GreUnknownRemote)
+                    } else {
+                        Ok(Verdict::Reassemble)
+                    }
                 }
             }
             IpProtocol::Esp if local == Local::Endpoint => {
+                self.validate_local(ETH_LEN)?;
                 self.classify_esp(ip.header_len, ip.total_len, ip.fragment)
             }
-            IpProtocol::Icmp => self.local_icmp(ETH_LEN, local, Source::Plain),
-            _ => Err(DropReason::LocalUnsupported),
+            IpProtocol::Icmp => {
+                self.validate_local(ETH_LEN)?;
+                self.local_icmp(ETH_LEN, local, Source::Plain)
+            }
+            _ => {
+                self.validate_local(ETH_LEN)?;
+                Err(DropReason::LocalUnsupported)
+            }
         }
     }
 
@@ -499,6 +581,12 @@ impl<B: PacketBuf> Job<'_, B> {
             (entry.tunnel, gre_off + gre.header_len())
         };
         let mut inner = parse_ipv4(self.pkt.data().get(inner_off..).unwrap_or(&[]))?;
+        if inner.header_len > ipv4::HEADER_LEN {
+            options::check(
+                self.pkt.data().get(inner_off..).unwrap_or(&[]),
+                self.ctx.ipv4_options(),
+            )?;
+        }
         trim_to(self.pkt, inner_off + inner.total_len)?;
         if outer.tos & ECN_MASK == ECN_CE {
             let bytes = self.pkt.data_mut().get_mut(inner_off..).unwrap_or(&mut []);
@@ -515,16 +603,17 @@ impl<B: PacketBuf> Job<'_, B> {
         let ctx = self.ctx;
         if source != Source::Plain {
             if let Some(local) = ctx.local(ip.dst) {
+                self.validate_local(ip_off)?;
                 return match (source, IpProtocol::from(ip.protocol)) {
                     (Source::Tunnel(_), IpProtocol::Icmp) => self.local_icmp(ip_off, local, source),
                     _ => Err(DropReason::LocalUnsupported),
                 };
             }
         }
+        let l4 = self.validate(ip_off, &ip)?;
         let Some(group) = ctx.table().lookup_group(ip.dst) else {
-            return self.no_route(ip_off, ip, source);
+            return self.no_route(ip_off, ip, l4, source);
         };
-        let l4 = transport(self.pkt.data().get(ip_off..).unwrap_or(&[]), &ip)?;
         // The flow hash is only computed when the group has a choice to make. The closure owns
         // a copy of the key: one that borrowed `ip` would keep `ip` in memory.
         let key = flow_key(&ip, l4);
@@ -575,28 +664,29 @@ impl<B: PacketBuf> Job<'_, B> {
     /// No customer route: plain packets are dropped; decapsulated ones (internet egress) and
     /// generated ones go plain to the gateway.
     #[inline(always)]
-    fn no_route(&mut self, ip_off: usize, ip: IpInfo, source: Source) -> Result<Verdict> {
+    fn no_route(&mut self, ip_off: usize, ip: IpInfo, l4: L4, source: Source) -> Result<Verdict> {
         if source == Source::Plain {
             return Err(DropReason::NoRoute);
         }
-        self.egress(ip_off, ip, source)
+        self.egress(ip_off, ip, l4, source)
     }
 
     /// [`Self::egress`] for a route whose next hop is the gateway. Out of line, and it reads
-    /// the (already validated) IPv4 header again rather than taking the caller's `IpInfo`: an
-    /// `IpInfo` passed to an out-of-line function goes through memory, which cost the
-    /// encapsulation path ~20 instructions per packet (`scripts/icount.sh`).
+    /// the (already validated) IPv4 and transport headers again rather than taking the caller's
+    /// `IpInfo`: an `IpInfo` passed to an out-of-line function goes through memory, which cost
+    /// the encapsulation path ~20 instructions per packet (`scripts/icount.sh`).
     #[inline(never)]
     fn egress_via_route(&mut self, ip_off: usize, source: Source) -> Result<Verdict> {
         let ip = parse_ipv4(self.pkt.data().get(ip_off..).unwrap_or(&[]))?;
-        self.egress(ip_off, ip, source)
+        let l4 = self.validate(ip_off, &ip)?;
+        self.egress(ip_off, ip, l4, source)
     }
 
     /// Plain to the gateway (internet egress, or a route whose next hop is the gateway): TTL − 1
     /// for forwarded packets (plus the MSS clamp of the tunnel a packet came out of), then the
     /// gateway's Ethernet header in front of the IPv4 packet.
     #[inline(always)]
-    fn egress(&mut self, ip_off: usize, ip: IpInfo, source: Source) -> Result<Verdict> {
+    fn egress(&mut self, ip_off: usize, ip: IpInfo, l4: L4, source: Source) -> Result<Verdict> {
         if martian(ip.dst) {
             return Err(DropReason::MartianDestination);
         }
@@ -619,7 +709,7 @@ impl<B: PacketBuf> Job<'_, B> {
                     DropReason::TtlExceeded,
                 );
             }
-            let mut l4 = transport(self.pkt.data().get(ip_off..).unwrap_or(&[]), &ip)?;
+            let mut l4 = l4;
             l4.syn &= mss.is_some();
             self.rewrite(ip_off, &ip, l4, mss.unwrap_or(u16::MAX))?;
         }
@@ -887,7 +977,7 @@ impl<B: PacketBuf> Job<'_, B> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::{IpProtocol, Ipv4Packet, UdpPacket};
+    use crate::wire::{self, IpProtocol, Ipv4Packet, UdpPacket};
     use proptest::prelude::*;
 
     proptest! {
@@ -967,34 +1057,48 @@ mod tests {
         #[test]
         fn transport_agrees_with_the_wire_parsers(
             segment in prop::collection::vec(any::<u8>(), 0..70),
-            tcp in any::<bool>(),
-            fragment in any::<bool>(),
+            protocol in prop::sample::select(vec![6u8, 17, 1]),
+            // Unfragmented, a first fragment (MF, offset 0), a later one (offset 8 bytes).
+            fragment in 0u8..3,
         ) {
-            let mut ip = vec![0x45, 0, 0, 0, 0, 0, 0, 0, 64, if tcp { 6 } else { 17 }];
+            let mut ip = vec![0x45, 0, 0, 0, 0, 0, 0, 0, 64, protocol];
             ip.resize(20, 0);
+            ip[6] = if fragment == 1 { 0x20 } else { 0 };
+            ip[7] = if fragment == 2 { 1 } else { 0 };
             ip.extend_from_slice(&segment);
             let info = IpInfo {
                 header_len: 20,
                 total_len: ip.len(),
                 src: 0,
                 dst: 0,
-                protocol: ip[9],
+                protocol,
                 ttl: 64,
                 tos: 0,
                 dont_frag: false,
-                fragment,
+                fragment: fragment != 0,
             };
             let got = transport(&ip, &info).map(|l| (l.src_port(), l.dst_port(), l.syn));
-            let expected = if fragment {
-                Ok((0, 0, false))
-            } else if tcp {
-                TcpPacket::new_checked(&segment[..])
-                    .map(|t| (t.src_port(), t.dst_port(), t.flags().syn()))
-                    .map_err(DropReason::Wire)
-            } else {
-                UdpPacket::new_checked(&segment[..])
-                    .map(|u| (u.src_port(), u.dst_port(), false))
-                    .map_err(DropReason::Wire)
+            let wire = |r: core::result::Result<(u16, u16, bool), wire::Error>| r.map_err(DropReason::Wire);
+            let icmp = || wire(IcmpPacket::new_checked(&segment[..]).map(|_| (0, 0, false)));
+            let expected = match (fragment, protocol) {
+                (0, 6) => wire(TcpPacket::new_checked(&segment[..])
+                    .map(|t| (t.src_port(), t.dst_port(), t.flags().syn()))),
+                (0, 17) => wire(UdpPacket::new_checked(&segment[..])
+                    .map(|u| (u.src_port(), u.dst_port(), false))),
+                (0, _) => icmp(),
+                (1, _) if segment.len() % 8 != 0 => Err(DropReason::Ipv4BadFragmentLength),
+                (1, 6) => wire(TcpPacket::new_checked(&segment[..]).map(|_| (0, 0, false))),
+                (1, 17) if segment.len() < 8 => Err(wire::Error::UdpTruncated.into()),
+                (1, 17) => {
+                    let len = usize::from(u16::from_be_bytes([segment[4], segment[5]]));
+                    if len < 8 || len < segment.len() {
+                        Err(wire::Error::UdpBadLength.into())
+                    } else {
+                        Ok((0, 0, false))
+                    }
+                }
+                (1, _) => icmp(),
+                _ => Ok((0, 0, false)),
             };
             prop_assert_eq!(got, expected);
         }

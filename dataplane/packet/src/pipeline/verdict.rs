@@ -152,7 +152,7 @@ drop_reasons! {
     Headroom => "headroom";
     /// The forwarding table names a tunnel the context does not have (table/context mismatch).
     UnknownTunnel => "unknown_tunnel";
-    /// IPv4 options too malformed to fragment.
+    /// IPv4 options with a length below 2 or running past the header.
     Ipv4BadOptions => "ipv4_bad_options";
     /// Fragment that cannot belong to a valid datagram (non-final length not a multiple of 8,
     /// empty, two different ends, or not a fragment at all).
@@ -168,6 +168,12 @@ drop_reasons! {
     /// A frame that arrived in several buffers and is longer than one packet buffer holds
     /// (longer than the largest port MTU allows).
     FrameTooLong => "frame_too_long";
+    /// IPv4 options present and the options policy drops them (the default).
+    Ipv4Options => "ipv4_options";
+    /// IPv4 loose or strict source route option: dropped whatever the policy (RFC 7126).
+    Ipv4SourceRoute => "ipv4_source_route";
+    /// A fragment with more to follow whose payload is not a multiple of 8 bytes.
+    Ipv4BadFragmentLength => "ipv4_bad_fragment_length";
 }
 
 impl DropReason {

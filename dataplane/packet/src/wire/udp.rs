@@ -37,6 +37,19 @@ impl<'a> UdpHeader<'a> {
         Ok(h)
     }
 
+    /// The header at the start of the first fragment of a datagram (`fragment`: that
+    /// fragment's part of the IP payload). Its length field covers the whole datagram, so it
+    /// must be at least 8 and at least the part in this fragment. `UdpTruncated` if the
+    /// fragment holds no 8-byte header, else `UdpBadLength`.
+    pub fn check_first_fragment(fragment: &'a [u8]) -> Result<Self> {
+        let h = UdpHeader(fragment.first_chunk().ok_or(Error::UdpTruncated)?);
+        let len = usize::from(h.len());
+        if len < field::HEADER_LEN || len < fragment.len() {
+            return Err(Error::UdpBadLength);
+        }
+        Ok(h)
+    }
+
     /// Both ports, source in the high half.
     #[inline(always)]
     pub fn ports(&self) -> u32 {

@@ -38,6 +38,7 @@ mod jumbo;
 mod reassembler;
 mod setup;
 mod transit;
+mod validation;
 
 const HEADROOM: usize = 128;
 
