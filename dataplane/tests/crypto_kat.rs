@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use dataplane::crypto::{AeadOp, CryptoDev, Direction, GCM_ICV_LEN, GCM_NONCE_LEN};
+use dataplane::crypto::{AeadOp, AeadSession, CryptoDev, Direction, GCM_ICV_LEN, GCM_NONCE_LEN};
 
 fn hex(s: &str) -> Vec<u8> {
     (0..s.len())
@@ -45,6 +45,29 @@ const VECTORS: [Vector; 2] = [
     },
 ];
 
+/// One operation through `session`: whether it succeeded (decrypt: the ICV verified).
+fn run_one(
+    session: &AeadSession,
+    nonce: &[u8; GCM_NONCE_LEN],
+    aad: &[u8],
+    data: &mut [u8],
+    icv: &mut [u8; GCM_ICV_LEN],
+) -> bool {
+    let mut ok = [false; 1];
+    session
+        .process(
+            &mut [AeadOp {
+                nonce,
+                aad,
+                data,
+                icv,
+            }],
+            &mut ok,
+        )
+        .unwrap();
+    ok[0]
+}
+
 /// Encrypts and decrypts every vector on `pmd`, and checks that a corrupted ciphertext, AAD or
 /// ICV fails verification.
 fn known_answers(pmd: &str) {
@@ -65,32 +88,17 @@ fn known_answers(pmd: &str) {
 
         let mut data = hex(v.plaintext);
         let mut icv = [0u8; GCM_ICV_LEN];
-        let mut ok = [false; 1];
-        enc.process(
-            &mut [AeadOp {
-                nonce: &nonce,
-                aad: &aad,
-                data: &mut data,
-                icv: &mut icv,
-            }],
-            &mut ok,
-        )
-        .unwrap();
-        assert!(ok[0], "{pmd}: encrypt");
+        assert!(
+            run_one(&enc, &nonce, &aad, &mut data, &mut icv),
+            "{pmd}: encrypt"
+        );
         assert_eq!(data, hex(v.ciphertext), "{pmd}: ciphertext");
         assert_eq!(icv.to_vec(), hex(v.icv), "{pmd}: ICV");
 
-        dec.process(
-            &mut [AeadOp {
-                nonce: &nonce,
-                aad: &aad,
-                data: &mut data,
-                icv: &mut icv,
-            }],
-            &mut ok,
-        )
-        .unwrap();
-        assert!(ok[0], "{pmd}: the ICV verifies");
+        assert!(
+            run_one(&dec, &nonce, &aad, &mut data, &mut icv),
+            "{pmd}: the ICV verifies"
+        );
         assert_eq!(data, hex(v.plaintext), "{pmd}: plaintext");
 
         // One flipped bit in the ciphertext, the AAD or the ICV: verification fails.
@@ -108,17 +116,10 @@ fn known_answers(pmd: &str) {
                 1 => aad[0] ^= 0x01,
                 _ => icv[GCM_ICV_LEN - 1] ^= 0x80,
             }
-            dec.process(
-                &mut [AeadOp {
-                    nonce: &nonce,
-                    aad: &aad,
-                    data: &mut data,
-                    icv: &mut icv,
-                }],
-                &mut ok,
-            )
-            .unwrap();
-            assert!(!ok[0], "{pmd}: a corrupted {what} must fail the ICV check");
+            assert!(
+                !run_one(&dec, &nonce, &aad, &mut data, &mut icv),
+                "{pmd}: a corrupted {what} must fail the ICV check"
+            );
         }
     }
 }
