@@ -85,10 +85,12 @@ class TapLab:
         subprocess.run(["ip", *args], check=True, capture_output=True, text=True)
 
     def start(self, config_text: str, flows="172.16", per_prefix=32, rate=400.0,
-              ready_timeout=60.0, device="tap"):
+              ready_timeout=60.0, device="tap", workers=1):
         """`device`: "tap" (net_tap creates the interface the peer uses) or "af_packet"
         (net_af_packet on one end of a veth pair, the peer on the other; the config's
-        `net_tap0` is renamed `net_af_packet0`)."""
+        `net_tap0` is renamed `net_af_packet0`). `workers` > 1 gives the device that many queue
+        pairs and the appliance that many worker lcores (all on CPU 1: this checks correctness,
+        not speed); the config's `workers` must list lcores 1..=workers."""
         if device == "af_packet":
             config_text = config_text.replace("net_tap0", "net_af_packet0")
         self.config.write_text(config_text)
@@ -108,9 +110,11 @@ class TapLab:
             self._ip("-n", self.ns, "link", "set", app_iface, "address", APP_MAC)
             for i in (app_iface, self.iface):
                 self._ip("-n", self.ns, "link", "set", i, "up")
-            vdev = f"net_af_packet0,iface={app_iface}"
+            vdev = f"net_af_packet0,iface={app_iface},qpairs={workers}"
         else:
             vdev = f"net_tap0,iface={self.iface},mac={APP_MAC}"
+        lcores = ["-l", "0,1"] if workers == 1 else [
+            "--lcores", ",".join(["0@0"] + [f"{w}@1" for w in range(1, workers + 1)])]
         # The peer runs at a higher CPU priority than the rest of a (possibly busy) machine:
         # it stands in for a router, and its latency counts against the probe timeout.
         self.peer = subprocess.Popen(
@@ -123,7 +127,7 @@ class TapLab:
         threading.Thread(target=self._read_peer, daemon=True).start()
         env = dict(os.environ, RUST_LOG=os.environ.get("RUST_LOG", "info"))
         self.app = subprocess.Popen(
-            ["ip", "netns", "exec", self.ns, CONDUIT, "-l", "0,1", *eal_mem_args(),
+            ["ip", "netns", "exec", self.ns, CONDUIT, *lcores, *eal_mem_args(),
              "--file-prefix", self.prefix, "--no-pci", "--log-level", "lib.eal:warning",
              "--vdev", vdev,
              "--", "--config", str(self.config)],
