@@ -39,7 +39,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::sync::{oneshot, Semaphore};
 
-use crate::metrics::{render_prometheus, MetricsHub, PROMETHEUS_CONTENT_TYPE};
+use crate::metrics::{encode, Format, MetricsHub};
 
 /// Largest request head (request line and headers) read; bigger requests get `431`. hyper's
 /// smallest read buffer.
@@ -202,12 +202,13 @@ fn answer(req: &Request<Incoming>, hub: &MetricsHub) -> Response<Full<Bytes>> {
             .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
         return r;
     }
-    let _accept = req.headers().get(ACCEPT);
-    let body = render_prometheus(&hub.current());
+    let accept = req.headers().get(ACCEPT).and_then(|v| v.to_str().ok());
+    let format = Format::negotiate(accept);
+    let body = encode(hub.current(), format);
     let mut r = Response::new(Full::new(Bytes::from(body)));
     r.headers_mut().insert(
         CONTENT_TYPE,
-        HeaderValue::from_static(PROMETHEUS_CONTENT_TYPE),
+        HeaderValue::from_static(format.content_type()),
     );
     r
 }

@@ -1,5 +1,8 @@
 use super::*;
-use crate::metrics::{ApplianceMetrics, Snapshot};
+use crate::metrics::{
+    render_openmetrics, render_prometheus, ApplianceMetrics, Snapshot, OPENMETRICS_CONTENT_TYPE,
+    PROMETHEUS_CONTENT_TYPE,
+};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::time::Instant;
@@ -84,6 +87,32 @@ fn serves_the_current_snapshot() {
     assert_eq!(status, "HTTP/1.1 200 OK");
     assert!(body.is_empty());
     assert_ne!(header(&headers, "content-length"), Some("0"));
+    srv.stop();
+}
+
+#[test]
+fn accept_header_selects_openmetrics() {
+    let (srv, _hub) = start();
+    let (status, headers, body) = exchange(
+        srv.local_addr(),
+        b"GET /metrics HTTP/1.1\r\nHost: x\r\nAccept: application/openmetrics-text;version=1.0.0;q=0.5,text/plain;version=0.0.4;q=0.3\r\n\r\n",
+    );
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    assert_eq!(
+        header(&headers, "content-type"),
+        Some(OPENMETRICS_CONTENT_TYPE)
+    );
+    assert_eq!(body, render_openmetrics(&snapshot(1)));
+    assert!(body.ends_with("# EOF\n"));
+    let (_, headers, body) = exchange(
+        srv.local_addr(),
+        b"GET /metrics HTTP/1.1\r\nHost: x\r\nAccept: text/plain\r\n\r\n",
+    );
+    assert_eq!(
+        header(&headers, "content-type"),
+        Some(PROMETHEUS_CONTENT_TYPE)
+    );
+    assert!(!body.contains("# EOF"));
     srv.stop();
 }
 
