@@ -1,10 +1,11 @@
 //! What an operator reads while the appliance runs: one [`Snapshot`] of every tunnel, port,
 //! worker core and drop counter, published by the control thread through a [`MetricsHub`] and
-//! served as Prometheus text ([`render_prometheus`], served by [`crate::prometheus`]) and as
+//! served as Prometheus metrics ([`encode`], served by [`crate::prometheus`]) and as
 //! DPDK telemetry commands (registered by the `conduit` binary, which owns DPDK).
 //!
 //! The snapshot is plain data filled by the control thread every stats interval; nothing here
-//! reads a counter, a clock or DPDK, and nothing is on the packet path. Readers (the HTTP
+//! reads a counter, a clock or DPDK (only [`ProcessMetrics::read`] reads the process's own
+//! `/proc` files), and nothing is on the packet path. Readers (the HTTP
 //! thread, DPDK's telemetry thread) take an `Arc` of the latest snapshot under a short lock and
 //! format it without holding the lock.
 //!
@@ -22,33 +23,16 @@
 //! t.penalty = h.state().penalty();
 //! t.set_health_counters(h.counters());
 //! t.rtt = Some(RttSummary { .. });       // from the tunnel's RTT hdrhistogram (src/ops.rs)
-//! hub.publish(Snapshot { appliance, tunnels, ports, cores, drops });
+//! t.rtt_histogram = Some(RttHistogram::from_micros(&rtt));
+//! hub.publish(Snapshot { appliance, tunnels, ports, cores, drops, pools, process });
 //! // shutdown: server.stop() (or drop it)
 //! ```
 //!
-//! # Prometheus exposition (text format 0.0.4)
+//! # Prometheus exposition
 //!
-//! Every family has `# HELP` and `# TYPE` lines before its samples, all samples of a family are
-//! contiguous, and families appear even when they have no samples (so a scrape of an appliance
-//! without tunnels still documents the names). Names start with `conduit_`; monotonic counts are
-//! `counter`s named `..._total`; label values escape `\`, `"` and newline as the format
-//! requires.
-//!
-//! - **Tunnel state** is one-hot: `conduit_tunnel_state{tunnel, state}` is 1 for the current
-//!   state and 0 for the others (`healthy`, `degraded`, `down`, `disabled`, `admin-down`), the usual
-//!   Prometheus encoding of an enum: `conduit_tunnel_state{state="down"} == 1` selects down
-//!   tunnels, and `sum by (state)` counts them, with no table of numeric codes to remember.
-//!   `disabled` means health checks are off for the tunnel; it then forwards as healthy.
-//!   `admin-down` means an operator took the tunnel down; it then forwards as down.
-//! - **Penalty**: `conduit_tunnel_penalty` is what the published table adds to the priority of
-//!   every route through the tunnel (0 when healthy or disabled).
-//! - **RTT** percentiles are gauges in seconds (Prometheus' base unit), one series per quantile
-//!   label `0.5`, `0.9`, `0.99` and `1` (the maximum), over whatever window the control thread
-//!   measures. A tunnel without samples has no RTT series at all rather than a made-up 0.
-//! - **Tunnel kind** is a label of `conduit_tunnel_info` (value 1), not of every series, so a
-//!   query joins on it only when needed; `conduit_build_info` does the same for versions and
-//!   the config path.
-//! - **Reloads** are one counter with `result="ok"|"failed"`.
+//! [`encode`] writes a snapshot in the Prometheus text format 0.0.4 or OpenMetrics through the
+//! `prometheus-client` crate; the conventions (one-hot tunnel state, RTT histogram, info
+//! families, units) are in the `exposition` module's docs and docs/operations.md.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
