@@ -215,9 +215,10 @@ fn a_slow_head_is_cut_off() {
 /// Connections past the bound are closed at once; the slots come back when holders leave.
 #[test]
 fn connections_are_bounded() {
+    // Production timeouts: the held connections must not time out while the test runs.
     let (srv, _hub) = start_with(Options {
         max_connections: 2,
-        ..quick()
+        ..Options::default()
     });
     let a = srv.local_addr();
     let held: Vec<TcpStream> = (0..2).map(|_| slowloris(a)).collect();
@@ -230,12 +231,9 @@ fn connections_are_bounded() {
     let mut out = Vec::new();
     let t0 = Instant::now();
     let _ = extra.read_to_end(&mut out);
+    // Closed without an answer, long before a timeout (5 s) could have closed it.
     assert!(out.is_empty(), "{:?}", String::from_utf8_lossy(&out));
-    assert!(
-        t0.elapsed() < Duration::from_millis(250),
-        "{:?}",
-        t0.elapsed()
-    );
+    assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
     drop(held);
     std::thread::sleep(Duration::from_millis(100));
     assert_eq!(
