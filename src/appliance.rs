@@ -60,6 +60,8 @@ pub struct Options {
 /// How long the gateway's ARP resolution retries, and how often it asks.
 const ARP_INTERVAL: Duration = Duration::from_millis(200);
 const ARP_TIMEOUT: Duration = Duration::from_secs(5);
+/// Name of the packet mempool (DPDK object name, and the `pool` label of its metrics).
+const PACKET_POOL: &str = "conduit_pkts";
 
 /// Runs the dataplane `cfg` (read from `path`) until stopped (`signals`, installed before EAL
 /// started); the exit code says whether it stopped cleanly (no worker panicked, no mbuf leaked).
@@ -84,7 +86,7 @@ pub fn run(
         .iter()
         .map(|p| port::find_port(&p.device))
         .collect::<Result<Vec<_>, _>>()?;
-    let pool = Arc::new(workers::packet_pool("conduit_pkts", cfg.pool_size(), cfg)?);
+    let pool = Arc::new(workers::packet_pool(PACKET_POOL, cfg.pool_size(), cfg)?);
     let (mut ports, probe_path) =
         open_ports(cfg, &ids, lcores.len() as u16, probing(cfg, opts), &pool)?;
     if signals.stop_requested() {
@@ -567,6 +569,7 @@ impl Running {
             self.ops.maybe_refresh(
                 now,
                 &self.ports,
+                (PACKET_POOL, &self.pool),
                 counters,
                 &self.lcores,
                 self.control.as_ref(),

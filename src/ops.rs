@@ -10,13 +10,15 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result};
 use conduit_packet::pipeline::DropReason;
 use control::config::{Config, TunnelKind};
+use control::health::Timestamp;
 use control::metrics::{
-    ApplianceMetrics, CoreMetrics, DropCount, MetricsHub, PortMetrics, RttSummary, Snapshot,
-    TunnelMetrics,
+    ApplianceMetrics, CoreMetrics, DropCount, MetricsHub, PoolMetrics, PortMetrics, ProcessMetrics,
+    RttHistogram, RttSummary, Snapshot, TunnelMetrics,
 };
 use control::prometheus::MetricsServer;
 use dataplane::eal::Eal;
 use dataplane::lcore::LcoreId;
+use dataplane::mempool::Mempool;
 use dataplane::port::Port;
 use dataplane::worker::pipeline::PipelineCounters;
 
@@ -31,7 +33,23 @@ pub struct Ops {
     server: Option<MetricsServer>,
     last: Option<Instant>,
     started: Instant,
+    /// Wall-clock time of the start (the first configuration load), since the Unix epoch.
+    started_wall: Duration,
     config_path: String,
+}
+
+/// The current wall-clock time, since the Unix epoch.
+fn wall_now() -> Duration {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+}
+
+/// The wall-clock time of a control-loop instant: the loop's clock is monotonic, while the
+/// metrics carry Unix times, as Prometheus' `time()`.
+fn wall_time(at: Timestamp) -> Duration {
+    let age = crate::control_loop::fresh_now().saturating_duration_since(at);
+    wall_now().saturating_sub(age)
 }
 
 impl Ops {
@@ -57,15 +75,18 @@ impl Ops {
             server,
             last: None,
             started: Instant::now(),
+            started_wall: wall_now(),
             config_path: path.display().to_string(),
         })
     }
 
     /// Refreshes the snapshot if [`REFRESH`] has passed.
+    #[allow(clippy::too_many_arguments)]
     pub fn maybe_refresh(
         &mut self,
         now: Instant,
         ports: &[Port],
+        pool: (&str, &Mempool),
         counters: &[PipelineCounters],
         workers: &[LcoreId],
         control: Option<&ControlLoop>,
@@ -74,13 +95,14 @@ impl Ops {
             return;
         }
         self.last = Some(now);
-        let snapshot = self.snapshot(ports, counters, workers, control);
+        let snapshot = self.snapshot(ports, pool, counters, workers, control);
         self.hub.publish(snapshot);
     }
 
     fn snapshot(
         &self,
         ports: &[Port],
+        (pool_name, pool): (&str, &Mempool),
         counters: &[PipelineCounters],
         workers: &[LcoreId],
         control: Option<&ControlLoop>,
@@ -91,6 +113,7 @@ impl Ops {
             dpdk_version: Eal::version(),
             config_path: self.config_path.clone(),
             uptime: self.started.elapsed(),
+            last_reload_success: self.started_wall,
             ..ApplianceMetrics::default()
         };
         let mut tunnels = Vec::new();
@@ -103,17 +126,15 @@ impl Ops {
             appliance.probe_reply_forged = pc.probe_reply_forged;
             appliance.probe_reply_wrong_path = pc.probe_reply_wrong_path;
             appliance.probe_reply_stale = pc.probe_reply_stale;
+            if let Some(at) = pc.last_reload_ok {
+                appliance.last_reload_success = wall_time(at);
+            }
             let beat = &c.heartbeat;
             appliance.control_loop_iterations = beat.iterations;
             appliance.control_loop_stalls = beat.stalls;
             appliance.control_loop_longest_gap = beat.longest_gap;
             if let Some(last) = beat.last {
-                // The loop's clock is monotonic; the metric is wall-clock, as Prometheus' time().
-                let age = crate::control_loop::fresh_now().saturating_duration_since(last);
-                let wall = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .unwrap_or_default();
-                appliance.control_loop_last_iteration = wall.saturating_sub(age);
+                appliance.control_loop_last_iteration = wall_time(last);
             }
             for (i, (rt, tc)) in plane
                 .tunnels()
@@ -126,6 +147,7 @@ impl Ops {
                 t.penalty = rt.routing_health().penalty();
                 t.set_health_counters(&rt.counters());
                 t.state_changes = rt.state_changes;
+                t.last_state_change = rt.last_state_change.map(wall_time);
                 if !rt.rtt.is_empty() {
                     t.rtt = Some(RttSummary {
                         samples: rt.rtt.len(),
@@ -134,6 +156,7 @@ impl Ops {
                         p99_us: rt.rtt.value_at_quantile(0.99),
                         max_us: rt.rtt.max(),
                     });
+                    t.rtt_histogram = Some(RttHistogram::from_micros(&rt.rtt));
                 }
                 t.rx_packets = total(&|c| c.tunnel_rx_packets.get(i));
                 t.rx_bytes = total(&|c| c.tunnel_rx_bytes.get(i));
@@ -155,6 +178,8 @@ impl Ops {
                     rx_missed: s.imissed,
                     rx_errors: s.ierrors,
                     tx_dropped: s.oerrors,
+                    rx_nombuf: s.rx_nombuf,
+                    link_up: p.link().ok().map(|l| l.up),
                 }
             })
             .collect();
@@ -178,12 +203,19 @@ impl Ops {
                 count: total(&|c| c.drops.get(r.index())),
             })
             .collect();
+        let pools = vec![PoolMetrics {
+            name: pool_name.to_string(),
+            in_use: u64::from(pool.in_use_count()),
+            capacity: u64::from(pool.capacity()),
+        }];
         Snapshot {
             appliance,
             tunnels,
             ports,
             cores,
             drops,
+            pools,
+            process: ProcessMetrics::read(),
         }
     }
 

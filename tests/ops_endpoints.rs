@@ -14,8 +14,8 @@ use conduit_test_support::eal;
 use conduit_test_support::telemetry::query;
 use control::config::TunnelKind;
 use control::metrics::{
-    ApplianceMetrics, CoreMetrics, DropCount, MetricsHub, PortMetrics, RttSummary, Snapshot,
-    TunnelMetrics, TunnelStatus,
+    ApplianceMetrics, CoreMetrics, DropCount, Format, MetricsHub, PoolMetrics, PortMetrics,
+    ProcessMetrics, RttHistogram, RttSummary, Snapshot, TunnelMetrics, TunnelStatus,
 };
 use serde_json::{json, Value as Json};
 
@@ -42,6 +42,13 @@ fn snapshot() -> Snapshot {
         p99_us: 4000,
         max_us: 5000,
     });
+    // 37 replies: 20 within 1 ms, 35 within 2.5 ms, all within 5 ms.
+    a.rtt_histogram = Some(RttHistogram {
+        count: 37,
+        sum_seconds: 0.0425,
+        le_counts: [0, 0, 0, 20, 35, 37, 37, 37, 37, 37, 37, 37, 37, 37],
+    });
+    a.last_state_change = Some(Duration::from_secs(1_763_999_000));
     let b = TunnelMetrics::new("ipsec.b", TunnelKind::Ipsec, TunnelStatus::Disabled);
     let drops = conduit_packet::pipeline::DropReason::all()
         .enumerate()
@@ -66,6 +73,7 @@ fn snapshot() -> Snapshot {
             probe_reply_forged: 4,
             probe_reply_wrong_path: 3,
             probe_reply_stale: 2,
+            last_reload_success: Duration::from_secs(1_763_998_000),
         },
         tunnels: vec![a, b],
         ports: vec![
@@ -78,6 +86,8 @@ fn snapshot() -> Snapshot {
                 rx_missed: 1,
                 rx_errors: 2,
                 tx_dropped: 3,
+                rx_nombuf: 4,
+                link_up: Some(true),
             },
             PortMetrics {
                 name: "0000:01:00.0".into(),
@@ -93,6 +103,12 @@ fn snapshot() -> Snapshot {
             polls: 99,
         }],
         drops,
+        pools: vec![PoolMetrics {
+            name: "conduit_pkts".into(),
+            in_use: 100,
+            capacity: 4095,
+        }],
+        process: ProcessMetrics::read(),
     }
 }
 
@@ -183,11 +199,18 @@ fn telemetry_commands_over_a_real_eal() {
     assert_eq!(a[1]["/conduit/info"]["table_generation"], json!(13));
 }
 
-/// Python program: fetch the URL, parse with prometheus_client, print the samples as JSON.
+/// Python program: fetch the URL (asking for OpenMetrics when argv[2] is `openmetrics`), parse
+/// with prometheus_client's parser for that format, print the families as JSON.
 const PARSE_PY: &str = r#"
 import json, sys, urllib.request
-from prometheus_client.parser import text_string_to_metric_families
-with urllib.request.urlopen(sys.argv[1], timeout=10) as r:
+if sys.argv[2] == "openmetrics":
+    from prometheus_client.openmetrics.parser import text_string_to_metric_families
+    accept = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"
+else:
+    from prometheus_client.parser import text_string_to_metric_families
+    accept = "text/plain;version=0.0.4"
+req = urllib.request.Request(sys.argv[1], headers={"Accept": accept})
+with urllib.request.urlopen(req, timeout=10) as r:
     ctype = r.headers.get("Content-Type")
     text = r.read().decode()
 families = []
@@ -197,14 +220,17 @@ for f in text_string_to_metric_families(text):
 print(json.dumps({"content_type": ctype, "families": families}))
 "#;
 
-#[test]
-fn prometheus_endpoint_parsed_by_prometheus_client() {
-    let hub = Arc::new(MetricsHub::new());
-    hub.publish(snapshot());
-    let srv = control::prometheus::serve("127.0.0.1:0".parse().unwrap(), hub).unwrap();
-    let url = format!("http://{}/metrics", srv.local_addr());
+/// Every sample of a parse, as `(name, labels, value)`, sorted.
+type Samples = Vec<(String, String, String)>;
+
+/// Scrapes `url` in `format` and checks the parse by the official parser of that format.
+fn scrape_and_check(url: &str, format: Format) -> Samples {
+    let which = match format {
+        Format::Text => "text",
+        Format::OpenMetrics => "openmetrics",
+    };
     let out = Command::new("python3")
-        .args(["-c", PARSE_PY, &url])
+        .args(["-c", PARSE_PY, url, which])
         .output()
         .expect("python3 runs");
     assert!(
@@ -213,10 +239,7 @@ fn prometheus_endpoint_parsed_by_prometheus_client() {
         String::from_utf8_lossy(&out.stderr)
     );
     let v: Json = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(
-        v["content_type"],
-        json!(control::metrics::PROMETHEUS_CONTENT_TYPE)
-    );
+    assert_eq!(v["content_type"], json!(format.content_type()));
     let families = v["families"].as_array().unwrap();
     let family = |name: &str| -> &Json {
         families
@@ -258,13 +281,49 @@ fn prometheus_endpoint_parsed_by_prometheus_client() {
         ),
         3.0
     );
+    // The RTT histogram: cumulative buckets, `+Inf` equal to the count.
+    for (le, n) in [
+        ("0.001", 20.0),
+        ("0.0025", 35.0),
+        ("0.005", 37.0),
+        ("+Inf", 37.0),
+    ] {
+        assert_eq!(
+            sample(
+                "conduit_tunnel_rtt_seconds_bucket",
+                json!({"tunnel": "gre-a", "le": le})
+            ),
+            n,
+            "{le}"
+        );
+    }
     assert_eq!(
         sample(
-            "conduit_tunnel_rtt_seconds",
-            json!({"tunnel": "gre-a", "quantile": "0.99"})
+            "conduit_tunnel_rtt_seconds_count",
+            json!({"tunnel": "gre-a"})
         ),
-        0.004
+        37.0
     );
+    assert_eq!(
+        family("conduit_tunnel_rtt_seconds")["type"],
+        json!("histogram")
+    );
+    assert_eq!(
+        sample(
+            "conduit_tunnel_last_state_change_timestamp_seconds",
+            json!({"tunnel": "gre-a"})
+        ),
+        1_763_999_000.0
+    );
+    assert_eq!(
+        sample("conduit_mempool_in_use", json!({"pool": "conduit_pkts"})),
+        100.0
+    );
+    assert_eq!(
+        sample("conduit_port_link_up", json!({"port": "net_null0"})),
+        1.0
+    );
+    assert!(sample("process_resident_memory_bytes", json!({})) > 0.0);
     assert_eq!(
         sample(
             "conduit_port_tx_dropped_total",
@@ -297,5 +356,26 @@ fn prometheus_endpoint_parsed_by_prometheus_client() {
             i as f64 * 3.0
         );
     }
+    let mut all: Samples = families
+        .iter()
+        .flat_map(|f| f["samples"].as_array().unwrap())
+        .map(|s| (s[0].to_string(), s[1].to_string(), s[2].to_string()))
+        .collect();
+    all.sort();
+    all
+}
+
+/// The endpoint in both formats, each parsed by the official Python client's parser for it;
+/// both parses give the same samples.
+#[test]
+fn prometheus_endpoint_parsed_by_prometheus_client() {
+    let hub = Arc::new(MetricsHub::new());
+    hub.publish(snapshot());
+    let srv = control::prometheus::serve("127.0.0.1:0".parse().unwrap(), hub).unwrap();
+    let url = format!("http://{}/metrics", srv.local_addr());
+    let text = scrape_and_check(&url, Format::Text);
+    let om = scrape_and_check(&url, Format::OpenMetrics);
+    assert!(text.len() > 100, "{}", text.len());
+    assert_eq!(text, om);
     srv.stop();
 }

@@ -151,6 +151,8 @@ pub struct TunnelRuntime {
     /// State changes since start (or since the tunnel appeared in a reload), admin changes
     /// included.
     pub state_changes: u64,
+    /// When the latest of those changes happened; `None` before the first.
+    pub last_state_change: Option<Timestamp>,
     admin: AdminState,
 }
 
@@ -177,6 +179,7 @@ impl TunnelRuntime {
             reply: expected_reply(t),
             rtt: Histogram::new_with_bounds(1, MAX_RTT_US, 3).expect("valid histogram bounds"),
             state_changes: 0,
+            last_state_change: None,
             admin: t.admin,
         })
     }
@@ -226,6 +229,7 @@ impl TunnelRuntime {
         }
         self.admin = admin;
         self.state_changes += 1;
+        self.last_state_change = Some(now);
         let penalty = self.routing_health().penalty();
         match admin {
             AdminState::Down => log::warn!(
@@ -330,6 +334,8 @@ pub struct PlaneCounters {
     /// Authentic probe replies whose probe was no longer outstanding: late, replayed or
     /// duplicated (ignored; also in `replies_unmatched`).
     pub probe_reply_stale: u64,
+    /// When the latest successful reload happened; `None` before the first.
+    pub last_reload_ok: Option<Timestamp>,
 }
 
 /// Swap-to-effect latency: publication until every online worker has read the new generation.
@@ -542,6 +548,7 @@ impl ControlPlane {
             let changes: Vec<Transition> = h.take_transitions().collect();
             for tr in changes {
                 t.state_changes += 1;
+                t.last_state_change = Some(tr.at);
                 self.dirty = true;
                 let penalty = tr.to.penalty();
                 if tr.to == Health::Healthy {
@@ -664,6 +671,7 @@ impl ControlPlane {
         match &result {
             Ok(g) => {
                 self.counters.reloads_ok += 1;
+                self.counters.last_reload_ok = Some(now);
                 log::info!(
                     "reloaded {}: {} tunnels, {} routes, generation {g}",
                     self.path.display(),
@@ -781,6 +789,7 @@ fn disabled_runtime(t: &TunnelConfig) -> TunnelRuntime {
         reply: expected_reply(t),
         rtt: Histogram::new_with_bounds(1, MAX_RTT_US, 3).expect("valid histogram bounds"),
         state_changes: 0,
+        last_state_change: None,
         admin: t.admin,
     }
 }

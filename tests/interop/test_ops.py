@@ -1,5 +1,5 @@
 """Operations while the appliance runs: the Prometheus endpoint (parsed with prometheus_client's
-own parser) and the DPDK telemetry commands (queried with DPDK's dpdk-telemetry.py) report what
+own parsers, in the text format 0.0.4 and in OpenMetrics) and the DPDK telemetry commands (queried with DPDK's dpdk-telemetry.py) report what
 the control plane decided, in the live tap lab of test_failover.py: traffic flows, one primary
 is silenced, and both interfaces must show it down, the other primary healthy with measured
 RTTs, and the table generation that the failover published.
@@ -13,6 +13,8 @@ import time
 
 import pytest
 import yaml
+from prometheus_client.openmetrics.parser import (
+    text_string_to_metric_families as openmetrics_families)
 from prometheus_client.parser import text_string_to_metric_families
 
 from taplab import final_mbufs_ok, needs_netns, taplab  # noqa: F401
@@ -27,16 +29,25 @@ def config() -> str:
     return yaml.safe_dump(cfg, sort_keys=False)
 
 
-def scrape(lab) -> dict:
-    """Every sample of /metrics as {(name, frozenset(labels)): value}."""
+OPENMETRICS = "application/openmetrics-text;version=1.0.0"
+
+
+def scrape(lab, accept="text/plain;version=0.0.4") -> dict:
+    """Every sample of /metrics as {(name, frozenset(labels)): value}, in the format `accept`
+    asks for, parsed by prometheus_client's parser of that format."""
     code = (f"import urllib.request,sys;"
-            f"sys.stdout.write(urllib.request.urlopen('http://{LISTEN}/metrics',timeout=5)"
-            f".read().decode())")
+            f"r=urllib.request.urlopen(urllib.request.Request('http://{LISTEN}/metrics',"
+            f"headers={{'Accept':'{accept}'}}),timeout=5);"
+            f"sys.stdout.write(r.headers['Content-Type']+'\\n'+r.read().decode())")
     out = subprocess.run(["ip", "netns", "exec", lab.ns, "python3", "-c", code],
                          capture_output=True, text=True, timeout=30)
     assert out.returncode == 0, out.stderr
+    ctype, text = out.stdout.split("\n", 1)
+    openmetrics = accept.startswith("application/openmetrics-text")
+    assert ctype.startswith("application/openmetrics-text" if openmetrics else "text/plain"), ctype
+    parse = openmetrics_families if openmetrics else text_string_to_metric_families
     samples = {}
-    for family in text_string_to_metric_families(out.stdout):
+    for family in parse(text):
         for s in family.samples:
             samples[(s.name, frozenset(s.labels.items()))] = s.value
     return samples
@@ -76,7 +87,7 @@ def test_metrics_and_telemetry_follow_a_failover(taplab):
     lab = taplab.start(config(), per_prefix=16, rate=200.0)
     lab.cmd("traffic start")
     s = wait_for(lab, lambda s: all(state(s, t) == "healthy" for t in ("prim-a", "prim-b", "backup"))
-                 and s.get(("conduit_tunnel_rtt_samples", frozenset({("tunnel", "prim-b")})), 0) >= 3,
+                 and s.get(("conduit_tunnel_rtt_seconds_count", frozenset({("tunnel", "prim-b")})), 0) >= 3,
                  "every tunnel healthy with RTT samples")
     assert s[("conduit_tunnel_penalty", frozenset({("tunnel", "prim-a")}))] == 0
     generation_before = s[("conduit_table_generation", frozenset())]
@@ -90,8 +101,14 @@ def test_metrics_and_telemetry_follow_a_failover(taplab):
     assert state(s, "prim-b") == "healthy" and state(s, "backup") == "healthy"
     assert s[("conduit_tunnel_penalty", frozenset({("tunnel", "prim-a")}))] == 1_000_000
     assert s[("conduit_table_generation", frozenset())] > generation_before
-    p50 = s[("conduit_tunnel_rtt_seconds", frozenset({("tunnel", "prim-b"), ("quantile", "0.5")}))]
-    assert 0 < p50 < 1.0, p50
+    # RTT histogram: every reply of prim-b measured, and more than half within a second.
+    count = s[("conduit_tunnel_rtt_seconds_count", frozenset({("tunnel", "prim-b")}))]
+    within_1s = s[("conduit_tunnel_rtt_seconds_bucket",
+                   frozenset({("tunnel", "prim-b"), ("le", "1.0")}))]
+    assert count >= 3 and within_1s > count / 2, (count, within_1s)
+    changed = s[("conduit_tunnel_last_state_change_timestamp_seconds",
+                 frozenset({("tunnel", "prim-a")}))]
+    assert abs(changed - time.time()) < 60, changed
     lost = s[("conduit_tunnel_probes_lost_total", frozenset({("tunnel", "prim-a")}))]
     assert lost >= 3, lost
     # Traffic was encapsulated into the primaries, and the workers' counters reach the scrape.
@@ -99,6 +116,10 @@ def test_metrics_and_telemetry_follow_a_failover(taplab):
     assert tx_b > 0
     rx = sum(v for k, v in s.items() if k[0] == "conduit_core_rx_packets_total")
     assert rx >= tx_b
+    # The same endpoint in OpenMetrics, through the OpenMetrics parser: the same series.
+    om = scrape(lab, OPENMETRICS)
+    assert set(om) == set(s), set(om) ^ set(s)
+    assert om[("conduit_tunnel_penalty", frozenset({("tunnel", "prim-a")}))] == 1_000_000
 
     t = telemetry(lab, "/conduit/tunnel,prim-a")
     assert t["name"] == "prim-a" and t["state"] == "down" and t["penalty"] == 1_000_000, t

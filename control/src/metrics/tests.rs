@@ -24,6 +24,8 @@ pub(crate) fn sample_snapshot() -> Snapshot {
         p99_us: 9000,
         max_us: 12_345,
     });
+    a.rtt_histogram = Some(RttHistogram::from_micros(&rtt_micros()));
+    a.last_state_change = Some(Duration::from_millis(1_763_999_990_500));
     let mut b = TunnelMetrics::new(
         "ipsec.b",
         TunnelKind::Ipsec,
@@ -49,6 +51,7 @@ pub(crate) fn sample_snapshot() -> Snapshot {
             probe_reply_forged: 7,
             probe_reply_wrong_path: 5,
             probe_reply_stale: 3,
+            last_reload_success: Duration::from_secs(1_763_999_000),
         },
         tunnels: vec![a, b, c],
         ports: vec![
@@ -61,10 +64,13 @@ pub(crate) fn sample_snapshot() -> Snapshot {
                 rx_missed: 7,
                 rx_errors: 8,
                 tx_dropped: 9,
+                rx_nombuf: 10,
+                link_up: Some(true),
             },
             PortMetrics {
                 name: "0000:01:00.0".into(),
                 rx_packets: 50,
+                link_up: Some(false),
                 ..Default::default()
             },
         ],
@@ -92,7 +98,29 @@ pub(crate) fn sample_snapshot() -> Snapshot {
                 count: 0,
             },
         ],
+        pools: vec![PoolMetrics {
+            name: "conduit_pkts".into(),
+            in_use: 1536,
+            capacity: 8191,
+        }],
+        process: Some(ProcessMetrics {
+            cpu_seconds: 81.25,
+            resident_memory_bytes: 52_428_800,
+            virtual_memory_bytes: 4_294_967_296,
+            start_time: Duration::from_millis(1_763_999_987_750),
+            open_fds: 23,
+            max_fds: 1024,
+        }),
     }
+}
+
+/// 97 replies: 50 at 1.5 ms, 40 at 2.5 ms, 6 at 9 ms, one at 12.345 ms.
+fn rtt_micros() -> hdrhistogram::Histogram<u64> {
+    let mut h = hdrhistogram::Histogram::new_with_bounds(1, 60_000_000, 3).unwrap();
+    for (us, n) in [(1500, 50), (2500, 40), (9000, 6), (12_345, 1)] {
+        h.record_n(us, n).unwrap();
+    }
+    h
 }
 
 /// One parsed sample line.
@@ -233,17 +261,35 @@ fn parse_exposition(text: &str) -> Result<(Vec<Sample>, BTreeMap<String, String>
         } else {
             let s = parse_sample(line)?;
             let family = current.as_deref().ok_or("sample before any HELP")?;
-            if s.name != family || finished.contains(&s.name) || !types.contains_key(&s.name) {
+            let kind = types.get(family).map(String::as_str);
+            // A histogram's samples are its name with `_bucket` (with `le`), `_sum`, `_count`.
+            let own = match kind {
+                Some("histogram") => {
+                    s.name
+                        .strip_prefix(family)
+                        .is_some_and(|suffix| match suffix {
+                            "_bucket" => s.labels.contains_key("le"),
+                            "_sum" | "_count" => !s.labels.contains_key("le"),
+                            _ => false,
+                        })
+                }
+                Some(_) => s.name == family,
+                None => false,
+            };
+            if !own || finished.contains(family) {
                 return Err(format!(
                     "sample {} outside its family block (in {family})",
                     s.name
                 ));
             }
-            if types[&s.name] == "counter" && !s.name.ends_with("_total") {
+            if kind == Some("counter") && !s.name.ends_with("_total") {
                 return Err(format!("counter {} without _total", s.name));
             }
-            if !s.name.starts_with("conduit_") {
-                return Err(format!("{} lacks the conduit_ prefix", s.name));
+            if !(s.name.starts_with("conduit_") || s.name.starts_with("process_")) {
+                return Err(format!(
+                    "{} lacks the conduit_ (or process_) prefix",
+                    s.name
+                ));
             }
             if !series.insert((s.name.clone(), format!("{:?}", s.labels))) {
                 return Err(format!("duplicate series {line:?}"));
@@ -293,6 +339,9 @@ fn the_checker_rejects_broken_expositions() {
         "# HELP conduit_x h\n# TYPE conduit_x gauge\nconduit_x 1\nconduit_x 2\n", // duplicate
         "# HELP conduit_x h\n# TYPE conduit_x gauge\n# HELP conduit_y h\n# TYPE conduit_y gauge\nconduit_x 1\n",
         "# HELP conduit_x h\n# TYPE conduit_x gauge\nconduit_x 1", // no final newline
+        "# HELP conduit_x h\n# TYPE conduit_x histogram\nconduit_x_bucket 1\n", // no le
+        "# HELP conduit_x h\n# TYPE conduit_x histogram\nconduit_x_total 1\n", // suffix
+        "# HELP other_x h\n# TYPE other_x gauge\nother_x 1\n",         // prefix
     ];
     for b in bad {
         assert!(parse_exposition(b).is_err(), "accepted {b:?}");
@@ -365,20 +414,43 @@ fn values_land_in_their_series() {
         v("conduit_tunnel_penalty", &[("tunnel", "ipsec.b")]),
         Some(1e6)
     );
-    assert_eq!(v("conduit_tunnel_rtt_samples", &gre), Some(97.0));
-    for (q, secs) in [
-        ("0.5", 0.0015),
-        ("0.9", 0.0025),
-        ("0.99", 0.009),
-        ("1", 0.012345),
-    ] {
-        let got = v(
-            "conduit_tunnel_rtt_seconds",
-            &[("tunnel", "gre-a"), ("quantile", q)],
+    // The histogram: cumulative buckets in seconds, `+Inf` equal to the count.
+    assert_eq!(v("conduit_tunnel_rtt_seconds_count", &gre), Some(97.0));
+    let sum = v("conduit_tunnel_rtt_seconds_sum", &gre).unwrap();
+    let exact = (50.0 * 1500.0 + 40.0 * 2500.0 + 6.0 * 9000.0 + 12_345.0) / 1e6;
+    assert!((sum - exact).abs() < exact * 1e-3, "{sum} vs {exact}");
+    let bucket = |le: &str| {
+        v(
+            "conduit_tunnel_rtt_seconds_bucket",
+            &[("tunnel", "gre-a"), ("le", le)],
         )
-        .unwrap();
-        assert!((got - secs).abs() < 1e-12, "{q}: {got}");
-    }
+    };
+    assert_eq!(bucket("0.001"), Some(0.0));
+    assert_eq!(bucket("0.0025"), Some(90.0));
+    assert_eq!(bucket("0.005"), Some(90.0));
+    assert_eq!(bucket("0.01"), Some(96.0));
+    assert_eq!(bucket("0.025"), Some(97.0));
+    assert_eq!(bucket("+Inf"), Some(97.0));
+    let le_series = s
+        .iter()
+        .filter(|x| x.name == "conduit_tunnel_rtt_seconds_bucket" && x.labels["tunnel"] == "gre-a")
+        .count();
+    assert_eq!(le_series, RTT_BUCKETS_SECONDS.len() + 1);
+    assert_eq!(
+        v("conduit_tunnel_last_state_change_timestamp_seconds", &gre),
+        Some(1_763_999_990.5)
+    );
+    assert_eq!(
+        v(
+            "conduit_tunnel_last_state_change_timestamp_seconds",
+            &[("tunnel", "ipsec.b")]
+        ),
+        None
+    );
+    assert_eq!(
+        v("conduit_last_reload_success_timestamp_seconds", &[]),
+        Some(1_763_999_000.0)
+    );
     // No RTT series for a tunnel without samples.
     assert!(!s.iter().any(|x| x.name.starts_with("conduit_tunnel_rtt")
         && x.labels.get("tunnel").map(String::as_str) == Some("ipsec.b")));
@@ -415,6 +487,8 @@ fn values_land_in_their_series() {
         ("conduit_port_rx_missed_total", 7.0),
         ("conduit_port_rx_errors_total", 8.0),
         ("conduit_port_tx_dropped_total", 9.0),
+        ("conduit_port_rx_nombuf_total", 10.0),
+        ("conduit_port_link_up", 1.0),
     ] {
         assert_eq!(v(n, &p0), Some(want), "{n}");
     }
@@ -422,6 +496,24 @@ fn values_land_in_their_series() {
         v("conduit_port_rx_packets_total", &[("port", "0000:01:00.0")]),
         Some(50.0)
     );
+
+    assert_eq!(
+        v("conduit_port_link_up", &[("port", "0000:01:00.0")]),
+        Some(0.0)
+    );
+    let pool = [("pool", "conduit_pkts")];
+    assert_eq!(v("conduit_mempool_in_use", &pool), Some(1536.0));
+    assert_eq!(v("conduit_mempool_capacity", &pool), Some(8191.0));
+    for (n, want) in [
+        ("process_cpu_seconds_total", 81.25),
+        ("process_resident_memory_bytes", 52_428_800.0),
+        ("process_virtual_memory_bytes", 4_294_967_296.0),
+        ("process_start_time_seconds", 1_763_999_987.75),
+        ("process_open_fds", 23.0),
+        ("process_max_fds", 1024.0),
+    ] {
+        assert_eq!(v(n, &[]), Some(want), "{n}");
+    }
 
     let c1 = [("core", "1")];
     assert_eq!(v("conduit_core_rx_packets_total", &c1), Some(31.0));
@@ -549,10 +641,95 @@ fn health_counters_map_to_their_fields() {
     );
 }
 
-/// The exposition of [`sample_snapshot`], byte for byte: families, order, help texts, label
-/// escaping and number formats are what scrapers and dashboards depend on.
+/// The expositions of [`sample_snapshot`], byte for byte: families, order, help texts, label
+/// escaping and number formats are what scrapers and dashboards depend on. To record them
+/// again after a deliberate change: `CONDUIT_RECORD=1 cargo nextest run -p control -E
+/// 'test(matches_the_recorded)'`, then review the diff.
 #[test]
 fn exposition_matches_the_recorded_one() {
-    let expected = include_str!("sample_snapshot.prom");
-    assert_eq!(render_prometheus(&sample_snapshot()), expected);
+    for (format, file, expected) in [
+        (
+            Format::Text,
+            "sample_snapshot.prom",
+            include_str!("sample_snapshot.prom"),
+        ),
+        (
+            Format::OpenMetrics,
+            "sample_snapshot.om",
+            include_str!("sample_snapshot.om"),
+        ),
+    ] {
+        let got = encode(std::sync::Arc::new(sample_snapshot()), format);
+        if std::env::var_os("CONDUIT_RECORD").is_some() {
+            let path = concat!(env!("CARGO_MANIFEST_DIR"), "/src/metrics/");
+            std::fs::write(format!("{path}{file}"), &got).unwrap();
+        }
+        assert_eq!(got, expected, "{file}");
+    }
+}
+
+/// Both formats carry the same samples; they differ only in family naming and the end marker.
+#[test]
+fn openmetrics_has_the_same_samples() {
+    let om = render_openmetrics(&sample_snapshot());
+    assert!(om.ends_with("# EOF\n"));
+    let text = render_prometheus(&sample_snapshot());
+    let samples = |t: &str| -> Vec<String> {
+        t.lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(str::to_string)
+            .collect()
+    };
+    assert_eq!(samples(&om), samples(&text));
+    assert!(om.contains("# TYPE conduit_drops counter\n"));
+    assert!(text.contains("# TYPE conduit_drops_total counter\n"));
+    assert!(om.contains("# TYPE conduit_build info\n"));
+    assert!(text.contains("# TYPE conduit_build_info gauge\n"));
+}
+
+#[test]
+fn format_negotiation() {
+    let n = |a: &str| Format::negotiate(Some(a));
+    assert_eq!(Format::negotiate(None), Format::Text);
+    assert_eq!(n("*/*"), Format::Text);
+    assert_eq!(n("text/plain;version=0.0.4"), Format::Text);
+    assert_eq!(n("application/openmetrics-text"), Format::OpenMetrics);
+    // What Prometheus sends by default.
+    assert_eq!(
+        n("application/openmetrics-text;version=1.0.0;q=0.5,application/openmetrics-text;version=0.0.1;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2"),
+        Format::OpenMetrics
+    );
+    assert_eq!(
+        n("text/plain;version=0.0.4;q=0.9, application/openmetrics-text;q=0.5"),
+        Format::Text
+    );
+    assert_eq!(
+        n("application/openmetrics-text; version=0.0.1"),
+        Format::Text
+    );
+    assert_eq!(n("application/openmetrics-text;q=0"), Format::Text);
+    assert_eq!(n("Application/OpenMetrics-Text; q=1"), Format::OpenMetrics);
+}
+
+#[test]
+fn rtt_histogram_from_hdr() {
+    let h = RttHistogram::from_micros(&rtt_micros());
+    assert_eq!(h.count, 97);
+    // 1.5 ms and 2.5 ms fall in the 2.5 ms bucket; the 9 ms ones by 10 ms; the last by 25 ms.
+    let at = |le: f64| h.le_counts[RTT_BUCKETS_SECONDS.iter().position(|&b| b == le).unwrap()];
+    assert_eq!(
+        (at(0.001), at(0.0025), at(0.01), at(0.025)),
+        (0, 90, 96, 97)
+    );
+    let empty = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 1000, 3).unwrap();
+    assert_eq!(RttHistogram::from_micros(&empty), RttHistogram::default());
+}
+
+#[test]
+fn help_texts_need_no_escaping() {
+    // Help texts are written as given: they must hold nothing a format would escape.
+    let text = render_openmetrics(&sample_snapshot());
+    for l in text.lines().filter(|l| l.starts_with("# HELP ")) {
+        assert!(!l.contains('\\') && !l.contains('"'), "{l}");
+    }
 }
