@@ -10,7 +10,7 @@
 //!
 //! - a customer-prefix packet (from the DPDK port, or decapsulated from GRE for transit) has
 //!   its TTL decremented and is pushed into the prefix's tunnel (a select group over the
-//!   prefix's tunnels when it has several paths);
+//!   prefix's tunnels when it has several paths), from whichever port it came;
 //! - GRE to the endpoint goes to LOCAL, which OVS turns into a tunnel pop;
 //! - a decapsulated packet to an internet host has its TTL decremented and goes back out of
 //!   the DPDK port to the gateway's MAC;
@@ -84,7 +84,12 @@ pub fn flows(spec: &ProfileSpec) -> Result<String, SpecError> {
                 profile::remote(tunnel)
             )
         };
-        let _ = writeln!(f, "priority=10,ip,nw_dst={prefix}/24,actions=dec_ttl,{to}");
+        // Transit arrives on the GRE port and leaves by it: OpenFlow drops output to the
+        // ingress port, so the rule forgets the ingress port first.
+        let _ = writeln!(
+            f,
+            "priority=10,ip,nw_dst={prefix}/24,actions=load:0->NXM_OF_IN_PORT[],dec_ttl,{to}"
+        );
     }
     Ok(f)
 }
@@ -125,7 +130,7 @@ mod tests {
         assert_eq!(f.lines().count(), 3 + 10);
         // Prefix 5 (64.0.5.0/24) goes to tunnel 5 % 4 = 1, remote 100.64.0.2.
         assert!(f.contains(
-            "priority=10,ip,nw_dst=64.0.5.0/24,actions=dec_ttl,set_field:100.64.0.2->tun_dst,output:gre0\n"
+            "priority=10,ip,nw_dst=64.0.5.0/24,actions=load:0->NXM_OF_IN_PORT[],dec_ttl,set_field:100.64.0.2->tun_dst,output:gre0\n"
         ));
         assert!(f.contains("nw_dst=198.18.0.0/15,"));
         assert!(f.contains("nw_proto=47,nw_dst=203.0.113.1,actions=LOCAL"));
@@ -144,7 +149,7 @@ mod tests {
         ));
         let f = flows(&s).unwrap();
         assert_eq!(f.lines().count(), 3 + 10);
-        assert!(f.contains("nw_dst=64.0.7.0/24,actions=dec_ttl,group:4\n"));
+        assert!(f.contains("nw_dst=64.0.7.0/24,actions=load:0->NXM_OF_IN_PORT[],dec_ttl,group:4\n"));
     }
 
     #[test]
