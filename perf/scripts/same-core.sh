@@ -9,6 +9,7 @@
 #   PROFILES="encap decap" ROUNDS=5 RUN_SECONDS=8 bash perf/scripts/same-core.sh
 #   CONTENDERS="conduit ovs" KEEP=/tmp/sc bash perf/scripts/same-core.sh   # keep captures, configs, logs
 #   SKIP_SETUP=1 SKIP_BUILD=1 ...                                    # no package or cargo step
+#   PERF_STAT=1 ...          # also perf stat of conduit's worker thread: cycles, instructions, misses per packet
 #
 # The captures, the appliance's configs and OVS's OpenFlow rules are written by conduit-perf
 # from its profiles (--write-pcap, --write-config, --write-ovs-flows): the same traffic and
@@ -43,6 +44,9 @@ if [ "${SKIP_SETUP:-0}" != 1 ]; then
     bash scripts/setup.sh >&2
     if [ ! -x "$ovs_vswitchd" ] && [[ " $contenders " == *" ovs "* ]]; then
         DEBIAN_FRONTEND=noninteractive apt-get install -y openvswitch-switch-dpdk >&2
+    fi
+    if [ "${PERF_STAT:-0}" = 1 ] && ! command -v perf >/dev/null; then
+        DEBIAN_FRONTEND=noninteractive apt-get install -y linux-perf >&2
     fi
 fi
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$repo/target}
@@ -112,8 +116,30 @@ vdev() { echo "net_pcap0,rx_pcap=$work/$1.pcap,infinite_rx=1"; }
 
 # Each run appends "Mpps cycles/pkt forwarded-fraction" to $work/r.<profile>.<contender>.
 
+# PERF_STAT=1: perf stat of the worker thread over the measured seconds.
+perf_events=task-clock,context-switches,cpu-migrations,cycles,instructions,cache-references,cache-misses,L1-dcache-load-misses,LLC-load-misses
+
+perf_stat_worker() { # conduit-pid output
+    local tid
+    tid=$(ps -L -o tid=,comm= -p "$1" | awk -v n="rte-worker-$lcore" '$2 == n {print $1}')
+    [ -n "$tid" ] || { echo "# PERF_STAT: no rte-worker-$lcore thread" >&2; return 0; }
+    perf stat -x, -e "$perf_events" -t "$tid" -o "$2" -- sleep "$secs" 2>/dev/null || true
+}
+
+perf_per_packet() { # perf-output conduit-log -> "event value" lines: per packet, per second
+    # Packets in the window: the periodic rx-pps samples after the warm-up (one a second).
+    local pkts
+    pkts=$(awk -v w="$warm" -v s="$secs" '/^workers rx-pps/ {n++; if (n > w && n <= w + s) t += $3} END {print t + 0}' "$2")
+    awk -F, -v p="$pkts" -v s="$secs" '
+        /^#/ || NF < 3 {next}
+        $3 == "task-clock" {printf "worker-cpu-share %.3f\n", $1 / (s * 1000); next}
+        $3 == "context-switches" || $3 == "cpu-migrations" {printf "%s/s %.1f\n", $3, $1 / s; next}
+        $1 ~ /^[0-9.]+$/ && p > 0 {printf "%s/pkt %.2f\n", $3, $1 / p; next}
+        {printf "%s/pkt nan\n", $3}' "$1"
+}
+
 run_conduit() { # profile
-    local log="$work/log.$1.conduit" n=0 waited=0
+    local log="$work/log.$1.conduit" n=0 waited=0 perf_pid=""
     # shellcheck disable=SC2086
     "$conduit" -l 0,$lcore $mem --no-pci --file-prefix sc-conduit --vdev "$(vdev "$1")" \
         --log-level=lib.eal:warning -- --config "$work/$1.yaml" --stats-interval 1000 >"$log" 2>&1 &
@@ -125,10 +151,18 @@ run_conduit() { # profile
         sleep 0.1
         waited=$((waited + 1))
         n=$(grep -c '^workers rx-pps' "$log" || true)
+        if [ "${PERF_STAT:-0}" = 1 ] && [ -z "$perf_pid" ] && [ "$n" -ge "$warm" ]; then
+            perf_stat_worker "$current" "$work/perfstat.$1" &
+            perf_pid=$!
+        fi
     done
     kill -INT "$current" 2>/dev/null || true
     wait "$current" || true
     current=""
+    if [ -n "$perf_pid" ]; then
+        wait "$perf_pid" || true
+        perf_per_packet "$work/perfstat.$1" "$log" >>"$work/p.$1"
+    fi
     [ -n "$tsc_mhz" ] || tsc_mhz=$(awk '/ TSC [0-9.]+ GHz/ {for (i = 1; i < NF; i++) if ($i == "TSC") {print $(i + 1) * 1000; exit}}' "$log")
     # Periodic lines, once a second: "workers rx-pps R tx-pps T tx-dropped D cycles/pkt C".
     # The first $warm samples are dropped; the run's figures are the medians of the rest.
@@ -210,9 +244,10 @@ start_ovs() { # profile
     ovs ovs-ofctl -O OpenFlow13 add-flows br0 "$work/$1.flows"
     # The PMD polls (and translates) from the moment dpdk0 is added, before the addresses,
     # route and neighbour above are all in: a datapath flow translated then lacks its tunnel
-    # push. Start the datapath afresh once everything is in place.
+    # push. Start the datapath afresh once everything is in place (purging the flows' upcall
+    # keys too: deleting the datapath flows alone makes every later upcall for them fail).
     sleep 1
-    "${a[@]}" dpctl/del-flows >/dev/null
+    "${a[@]}" revalidator/purge >/dev/null
 }
 
 ovs_port_packets() { # -> "rx tx" of dpdk0, live
@@ -248,6 +283,8 @@ run_ovs() { # profile
              printf "%s %s %s\n", rx / s / 1e6, c, (drx > 0) ? dtx / drx : "nan"}' "$log" \
         >>"$work/r.$1.ovs" || echo "OVS gave no statistics ($1), see $log" >&2
     # What the datapath did, as a check that OVS really did the job.
+    awk '/^pmd thread/ {pmd = 1} /^main thread/ {pmd = 0} pmd && /miss with failed upcall:/ && $5 > 0 {exit 1}' "$log" ||
+        echo "# OVS $1: upcalls failed while measuring (slow path), see $log" >&2
     local want=(tnl_push tnl_pop) w
     case $1 in encap) want=(tnl_push) ;; decap) want=(tnl_pop) ;; esac
     for w in "${want[@]}"; do
@@ -303,6 +340,16 @@ echo "# Mpps: packets the worker core received per second; cycles/pkt: its busy 
 echo "# (conduit and testpmd: cycles of polls that returned packets; OVS: the PMD's processing cycles);"
 echo "# fwd: packets sent / received (the PMD drops what is sent); cyc/msw, cyc/ovs: conduit's cycles/pkt"
 echo "# over testpmd macswap's and OVS's on the same capture; Mpps/msw, Mpps/ovs: the same for Mpps."
+if [ "${PERF_STAT:-0}" = 1 ]; then
+    echo "# perf stat of conduit's worker thread over the measured seconds, medians over rounds"
+    echo "# (nan: the counter is not available on this machine, e.g. a VM without a PMU):"
+    for p in $profiles; do
+        [ -s "$work/p.$p" ] || continue
+        for e in $(awk '{print $1}' "$work/p.$p" | awk '!seen[$0]++'); do
+            printf "%-8s %-34s %10s\n" "$p" "$e" "$(awk -v e="$e" '$1 == e && $2 != "nan" {print $2}' "$work/p.$p" | median)"
+        done
+    done
+fi
 for p in $profiles; do
     for c in $contenders; do
         f=$(col 3 "$work/r.$p.$c")
