@@ -1,4 +1,8 @@
 #!/usr/bin/env bash
+# Cross-core harness (generator and sink on lcore 0): use it for latency, drops and checked
+# output. To compare per-packet cost with testpmd and OVS-DPDK, use same-core.sh, where only
+# the forwarding core touches the packets.
+#
 # Side by side: conduit-perf's profiles against dpdk-testpmd (macswap and io) on ring ports, the
 # same worker lcore (1; lcore 0 is EAL's main lcore in both), burst 32 and 1024-entry rings,
 # alternating tool by tool within each round so that machine noise hits all alike.

@@ -11,6 +11,7 @@
 //! cycles per packet are its own: ring PMD I/O plus the pipeline.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -36,6 +37,7 @@ use dataplane::worker::{IoPath, Workers};
 
 use perf::profile::{self, Ecmp, ProfileKind, ProfileSpec, Proto, GATEWAY_MAC};
 use perf::report::{self, Latency, Report, TrafficReport, WorkerReport};
+use perf::{capture, ovs};
 
 const PORT_NAME: &str = "perf_ring0";
 /// The sink samples the latency of one packet in this many, and checks one in CHECK_EVERY
@@ -112,6 +114,27 @@ struct Cli {
     /// Print the final report as JSON on stdout (periodic statistics go to stderr).
     #[arg(long)]
     json: bool,
+    /// Instead of measuring: write the profile's frames, one per flow in flow order, as a pcap
+    /// file addressed to `--pcap-mac`, for same-core replay with DPDK's net_pcap
+    /// (`rx_pcap=FILE,infinite_rx=1`). Needs no EAL.
+    #[arg(long, value_name = "FILE")]
+    write_pcap: Option<PathBuf>,
+    /// Instead of measuring: write the profile's appliance configuration (the one the worker
+    /// runs here, routes included) for `conduit` on one net_pcap0 port facing the gateway,
+    /// with mbufs enough to hold the capture. Needs no EAL; combines with `--write-pcap`.
+    #[arg(long, value_name = "FILE")]
+    write_config: Option<PathBuf>,
+    /// Instead of measuring: write the profile's job as OpenFlow 1.3 rules for an OVS-DPDK
+    /// bridge with ports dpdk0 and gre0 (`ovs-ofctl -O OpenFlow13 add-flows`), and its select
+    /// groups beside it (extension .groups) when it has equal-cost paths. Needs no EAL.
+    #[arg(long, value_name = "FILE")]
+    write_ovs_flows: Option<PathBuf>,
+    /// Destination MAC of the frames in `--write-pcap` (default: net_pcap's port MAC).
+    #[arg(long, value_name = "MAC", default_value = "02:70:63:61:70:00")]
+    pcap_mac: EthernetAddress,
+    /// Worker lcore in `--write-config`.
+    #[arg(long, value_name = "LCORE", default_value_t = 1)]
+    replay_lcore: u32,
 }
 
 fn main() -> ExitCode {
@@ -131,6 +154,10 @@ fn run(cli: Cli, eal_args: Vec<String>) -> Result<ExitCode> {
         gre_key: cli.gre_key,
     };
     spec.validate()?;
+    if cli.write_pcap.is_some() || cli.write_config.is_some() || cli.write_ovs_flows.is_some() {
+        write_replay(&cli, &spec)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     if !cli.ring_size.is_power_of_two() || cli.ring_size < 64 {
         bail!("--ring-size must be a power of two >= 64");
     }
@@ -141,6 +168,52 @@ fn run(cli: Cli, eal_args: Vec<String>) -> Result<ExitCode> {
     let result = run_with_eal(&cli, &spec, &eal);
     drop(eal);
     result
+}
+
+/// Writes the capture and/or the appliance configuration of the profile (`--write-pcap`,
+/// `--write-config`).
+fn write_replay(cli: &Cli, spec: &ProfileSpec) -> Result<()> {
+    if cli.burst == 0 || cli.burst as usize > MAX_BURST {
+        bail!("--burst must be 1..={MAX_BURST}");
+    }
+    if let Some(path) = &cli.write_pcap {
+        let file = std::fs::File::create(path)
+            .with_context(|| format!("cannot create {}", path.display()))?;
+        let frames = (0..spec.flows).map(|f| spec.frame(f, cli.pcap_mac.0));
+        capture::write_pcap(std::io::BufWriter::new(file), frames)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    if let Some(path) = &cli.write_config {
+        let workers = [cli.replay_lcore];
+        let cfg = spec.config(capture::NET_PCAP_DEVICE, &workers, cli.burst)?;
+        let mbufs = capture::replay_mbufs(&cfg, spec.flows);
+        let yaml = spec.config_yaml(capture::NET_PCAP_DEVICE, &workers, cli.burst, Some(mbufs))?;
+        let head = format!(
+            "# conduit-perf profile {:?}: {} flows, sizes {:?}, {} tunnels, {} routes x{} paths.\n\
+             # Replays the capture of the same profile on one port facing the gateway:\n\
+             #   conduit -l 0,{} --in-memory --no-pci --vdev {},rx_pcap=CAPTURE,infinite_rx=1 -- --config THIS\n",
+            spec.kind,
+            spec.flows,
+            spec.sizes,
+            spec.tunnels,
+            spec.routes,
+            spec.paths,
+            cli.replay_lcore,
+            capture::NET_PCAP_DEVICE,
+        );
+        std::fs::write(path, head + &yaml)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    if let Some(path) = &cli.write_ovs_flows {
+        std::fs::write(path, ovs::flows(spec)?)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        let groups = ovs::groups(spec)?;
+        if !groups.is_empty() {
+            let g = path.with_extension("groups");
+            std::fs::write(&g, groups).with_context(|| format!("cannot write {}", g.display()))?;
+        }
+    }
+    Ok(())
 }
 
 /// Sums snapshots of all workers.

@@ -176,12 +176,62 @@ impl ProfileSpec {
     /// The Conduit configuration of this profile: one port `device`, worker lcores `workers`.
     pub fn config(&self, device: &str, workers: &[u32], burst: u16) -> Result<Config, SpecError> {
         self.validate()?;
+        let y = self.config_yaml_head(device, workers, burst, None);
+        let mut cfg = Config::parse(&y, Path::new("<conduit-perf>"))
+            .map_err(|e| SpecError::Config(e.to_string()))?;
+        // Up to a million routes: built directly rather than through YAML.
+        cfg.routes.reserve((self.routes * self.paths) as usize);
+        for (prefix, tunnel) in self.routes_iter() {
+            cfg.routes.push(RouteConfig {
+                prefix: Ipv4Cidr::new(prefix, 24)
+                    .ok_or_else(|| SpecError::Invalid(format!("route {prefix}")))?,
+                tunnel: Some(format!("t{tunnel}")),
+                next_hop: None,
+                priority: 100,
+                weight: None,
+            });
+        }
+        Ok(cfg)
+    }
+
+    /// The same configuration as [`Self::config`] as a YAML file for the `conduit` appliance,
+    /// routes included, with `mbufs` in the packet pool when given. It parses to exactly what
+    /// `config` builds (tested), so the appliance and conduit-perf run one definition.
+    pub fn config_yaml(
+        &self,
+        device: &str,
+        workers: &[u32],
+        burst: u16,
+        mbufs: Option<u32>,
+    ) -> Result<String, SpecError> {
+        self.validate()?;
+        let mut y = self.config_yaml_head(device, workers, burst, mbufs);
+        y.push_str("routes:\n");
+        for (prefix, tunnel) in self.routes_iter() {
+            y.push_str(&format!(
+                "  - {{prefix: {prefix}/24, tunnel: t{tunnel}, priority: 100}}\n"
+            ));
+        }
+        Ok(y)
+    }
+
+    /// Everything but the routes: port, workers, gateway, endpoint and tunnels.
+    fn config_yaml_head(
+        &self,
+        device: &str,
+        workers: &[u32],
+        burst: u16,
+        mbufs: Option<u32>,
+    ) -> String {
         let mut y = String::new();
         let ws: Vec<String> = workers.iter().map(u32::to_string).collect();
         y.push_str(&format!(
             "dataplane:\n  ports:\n    - {{device: {device}, ipv4: {PORT_ADDR}/24, rss: false}}\n  workers: [{}]\n  mode: pipeline\n  burst: {burst}\n",
             ws.join(", ")
         ));
+        if let Some(n) = mbufs {
+            y.push_str(&format!("  mbufs: {n}\n"));
+        }
         y.push_str(&format!(
             "local_endpoints: [{ENDPOINT}]\ngateway: {{ipv4: 192.0.2.1, mac: \"02:00:00:00:00:fe\", port: {device}}}\n"
         ));
@@ -202,24 +252,19 @@ impl ProfileSpec {
                 Ipv4Addr::from_bits(INTERFACE_BASE + 2 * i)
             ));
         }
-        let mut cfg = Config::parse(&y, Path::new("<conduit-perf>"))
-            .map_err(|e| SpecError::Config(e.to_string()))?;
-        // Up to a million routes: built directly rather than through YAML.
-        cfg.routes.reserve((self.routes * self.paths) as usize);
-        for p in 0..self.routes {
-            let prefix = Ipv4Cidr::new(Ipv4Addr::from_bits(ROUTE_BASE + (p << 8)), 24)
-                .ok_or_else(|| SpecError::Invalid(format!("route {p}")))?;
-            for j in 0..self.paths {
-                cfg.routes.push(RouteConfig {
-                    prefix,
-                    tunnel: Some(format!("t{}", (p + j) % self.tunnels)),
-                    next_hop: None,
-                    priority: 100,
-                    weight: None,
-                });
-            }
-        }
-        Ok(cfg)
+        y
+    }
+
+    /// The routes: prefix `p` (a /24) to tunnels `(p + j) % tunnels` for each of `paths`.
+    pub(crate) fn routes_iter(&self) -> impl Iterator<Item = (Ipv4Addr, u32)> + '_ {
+        (0..self.routes).flat_map(move |p| {
+            (0..self.paths).map(move |j| {
+                (
+                    Ipv4Addr::from_bits(ROUTE_BASE + (p << 8)),
+                    (p + j) % self.tunnels,
+                )
+            })
+        })
     }
 
     /// The kind of flow `f` (only `Mix` varies).
@@ -280,6 +325,14 @@ impl ProfileSpec {
     pub fn flow_queue(&self, f: u32, queues: u32) -> u32 {
         f % queues.max(1)
     }
+}
+
+/// The internet hosts decapsulated traffic goes to, as a prefix (198.18.0.0/15).
+pub fn internet_prefix() -> (Ipv4Addr, u8) {
+    (
+        Ipv4Addr::from_bits(INTERNET_BASE),
+        (32 - INTERNET_HOSTS.trailing_zeros()) as u8,
+    )
 }
 
 /// Remote endpoint of tunnel `i`.

@@ -120,6 +120,23 @@ fn config_has_the_requested_tables() {
 }
 
 #[test]
+fn appliance_yaml_is_the_same_config() {
+    for kind in [ProfileKind::Encap, ProfileKind::Mix] {
+        let mut s = spec(kind);
+        s.paths = 2;
+        s.gre_key = Some(7);
+        let built = s.config("net_pcap0", &[1], 32).unwrap();
+        let yaml = s.config_yaml("net_pcap0", &[1], 32, None).unwrap();
+        let parsed = Config::parse(&yaml, Path::new("<test>")).unwrap();
+        assert_eq!(parsed, built);
+        let yaml = s.config_yaml("net_pcap0", &[1], 32, Some(16383)).unwrap();
+        let parsed = Config::parse(&yaml, Path::new("<test>")).unwrap();
+        assert_eq!(parsed.dataplane.mbufs, Some(16383));
+        assert_eq!(parsed.routes, built.routes);
+    }
+}
+
+#[test]
 fn invalid_specs_are_refused() {
     let mut s = spec(ProfileKind::Encap);
     s.sizes = vec![40];
