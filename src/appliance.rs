@@ -107,6 +107,16 @@ pub fn run(
             (w, Some(c))
         }
     };
+    let (to_control, requests) = crate::operator::channel();
+    if let Err(e) = crate::operator::register(to_control) {
+        log::warn!("operator telemetry commands unavailable: {e}");
+    }
+    let mut control = control;
+    match control.as_mut() {
+        Some(c) => c.serve(requests),
+        // No control loop: the commands answer at once that there is none.
+        None => drop(requests),
+    }
     let mut running = Running {
         workers,
         control,

@@ -126,6 +126,11 @@ impl Ops {
                 t.penalty = rt.routing_health().penalty();
                 t.set_health_counters(&rt.counters());
                 t.state_changes = rt.state_changes;
+                if let Some(change) = rt.last_change() {
+                    let now = crate::control_loop::fresh_now();
+                    t.last_change_ago = Some(now.saturating_duration_since(change.at));
+                    t.last_change_reason = change.reason.clone();
+                }
                 if !rt.rtt.is_empty() {
                     t.rtt = Some(RttSummary {
                         samples: rt.rtt.len(),

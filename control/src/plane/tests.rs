@@ -639,7 +639,7 @@ fn admin_down_routes_as_down_sends_no_probes_and_comes_back() {
 }
 
 #[test]
-fn reload_sets_the_admin_state_of_the_file() {
+fn reload_sets_the_file_admin_state_unless_set_at_run_time() {
     let (mut p, _readers) = plane(CONFIG);
     let mut sim = Sim::new();
     sim.run(&mut p, Duration::from_millis(300), &[A, B, BACKUP]);
@@ -657,9 +657,28 @@ fn reload_sets_the_admin_state_of_the_file() {
     qsim.run(&mut q, Duration::from_millis(500), &[A, B, BACKUP]);
     assert!(qsim.sent.iter().all(|s| s.tunnel != A));
     assert_eq!(targets(&q), vec![B]);
-    // A set at run time lasts until the next reload, which applies the file again.
+    // A state set at run time survives reloads until it is set again; the others follow the
+    // file.
     p.set_admin("primary-b", AdminState::Down, sim.now).unwrap();
     assert_eq!(targets(&p), vec![BACKUP]);
+    let change = p.tunnels()[1].last_change().expect("a change").clone();
+    assert_eq!(change.reason, "admin down");
+    assert_eq!(change.at, sim.now);
+    p.apply(config(CONFIG), sim.now).unwrap();
+    assert_eq!(
+        targets(&p),
+        vec![A],
+        "primary-a follows the file, primary-b stays down"
+    );
+    assert_eq!(p.tunnels()[1].admin(), AdminState::Down);
+    assert_eq!(p.admin_overrides().len(), 1);
+    p.set_admin("primary-b", AdminState::Up, sim.now).unwrap();
+    p.apply(config(&down), sim.now).unwrap();
+    assert_eq!(
+        targets(&p),
+        vec![B],
+        "up at run time wins over the file's up too"
+    );
     p.apply(config(CONFIG), sim.now).unwrap();
     assert_eq!(targets(&p), vec![A, B]);
     assert!(p.tunnels().iter().all(|t| t.admin() == AdminState::Up));
