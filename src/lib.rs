@@ -6,6 +6,7 @@ pub mod appliance;
 pub mod cli;
 pub mod console;
 pub mod control_loop;
+pub mod ctl;
 pub mod operator;
 pub mod ops;
 pub mod telemetry;
