@@ -23,6 +23,8 @@ use serde_json::Value;
 const SOCKET_NAME: &str = "dpdk_telemetry.v2";
 /// How long a reply may take: the appliance's own commands wait up to 2 s for the control loop.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
+/// How a `null` answer is reported (DPDK's answer to an unknown command or bad parameters).
+pub const NULL_ANSWER: &str = "with null (unknown command or parameters)";
 /// Answer buffer when the hello does not say (DPDK 22.11's size).
 const DEFAULT_MAX_OUTPUT: usize = 16 * 1024;
 
@@ -80,25 +82,29 @@ impl Client {
             fd,
             max_output: DEFAULT_MAX_OUTPUT,
         };
-        let hello = client.receive().context("reading the telemetry hello")?;
+        let (_, hello) = client.receive().context("reading the telemetry hello")?;
         if let Some(n) = hello.get("max_output_len").and_then(Value::as_u64) {
             client.max_output = usize::try_from(n).unwrap_or(DEFAULT_MAX_OUTPUT);
         }
         Ok(client)
     }
 
-    fn receive(&mut self) -> Result<Value> {
+    /// One message: its text and its JSON.
+    fn receive(&mut self) -> Result<(String, Value)> {
         let mut buf = vec![0u8; self.max_output + 1];
         let n = recv(self.fd.as_raw_fd(), &mut buf, MsgFlags::empty())
             .context("no answer from the appliance")?;
         if n == 0 {
             bail!("the appliance closed the telemetry connection (too many clients?)");
         }
-        serde_json::from_slice(&buf[..n]).context("the answer is not JSON")
+        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+        let json = serde_json::from_str(&text).context("the answer is not JSON")?;
+        Ok((text, json))
     }
 
-    /// Sends `command` (e.g. `/conduit/tunnel,t1`) and returns its whole JSON answer.
-    pub fn raw(&mut self, command: &str) -> Result<Value> {
+    /// Sends `command` (e.g. `/conduit/tunnel,t1`) and returns its whole answer, as sent and
+    /// parsed.
+    pub fn raw(&mut self, command: &str) -> Result<(String, Value)> {
         send(self.fd.as_raw_fd(), command.as_bytes(), MsgFlags::empty())
             .with_context(|| format!("sending {command}"))?;
         self.receive()
@@ -108,18 +114,23 @@ impl Client {
     /// (DPDK's answer to a failed or unknown command) and `{"error": ...}` (Conduit's) are
     /// errors.
     pub fn call(&mut self, command: &str) -> Result<Value> {
-        let answer = self.raw(command)?;
+        self.call_raw(command).map(|(_, reply)| reply)
+    }
+
+    /// [`Self::call`], also returning the answer's text as the appliance sent it.
+    pub fn call_raw(&mut self, command: &str) -> Result<(String, Value)> {
+        let (text, answer) = self.raw(command)?;
         let name = command.split(',').next().unwrap_or(command);
         let reply = answer
             .get(name)
             .cloned()
             .ok_or_else(|| anyhow!("unexpected answer to {command}: {answer}"))?;
         if reply.is_null() {
-            bail!("the appliance answered {command} with null (unknown command or parameters)");
+            bail!("the appliance answered {command} {NULL_ANSWER}");
         }
         if let Some(e) = reply.get("error").and_then(Value::as_str) {
             bail!("{e}");
         }
-        Ok(reply)
+        Ok((text, reply))
     }
 }

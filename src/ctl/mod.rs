@@ -137,11 +137,9 @@ struct Session<'a> {
 
 impl Session<'_> {
     fn call(&mut self, cmd: &str) -> Result<Value> {
-        let r = self.client.call(cmd)?;
+        let (text, r) = self.client.call_raw(cmd)?;
         if self.json {
-            let name = cmd.split(',').next().unwrap_or(cmd);
-            self.raw
-                .push_str(&serde_json::json!({ name: r.clone() }).to_string());
+            self.raw.push_str(text.trim_end());
             self.raw.push('\n');
         }
         Ok(r)
@@ -166,17 +164,14 @@ impl Session<'_> {
     }
 
     fn tunnel(&mut self, name: &str) -> Result<Value> {
-        match self.client.call(&format!("/conduit/tunnel,{name}")) {
-            Ok(r) => {
-                if self.json {
-                    self.raw
-                        .push_str(&serde_json::json!({ "/conduit/tunnel": r.clone() }).to_string());
-                    self.raw.push('\n');
-                }
-                Ok(r)
+        // The appliance answers an unknown name with DPDK's bare `null`.
+        self.call(&format!("/conduit/tunnel,{name}")).map_err(|e| {
+            if e.to_string().contains(client::NULL_ANSWER) {
+                anyhow::anyhow!("no tunnel {name:?}")
+            } else {
+                e
             }
-            Err(_) => bail!("no tunnel {name:?}"),
-        }
+        })
     }
 
     fn show(&mut self, show: &Show) -> Result<String> {
