@@ -54,7 +54,7 @@ impl Client {
         let Some(path) = paths.iter().find(|p| p.exists()) else {
             bail!(
                 "no Conduit appliance with file prefix {prefix:?}: its telemetry socket {} does \
-                 not exist (is it running? give its EAL --file-prefix with --file-prefix)",
+                 not exist (is it running? --file-prefix must be its EAL --file-prefix)",
                 paths[0].display()
             );
         };
