@@ -20,7 +20,6 @@ use serde_json::Value;
 /// net_pcap0's own (fixed) MAC, which the frames are sent to.
 const MAC: [u8; 6] = [0x02, 0x70, 0x63, 0x61, 0x70, 0x00];
 const GW_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0xfe];
-const HOST: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 99);
 
 /// Three equal tunnels and a backup for 172.16/16, the backup alone for 172.16.9/24, the
 /// gateway for the rest.
