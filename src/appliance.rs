@@ -504,6 +504,10 @@ pub fn start_pipeline(
     if built.len() != lcores.len() {
         bail!("one reader per worker");
     }
+    let traces = built.iter().map(PipelineWorker::trace).collect();
+    if let Err(e) = crate::trace::register(traces, lcores.to_vec()) {
+        log::warn!("packet trace telemetry commands unavailable: {e}");
+    }
     let control_tx = match probe_path {
         ProbePath::OwnedQueue => Some(ProbeTx::Owned(
             ports[gw_index]

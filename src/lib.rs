@@ -10,4 +10,5 @@ pub mod ctl;
 pub mod operator;
 pub mod ops;
 pub mod telemetry;
+pub mod trace;
 pub mod workers;

@@ -1,7 +1,8 @@
 //! `conduit ctl` against a live appliance over net_pcap, with a private file prefix:
 //! - every `show` command, errors for unknown tunnels and a missing appliance;
 //! - `lookup` agrees, flow by flow, with the tunnel (or gateway) each flow's packets took;
-//! - `tunnel NAME admin down|up` moves traffic, and `show tunnels` shows the state and why.
+//! - `tunnel NAME admin down|up` moves traffic, and `show tunnels` shows the state and why;
+//! - `trace N` records the next packets with the verdicts lookup predicts.
 //!
 //! EAL initialises once per process; cargo-nextest runs each test in its own process.
 
@@ -417,6 +418,32 @@ fn admin_down_and_up_move_traffic() {
     let mut c = connect(&prefix, &mut child);
     let window = Duration::from_millis(1200);
     assert_eq!(carrying(&mut c, window), [true, true, true, false]);
+
+    // The trace: the next 40 packets, each with the tunnel lookup gives its flow.
+    let trace = ctl_ok(&prefix, "trace 40");
+    let rows: Vec<Vec<&str>> = trace
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows.len(), 40, "{trace}");
+    for row in &rows {
+        // CORE IN_PORT SRC DST PROTO SPORT DPORT tunnel NAME out port 0
+        assert_eq!(row[..2], ["1", "0"], "{trace}");
+        assert_eq!(row[7..], ["tunnel", row[8], "out", "port", "0"], "{trace}");
+        let flow = Flow {
+            src: row[2].parse().unwrap(),
+            dst: row[3].parse().unwrap(),
+            protocol: row[4].parse().unwrap(),
+            sport: row[5].parse().unwrap(),
+            dport: row[6].parse().unwrap(),
+        };
+        assert!(flows.contains(&flow), "{flow:?} was not sent");
+        let r = c.call(&flow.lookup_command()).unwrap();
+        assert_eq!(r["chosen"], row[8], "{flow:?}\n{trace}");
+    }
+    let too_many = ctl_ok(&prefix, "trace 1000");
+    assert_eq!(too_many.lines().count(), 1 + 64, "bounded at 64 per worker");
 
     let down = ctl_ok(&prefix, "tunnel cust-a2 admin down");
     assert!(

@@ -41,6 +41,13 @@ pub enum CtlCommand {
         sport: Option<u16>,
         dport: Option<u16>,
     },
+    /// Record the next N packets of every worker (at most 64 each): flow, path and verdict.
+    Trace {
+        n: usize,
+        /// How long to wait for the packets, in seconds.
+        #[arg(long, default_value_t = 5.0, value_name = "SECS")]
+        wait: f64,
+    },
     /// Set a tunnel administratively up or down (kept across reloads until set again).
     Tunnel {
         name: String,
@@ -109,6 +116,7 @@ pub fn run(ctl: &Ctl) -> Result<String> {
             let r = session.call(&cmd)?;
             lookup_text(&r, &format!("{src}"), &format!("{dst}"))
         }
+        CtlCommand::Trace { n, wait } => session.trace(*n, *wait)?,
         CtlCommand::Tunnel {
             name,
             action: TunnelAction::Admin { state },
@@ -172,6 +180,54 @@ impl Session<'_> {
                 e
             }
         })
+    }
+
+    /// Arms the trace, waits until every worker recorded its packets (or `wait` seconds), and
+    /// tables what was recorded.
+    fn trace(&mut self, n: usize, wait: f64) -> Result<String> {
+        let names = self.tunnel_names()?;
+        let armed = self.call(&format!("/conduit/trace,{n}"))?;
+        let deadline =
+            std::time::Instant::now() + std::time::Duration::from_secs_f64(wait.clamp(0.0, 3600.0));
+        let target = armed["armed_per_worker"].as_u64().unwrap_or(0)
+            * armed["workers"].as_u64().unwrap_or(0);
+        let mut rows = loop {
+            // Only the final read goes to --json.
+            let (raw, first) = self.client.call_raw("/conduit/trace_read,0")?;
+            let total = first["total"].as_u64().unwrap_or(0);
+            if total >= target || std::time::Instant::now() >= deadline {
+                if self.json {
+                    self.raw.push_str(raw.trim_end());
+                    self.raw.push('\n');
+                }
+                let mut rows = trace_rows(&first, &names);
+                while (rows.len() as u64) < total {
+                    let r = self.call(&format!("/conduit/trace_read,{}", rows.len()))?;
+                    let page = trace_rows(&r, &names);
+                    if page.is_empty() {
+                        break;
+                    }
+                    rows.extend(page);
+                }
+                break rows;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        };
+        let got = rows.len() as u64;
+        rows.sort_by(|a, b| a[0].cmp(&b[0]));
+        let mut out = table(
+            &[
+                "CORE", "IN_PORT", "SRC", "DST", "PROTO", "SPORT", "DPORT", "VERDICT",
+            ],
+            &rows,
+        );
+        if got < target {
+            let _ = writeln!(
+                out,
+                "({got} of {target} packets arrived within {wait} s; the rest stay armed)"
+            );
+        }
+        Ok(out)
     }
 
     fn show(&mut self, show: &Show) -> Result<String> {
@@ -396,6 +452,51 @@ fn tunnel_row(t: &Value) -> Vec<String> {
         text(&t["tx_packets"]),
         text(&t["tx_bytes"]),
     ]
+}
+
+/// The rows of a `/conduit/trace_read` answer; tunnel ids named from `names`.
+fn trace_rows(r: &Value, names: &[String]) -> Vec<Vec<String>> {
+    let col = |k: &str| r[k].as_array().cloned().unwrap_or_default();
+    let cols = [
+        "cores",
+        "rx_ports",
+        "srcs",
+        "dsts",
+        "protocols",
+        "sports",
+        "dports",
+    ]
+    .map(col);
+    let (verdicts, tx_ports, tunnels, reasons) = (
+        col("verdicts"),
+        col("tx_ports"),
+        col("tunnels"),
+        col("reasons"),
+    );
+    let absent = |v: Option<&Value>| v.and_then(Value::as_u64).filter(|&x| x != u64::MAX);
+    (0..cols[0].len())
+        .map(|i| {
+            let mut row: Vec<String> = cols.iter().map(|c| text(&c[i])).collect();
+            let port = absent(tx_ports.get(i)).map_or(String::new(), |p| format!(" out port {p}"));
+            let tunnel = absent(tunnels.get(i)).map(|t| {
+                names
+                    .get(t as usize)
+                    .cloned()
+                    .unwrap_or_else(|| format!("#{t}"))
+            });
+            let reason = reasons.get(i).map(text).unwrap_or_default();
+            let verdict = match verdicts.get(i).and_then(Value::as_str).unwrap_or("") {
+                "tunnel" => format!("tunnel {}{port}", tunnel.unwrap_or_default()),
+                "plain" => format!("plain{port}"),
+                "fragmented" => format!("fragmented into {}", tunnel.unwrap_or_default()),
+                "drop" => format!("drop {reason}"),
+                "icmp_error" => format!("drop {reason}, ICMP error{port}"),
+                other => format!("{other}{port}"),
+            };
+            row.push(verdict);
+            row
+        })
+        .collect()
 }
 
 /// The rows of a column-wise route answer (`/conduit/routes`, `/conduit/lookup`).
