@@ -3,7 +3,7 @@
 //!
 //! | command | answer |
 //! |---|---|
-//! | `/conduit/trace,N` | `armed_per_worker`, `workers`: each worker records its next N packets (at most
+//! | `/conduit/trace,N[,HOST]` | `armed_per_worker`, `workers`: each worker records its next N packets (from or to HOST only, if given) (at most
 //! [`TRACE_CAPACITY`](conduit_packet::pipeline::trace::TRACE_CAPACITY)) |
 //! | `/conduit/trace_read[,OFFSET]` | `armed`, `total`, `offset`, and column-wise records (up to [`RECORDS_PAGE`]) |
 //!
@@ -27,7 +27,7 @@ pub fn register(traces: Vec<Arc<TraceBuffer>>, lcores: Vec<LcoreId>) -> Result<(
     let t = Arc::clone(&traces);
     telemetry::register_command(
         "/conduit/trace",
-        "Records the next N packets of every worker (at most 64). Param: N.",
+        "Records the next N packets of every worker (at most 64). Params: N[,host address].",
         move |params| arm(&t, params),
     )?;
     telemetry::register_command(
@@ -42,10 +42,25 @@ fn arm(
     params: Option<&str>,
 ) -> Result<Reply, CommandError> {
     let p = params.map(str::trim).unwrap_or("");
-    let n: usize = p
+    let (count, host) = match p.split_once(',') {
+        Some((n, h)) => (n.trim(), Some(h.trim())),
+        None => (p, None),
+    };
+    let n: usize = count
         .parse()
-        .map_err(|_| CommandError::new(format!("needs a packet count, got {p:?}")))?;
-    let armed = traces.iter().map(|(t, _)| t.arm(n)).max().unwrap_or(0);
+        .map_err(|_| CommandError::new(format!("needs a packet count, got {count:?}")))?;
+    let host = host
+        .map(|h| {
+            h.parse::<Ipv4Addr>()
+                .map(u32::from)
+                .map_err(|_| CommandError::new(format!("host {h:?} is not an IPv4 address")))
+        })
+        .transpose()?;
+    let armed = traces
+        .iter()
+        .map(|(t, _)| t.arm(n, host))
+        .max()
+        .unwrap_or(0);
     let mut d = Dict::new();
     d.uint("armed_per_worker", armed as u64)
         .uint("workers", traces.len() as u64);
@@ -204,5 +219,7 @@ mod tests {
         }
         assert!(read(&traces, Some("129")).is_err());
         assert!(arm(&traces, Some("x")).is_err());
+        assert!(arm(&traces, Some("5,nohost")).is_err());
+        assert!(arm(&traces, Some("5,10.0.0.1")).is_ok());
     }
 }

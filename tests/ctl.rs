@@ -442,6 +442,17 @@ fn admin_down_and_up_move_traffic() {
         let r = c.call(&flow.lookup_command()).unwrap();
         assert_eq!(r["chosen"], row[8], "{flow:?}\n{trace}");
     }
+    // Filtered by host: only that flow's packets (the capture loops, so it comes again).
+    let host = flows[0].dst;
+    let only = ctl_ok(&prefix, &format!("trace 3 --host {host}"));
+    assert_eq!(only.lines().count(), 1 + 3, "{only}");
+    for l in only.lines().skip(1) {
+        assert_eq!(
+            l.split_whitespace().nth(3),
+            Some(host.to_string().as_str()),
+            "{only}"
+        );
+    }
     let too_many = ctl_ok(&prefix, "trace 1000");
     assert_eq!(too_many.lines().count(), 1 + 64, "bounded at 64 per worker");
 

@@ -47,6 +47,9 @@ pub enum CtlCommand {
         /// How long to wait for the packets, in seconds.
         #[arg(long, default_value_t = 5.0, value_name = "SECS")]
         wait: f64,
+        /// Only packets from or to this IPv4 address (outer or plain header).
+        #[arg(long, value_name = "ADDRESS")]
+        host: Option<std::net::Ipv4Addr>,
     },
     /// Set a tunnel administratively up or down (kept across reloads until set again).
     Tunnel {
@@ -116,7 +119,7 @@ pub fn run(ctl: &Ctl) -> Result<String> {
             let r = session.call(&cmd)?;
             lookup_text(&r, &format!("{src}"), &format!("{dst}"))
         }
-        CtlCommand::Trace { n, wait } => session.trace(*n, *wait)?,
+        CtlCommand::Trace { n, wait, host } => session.trace(*n, *host, *wait)?,
         CtlCommand::Tunnel {
             name,
             action: TunnelAction::Admin { state },
@@ -184,9 +187,10 @@ impl Session<'_> {
 
     /// Arms the trace, waits until every worker recorded its packets (or `wait` seconds), and
     /// tables what was recorded.
-    fn trace(&mut self, n: usize, wait: f64) -> Result<String> {
+    fn trace(&mut self, n: usize, host: Option<std::net::Ipv4Addr>, wait: f64) -> Result<String> {
         let names = self.tunnel_names()?;
-        let armed = self.call(&format!("/conduit/trace,{n}"))?;
+        let host = host.map_or(String::new(), |h| format!(",{h}"));
+        let armed = self.call(&format!("/conduit/trace,{n}{host}"))?;
         let deadline =
             std::time::Instant::now() + std::time::Duration::from_secs_f64(wait.clamp(0.0, 3600.0));
         let target = armed["armed_per_worker"].as_u64().unwrap_or(0)

@@ -177,6 +177,8 @@ impl TraceRecord {
 pub struct TraceBuffer {
     /// `target << 32 | written`.
     state: AtomicU64,
+    /// `1 << 32 | address`: only packets from or to the address are recorded; 0: every packet.
+    host: AtomicU64,
     slots: [[AtomicU64; 3]; TRACE_CAPACITY],
 }
 
@@ -184,16 +186,21 @@ impl Default for TraceBuffer {
     fn default() -> Self {
         TraceBuffer {
             state: AtomicU64::new(0),
+            host: AtomicU64::new(0),
             slots: core::array::from_fn(|_| Default::default()),
         }
     }
 }
 
 impl TraceBuffer {
-    /// Records the next `n` packets (at most [`TRACE_CAPACITY`]), forgetting earlier records.
-    /// Returns the number armed.
-    pub fn arm(&self, n: usize) -> usize {
+    /// Records the next `n` packets (at most [`TRACE_CAPACITY`]) from or to `host` (host
+    /// order; `None`: every packet), forgetting earlier records. Returns the number armed.
+    pub fn arm(&self, n: usize, host: Option<u32>) -> usize {
         let n = n.min(TRACE_CAPACITY);
+        self.host.store(
+            host.map_or(0, |h| 1 << 32 | u64::from(h)),
+            Ordering::Relaxed,
+        );
         self.state.store((n as u64) << 32, Ordering::Release);
         n
     }
@@ -210,6 +217,11 @@ impl TraceBuffer {
         let s = self.state.load(Ordering::Acquire);
         let (target, written) = ((s >> 32) as u32, s as u32);
         if written >= target {
+            return;
+        }
+        let host = self.host.load(Ordering::Relaxed);
+        let wanted = |a: u32| host == 1 << 32 | u64::from(a);
+        if host != 0 && !wanted(r.flow.src) && !wanted(r.flow.dst) {
             return;
         }
         for (slot, word) in self.slots[written as usize].iter().zip(r.encode()) {
@@ -259,8 +271,8 @@ mod tests {
         assert!(!t.active());
         t.record(&record(0, TraceVerdict::ToControl));
         assert_eq!(t.read(), (0, vec![]), "nothing while off");
-        assert_eq!(t.arm(1000), TRACE_CAPACITY, "bounded");
-        assert_eq!(t.arm(7), 7);
+        assert_eq!(t.arm(1000, None), TRACE_CAPACITY, "bounded");
+        assert_eq!(t.arm(7, None), 7);
         let verdicts = [
             TraceVerdict::Forward {
                 port: 2,
@@ -289,11 +301,21 @@ mod tests {
         }
         assert_eq!(t.read(), (7, recs[..7].to_vec()));
         // Re-arming starts afresh.
-        t.arm(1);
+        t.arm(1, None);
         assert!(t.active());
         t.record(&recs[7]);
         assert_eq!(t.read(), (1, vec![recs[7]]));
         assert!(!t.active());
+        // With a host: only its packets, from or to it.
+        t.arm(2, Some(recs[3].flow.dst));
+        for r in &recs {
+            t.record(r);
+        }
+        assert_eq!(t.read(), (2, vec![recs[3]]));
+        t.arm(2, Some(recs[5].flow.src));
+        t.record(&recs[4]);
+        t.record(&recs[5]);
+        assert_eq!(t.read(), (2, vec![recs[5]]));
     }
 
     #[test]
