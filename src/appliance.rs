@@ -109,6 +109,16 @@ pub fn run(
             (w, Some(c))
         }
     };
+    let (to_control, requests) = crate::operator::channel();
+    if let Err(e) = crate::operator::register(to_control) {
+        log::warn!("operator telemetry commands unavailable: {e}");
+    }
+    let mut control = control;
+    match control.as_mut() {
+        Some(c) => c.serve(requests),
+        // No control loop: the commands answer at once that there is none.
+        None => drop(requests),
+    }
     let mut running = Running {
         workers,
         control,
@@ -495,6 +505,10 @@ pub fn start_pipeline(
     }
     if built.len() != lcores.len() {
         bail!("one reader per worker");
+    }
+    let traces = built.iter().map(PipelineWorker::trace).collect();
+    if let Err(e) = crate::trace::register(traces, lcores.to_vec()) {
+        log::warn!("packet trace telemetry commands unavailable: {e}");
     }
     let control_tx = match probe_path {
         ProbePath::OwnedQueue => Some(ProbeTx::Owned(

@@ -6,6 +6,7 @@
 //! Nothing here is on the packet path: probes are a few per tunnel and interval, built in pool
 //! mbufs and sent in one burst per turn.
 
+use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,6 +21,8 @@ use dataplane::mbuf::Burst;
 use dataplane::mempool::Mempool;
 use dataplane::port::TxQueue;
 use dataplane::worker::pipeline::{ControlTxQueue, ProbeQueue};
+
+use crate::operator::{self, Pending};
 
 /// The control loop's clock: monotonic nanoseconds since the first call.
 pub fn fresh_now() -> Timestamp {
@@ -101,6 +104,8 @@ pub struct ControlLoop {
     reload_again: bool,
     /// Turns, the latest one and stalls (docs/operations.md).
     pub heartbeat: Heartbeat,
+    /// Operator requests from the telemetry commands ([`crate::operator`]).
+    requests: Option<Receiver<Pending>>,
 }
 
 impl ControlLoop {
@@ -125,7 +130,13 @@ impl ControlLoop {
             reloading: None,
             reload_again: false,
             heartbeat: Heartbeat::default(),
+            requests: None,
         }
+    }
+
+    /// Answers the operator requests that arrive on `requests` at each turn.
+    pub fn serve(&mut self, requests: Receiver<Pending>) {
+        self.requests = Some(requests);
     }
 
     /// One turn at `now`: replies in, probes out, state changes published.
@@ -164,6 +175,9 @@ impl ControlLoop {
             if !self.probes.is_empty() {
                 self.send_probes();
             }
+        }
+        if let Some(rx) = &self.requests {
+            operator::serve(rx, &mut self.plane, now);
         }
         match self.plane.update(now) {
             Ok(Some(g)) => log::debug!("forwarding context generation {g} published"),

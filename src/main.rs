@@ -26,7 +26,7 @@ use dataplane::eal::Eal;
     name = "conduit",
     version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("CONDUIT_GIT_REVISION"), ")"),
     about = "DPDK dataplane terminating and steering anycast GRE and IPsec tunnels",
-    override_usage = "conduit [EAL args] -- --config FILE [OPTIONS]\n       conduit check-config FILE"
+    override_usage = "conduit [EAL args] -- --config FILE [OPTIONS]\n       conduit check-config FILE\n       conduit ctl [--file-prefix PREFIX] [--json] COMMAND"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -46,6 +46,8 @@ struct Cli {
 enum Command {
     /// Validate a configuration file without starting the dataplane.
     CheckConfig { file: PathBuf },
+    /// Operate a running appliance through its telemetry socket (no EAL needed).
+    Ctl(conduit::ctl::Ctl),
 }
 
 fn main() -> ExitCode {
@@ -62,6 +64,10 @@ fn test_panic_worker_after() -> Option<std::time::Duration> {
 }
 
 fn run(cli: Cli, eal_args: Vec<String>) -> Result<ExitCode> {
+    if let Some(Command::Ctl(ctl)) = &cli.command {
+        print!("{}", conduit::ctl::run(ctl)?);
+        return Ok(ExitCode::SUCCESS);
+    }
     if let Some(Command::CheckConfig { file }) = &cli.command {
         let cfg = Config::load(file).map_err(anyhow::Error::msg)?;
         println!(

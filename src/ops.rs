@@ -147,7 +147,12 @@ impl Ops {
                 t.penalty = rt.routing_health().penalty();
                 t.set_health_counters(&rt.counters());
                 t.state_changes = rt.state_changes;
-                t.last_state_change = rt.last_state_change.map(wall_time);
+                t.last_state_change = rt.last_change().map(|c| wall_time(c.at));
+                if let Some(change) = rt.last_change() {
+                    let now = crate::control_loop::fresh_now();
+                    t.last_change_ago = Some(now.saturating_duration_since(change.at));
+                    t.last_change_reason = change.reason.clone();
+                }
                 if !rt.rtt.is_empty() {
                     t.rtt = Some(RttSummary {
                         samples: rt.rtt.len(),

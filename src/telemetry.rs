@@ -190,6 +190,13 @@ pub fn tunnel(s: &Snapshot, params: Option<&str>) -> Result<Reply, CommandError>
             .uint("rtt_p99_us", r.p99_us)
             .uint("rtt_max_us", r.max_us);
     }
+    if let Some(ago) = t.last_change_ago {
+        d.uint(
+            "last_change_ms_ago",
+            ago.as_millis().try_into().unwrap_or(u64::MAX),
+        )
+        .string("last_change_reason", short(&t.last_change_reason));
+    }
     d.uint("rx_packets", t.rx_packets)
         .uint("rx_bytes", t.rx_bytes)
         .uint("tx_packets", t.tx_packets)

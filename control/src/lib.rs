@@ -5,6 +5,7 @@ pub mod config;
 pub mod health;
 pub mod heartbeat;
 pub mod metrics;
+pub mod operator;
 pub mod plane;
 pub mod prometheus;
 pub mod tables;

@@ -232,6 +232,10 @@ pub struct TunnelMetrics {
     /// Packets and bytes sent into the tunnel (encapsulated).
     pub tx_packets: u64,
     pub tx_bytes: u64,
+    /// How long ago the latest state change (health or admin) was, and why; `None` and empty
+    /// when none happened since start (or since the tunnel appeared in a reload).
+    pub last_change_ago: Option<Duration>,
+    pub last_change_reason: String,
 }
 
 impl TunnelMetrics {
@@ -254,6 +258,8 @@ impl TunnelMetrics {
             rx_bytes: 0,
             tx_packets: 0,
             tx_bytes: 0,
+            last_change_ago: None,
+            last_change_reason: String::new(),
         }
     }
 }

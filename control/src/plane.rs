@@ -40,11 +40,13 @@
 //!   penalty ([`AdminState::routing_health`]); its monitor is not polled (no probes, no
 //!   timeouts) and keeps the state it had. Set admin up again, it gets a fresh monitor, healthy
 //!   and probed from then on, as a tunnel at start-up: the probes in flight when it went down say
-//!   nothing about the tunnel now. A reload sets every tunnel to its file's `admin` (the file
-//!   stays the truth), and [`ControlPlane::set_admin`] changes one at run time.
+//!   nothing about the tunnel now. [`ControlPlane::set_admin`] changes one at run time and
+//!   keeps that state for the name across reloads until it is set again; a reload sets every
+//!   other tunnel to its file's `admin`.
 //! - **Tunnel ids** are positions in the config file, also for the per-tunnel counters; a reload
 //!   that reorders tunnels re-labels their counters from then on.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -151,9 +153,17 @@ pub struct TunnelRuntime {
     /// State changes since start (or since the tunnel appeared in a reload), admin changes
     /// included.
     pub state_changes: u64,
-    /// When the latest of those changes happened; `None` before the first.
-    pub last_state_change: Option<Timestamp>,
     admin: AdminState,
+    /// The latest state change (health or admin), for operators.
+    last_change: Option<StateChange>,
+}
+
+/// When and why a tunnel last changed state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateChange {
+    pub at: Timestamp,
+    /// e.g. `healthy -> down: 3 consecutive probes failed`, `admin down`.
+    pub reason: String,
 }
 
 impl fmt::Debug for TunnelRuntime {
@@ -179,9 +189,14 @@ impl TunnelRuntime {
             reply: expected_reply(t),
             rtt: Histogram::new_with_bounds(1, MAX_RTT_US, 3).expect("valid histogram bounds"),
             state_changes: 0,
-            last_state_change: None,
             admin: t.admin,
+            last_change: None,
         })
+    }
+
+    /// The latest state change since start (or since the tunnel appeared in a reload).
+    pub fn last_change(&self) -> Option<&StateChange> {
+        self.last_change.as_ref()
     }
 
     /// The administrative state (config `admin`, or [`ControlPlane::set_admin`]).
@@ -229,7 +244,10 @@ impl TunnelRuntime {
         }
         self.admin = admin;
         self.state_changes += 1;
-        self.last_state_change = Some(now);
+        self.last_change = Some(StateChange {
+            at: now,
+            reason: format!("admin {}", admin.as_str()),
+        });
         let penalty = self.routing_health().penalty();
         match admin {
             AdminState::Down => log::warn!(
@@ -366,6 +384,9 @@ pub struct ControlPlane {
     /// Reads the time at the moment of a publication (for swap-to-effect latency, which must
     /// not include building the table); `None`: the `now` of the call that published.
     publish_clock: Option<fn() -> Timestamp>,
+    /// Admin states set at run time ([`ControlPlane::set_admin`]) by tunnel name: they win over
+    /// the file's `admin` across reloads until set again.
+    admin_overrides: HashMap<String, AdminState>,
 }
 
 impl fmt::Debug for ControlPlane {
@@ -429,6 +450,7 @@ impl ControlPlane {
                 swap: SwapLatency::default(),
                 counters: PlaneCounters::default(),
                 publish_clock: None,
+                admin_overrides: HashMap::new(),
             },
             readers,
         ))
@@ -548,7 +570,10 @@ impl ControlPlane {
             let changes: Vec<Transition> = h.take_transitions().collect();
             for tr in changes {
                 t.state_changes += 1;
-                t.last_state_change = Some(tr.at);
+                t.last_change = Some(StateChange {
+                    at: tr.at,
+                    reason: format!("{} -> {}: {}", tr.from, tr.to, tr.reason),
+                });
                 self.dirty = true;
                 let penalty = tr.to.penalty();
                 if tr.to == Health::Healthy {
@@ -579,7 +604,8 @@ impl ControlPlane {
 
     /// Sets tunnel `name` administratively up or down at run time (docs/behaviour.md §2) and,
     /// if that changed it, publishes the new table. Returns the generation in force afterwards.
-    /// The one call an operator command needs; a reload sets the file's states again.
+    /// The one call an operator command needs. The state is kept as an override of the file's
+    /// `admin` for that name: reloads keep it until it is set again.
     pub fn set_admin(
         &mut self,
         name: &str,
@@ -591,6 +617,7 @@ impl ControlPlane {
             .iter_mut()
             .find(|t| t.name == name)
             .ok_or_else(|| PlaneError::UnknownTunnel(name.to_string()))?;
+        self.admin_overrides.insert(name.to_string(), admin);
         if !t.set_admin(admin, now) {
             return Ok(self.generation());
         }
@@ -687,8 +714,19 @@ impl ControlPlane {
         result
     }
 
-    /// Applies an already loaded config (the work of [`reload`](Self::reload)).
-    pub fn apply(&mut self, config: Config, now: Timestamp) -> Result<u64, PlaneError> {
+    /// The admin states set at run time, by tunnel name (see [`Self::set_admin`]).
+    pub fn admin_overrides(&self) -> &HashMap<String, AdminState> {
+        &self.admin_overrides
+    }
+
+    /// Applies an already loaded config (the work of [`reload`](Self::reload)); run-time admin
+    /// states override the file's.
+    pub fn apply(&mut self, mut config: Config, now: Timestamp) -> Result<u64, PlaneError> {
+        for t in &mut config.tunnels {
+            if let Some(&admin) = self.admin_overrides.get(&t.name) {
+                t.admin = admin;
+            }
+        }
         let path = self.path.display().to_string();
         let mut changed = Vec::new();
         if config.dataplane != self.config.dataplane {
@@ -789,8 +827,8 @@ fn disabled_runtime(t: &TunnelConfig) -> TunnelRuntime {
         reply: expected_reply(t),
         rtt: Histogram::new_with_bounds(1, MAX_RTT_US, 3).expect("valid histogram bounds"),
         state_changes: 0,
-        last_state_change: None,
         admin: t.admin,
+        last_change: None,
     }
 }
 

@@ -639,7 +639,7 @@ fn admin_down_routes_as_down_sends_no_probes_and_comes_back() {
 }
 
 #[test]
-fn reload_sets_the_admin_state_of_the_file() {
+fn reload_sets_the_file_admin_state_unless_set_at_run_time() {
     let (mut p, _readers) = plane(CONFIG);
     let mut sim = Sim::new();
     sim.run(&mut p, Duration::from_millis(300), &[A, B, BACKUP]);
@@ -657,10 +657,103 @@ fn reload_sets_the_admin_state_of_the_file() {
     qsim.run(&mut q, Duration::from_millis(500), &[A, B, BACKUP]);
     assert!(qsim.sent.iter().all(|s| s.tunnel != A));
     assert_eq!(targets(&q), vec![B]);
-    // A set at run time lasts until the next reload, which applies the file again.
+    // A state set at run time survives reloads until it is set again; the others follow the
+    // file.
     p.set_admin("primary-b", AdminState::Down, sim.now).unwrap();
     assert_eq!(targets(&p), vec![BACKUP]);
+    let change = p.tunnels()[1].last_change().expect("a change").clone();
+    assert_eq!(change.reason, "admin down");
+    assert_eq!(change.at, sim.now);
+    p.apply(config(CONFIG), sim.now).unwrap();
+    assert_eq!(
+        targets(&p),
+        vec![A],
+        "primary-a follows the file, primary-b stays down"
+    );
+    assert_eq!(p.tunnels()[1].admin(), AdminState::Down);
+    assert_eq!(p.admin_overrides().len(), 1);
+    p.set_admin("primary-b", AdminState::Up, sim.now).unwrap();
+    p.apply(config(&down), sim.now).unwrap();
+    assert_eq!(
+        targets(&p),
+        vec![B],
+        "up at run time wins over the file's up too"
+    );
     p.apply(config(CONFIG), sim.now).unwrap();
     assert_eq!(targets(&p), vec![A, B]);
     assert!(p.tunnels().iter().all(|t| t.admin() == AdminState::Up));
+}
+
+#[test]
+fn operator_lookup_and_routes_follow_the_published_table() {
+    use crate::operator::{lookup, routes, Flow};
+    let (mut p, _readers) = plane(CONFIG);
+    let flow = |i: u16| Flow {
+        src: Ipv4Addr::new(192, 0, 2, 7),
+        dst: Ipv4Addr::new(172, 16, 3, 4),
+        protocol: 17,
+        src_port: 1000 + i,
+        dst_port: 53,
+    };
+    let l = lookup(&p, flow(0));
+    assert_eq!(l.prefix, Some((Ipv4Addr::new(172, 16, 0, 0), 16)));
+    assert!(l.ports_hashed);
+    let names: Vec<(&str, u64, bool)> = l
+        .candidates
+        .iter()
+        .map(|c| (c.next_hop.as_str(), c.effective_priority, c.active))
+        .collect();
+    assert_eq!(
+        names,
+        vec![
+            ("primary-a", 100, true),
+            ("primary-b", 100, true),
+            ("backup", 200, false)
+        ]
+    );
+    // Flows spread over both primaries, each as the table selects it.
+    let chosen: Vec<String> = (0..64)
+        .map(|i| lookup(&p, flow(i)).chosen.unwrap())
+        .collect();
+    for name in ["primary-a", "primary-b"] {
+        assert!(chosen.iter().any(|c| c == name), "{chosen:?}");
+    }
+    let table = p.context().table();
+    for (i, c) in chosen.iter().enumerate() {
+        let f = flow(i as u16);
+        let hash = conduit_packet::route::flow_hash(
+            u32::from(f.src),
+            u32::from(f.dst),
+            f.protocol,
+            false,
+            f.src_port,
+            f.dst_port,
+        );
+        let id = match table.select(u32::from(f.dst), hash) {
+            Some(conduit_packet::route::NextHop::Tunnel(id)) => id,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(c, &p.tunnels()[id.0 as usize].name);
+    }
+
+    // Both primaries admin-down: the backup takes every flow and is the active route.
+    p.set_admin("primary-a", AdminState::Down, Timestamp::ZERO)
+        .unwrap();
+    p.set_admin("primary-b", AdminState::Down, Timestamp::ZERO)
+        .unwrap();
+    assert!((0..64).all(|i| lookup(&p, flow(i)).chosen.as_deref() == Some("backup")));
+    let r = routes(&p, None);
+    assert_eq!(r[0].penalty, 1_000_000);
+    assert_eq!(r[0].effective_priority, 1_000_100);
+    assert!(!r[0].active && !r[1].active && r[2].active);
+    // Inside another prefix: none; no route for an address outside every prefix.
+    assert!(routes(&p, Some((Ipv4Addr::new(10, 0, 0, 0), 8))).is_empty());
+    let none = lookup(
+        &p,
+        Flow {
+            dst: Ipv4Addr::new(8, 8, 8, 8),
+            ..flow(0)
+        },
+    );
+    assert_eq!((none.prefix, none.chosen), (None, None));
 }

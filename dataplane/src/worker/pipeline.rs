@@ -31,9 +31,10 @@ use crate::mbuf::{Burst, LinearizeError, Mbuf, MAX_BURST};
 use crate::mempool::{Mempool, DEFAULT_DATA_ROOM};
 use crate::port::FRAME_OVERHEAD;
 use crate::port::{RxQueue, TxQueue};
+use conduit_packet::pipeline::trace::{TraceBuffer, TraceFlow, TraceRecord};
 use conduit_packet::pipeline::{
     encapsulate, process, read_probe_echo, write_fragment, Context, Control, DropReason,
-    FragmentPlan, ProbeReply, Reassembler, ReassemblerConfig, Reassembly, ReassemblyStats,
+    FragmentPlan, Outcome, ProbeReply, Reassembler, ReassemblerConfig, Reassembly, ReassemblyStats,
     TokenBucket, Verdict, WorkerState,
 };
 use conduit_packet::publish::Reader;
@@ -208,6 +209,8 @@ pub struct PipelineWorker {
     burst_size: usize,
     /// Reassembly timeouts are checked at most this often (TSC ticks).
     expire_every: u64,
+    /// The operator's packet trace of this worker (off unless armed).
+    trace: Arc<TraceBuffer>,
 }
 
 /// The mutable per-packet state of a worker.
@@ -266,7 +269,13 @@ impl PipelineWorker {
             },
             burst_size: config.burst.clamp(1, MAX_BURST),
             expire_every: (config.tsc_hz / EXPIRE_CHECKS_PER_SEC).max(1),
+            trace: Arc::default(),
         }
+    }
+
+    /// This worker's packet trace, to arm and read from another thread.
+    pub fn trace(&self) -> Arc<TraceBuffer> {
+        Arc::clone(&self.trace)
     }
 
     /// Hands probe replies to the control thread through `queue` (without one they are counted
@@ -301,8 +310,16 @@ impl PipelineWorker {
                 busy_polls += 1;
                 inb.prefetch_all();
                 let now = rdtsc();
-                for m in inb.drain() {
-                    self.io.handle(ctx, port as u16, m, now, c);
+                // The trace costs one load and this branch per burst while it is off.
+                if self.trace.active() {
+                    for m in inb.drain() {
+                        self.io
+                            .handle_traced(ctx, port as u16, m, now, c, &self.trace);
+                    }
+                } else {
+                    for m in inb.drain() {
+                        self.io.handle(ctx, port as u16, m, now, c);
+                    }
                 }
                 self.io.flush(c);
             }
@@ -369,6 +386,49 @@ impl WorkerIo {
         }
         let len = m.pkt_len() as u64;
         let out = process(ctx, rx_port, &mut m, &mut self.state, now);
+        self.act(ctx, rx_port, m, len, out, now, c);
+    }
+
+    /// [`Self::handle`], recording the packet's flow and verdict in `trace`.
+    #[cold]
+    fn handle_traced(
+        &mut self,
+        ctx: &Context,
+        rx_port: u16,
+        mut m: Mbuf,
+        now: u64,
+        c: &PipelineCounters,
+        trace: &TraceBuffer,
+    ) {
+        if m.is_chained() {
+            match self.linearize(m, c) {
+                Some(whole) => m = whole,
+                None => return,
+            }
+        }
+        let flow = TraceFlow::of_frame(rx_port, m.data());
+        let len = m.pkt_len() as u64;
+        let out = process(ctx, rx_port, &mut m, &mut self.state, now);
+        trace.record(&TraceRecord {
+            flow,
+            verdict: out.verdict.into(),
+        });
+        self.act(ctx, rx_port, m, len, out, now, c);
+    }
+
+    /// Counts and carries out `out`, the verdict on `m` (`len` bytes as received).
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn act(
+        &mut self,
+        ctx: &Context,
+        rx_port: u16,
+        m: Mbuf,
+        len: u64,
+        out: Outcome,
+        now: u64,
+        c: &PipelineCounters,
+    ) {
         if let Some(TunnelId(t)) = out.rx_tunnel {
             c.tunnel_rx_packets.add(t as usize, 1);
             c.tunnel_rx_bytes.add(t as usize, len);

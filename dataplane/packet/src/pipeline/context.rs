@@ -747,6 +747,24 @@ impl Context {
         self.probe_ident
     }
 
+    /// The group a packet to `dst` (host order) matches and the next hop the workers choose in
+    /// it for a non-fragment with these fields, by the packet path's own calls
+    /// ([`ForwardingTable::lookup_group`], then [`Self::select`] with the seed rule's flow hash);
+    /// `None` when no route covers `dst`. For operators' "which way does this flow go", off the
+    /// packet path.
+    pub fn next_hop(
+        &self,
+        src: u32,
+        dst: u32,
+        protocol: u8,
+        src_port: u16,
+        dst_port: u16,
+    ) -> Option<(GroupId, NextHop)> {
+        let group = self.table.lookup_group(dst)?;
+        let hash = move || ecmp::flow_hash(src, dst, protocol, false, src_port, dst_port);
+        Some((group, self.select(group, hash)))
+    }
+
     /// [`ForwardingTable::select_in`] for the flow hash that `hash` computes, from the group
     /// records prepared with the context rather than the table's. Same result: in modulo mode
     /// both pick `members[`[`ecmp::fastmod`]`(hash, n)]` of the group's members by ascending

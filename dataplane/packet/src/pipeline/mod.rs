@@ -63,6 +63,7 @@ pub mod probe;
 mod process;
 pub mod reassembly;
 mod state;
+pub mod trace;
 mod verdict;
 
 #[cfg(test)]

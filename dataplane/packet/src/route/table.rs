@@ -612,6 +612,16 @@ impl ForwardingTable {
         })
     }
 
+    /// The longest configured prefix containing `dst` (host order), as `(prefix, len)`: the
+    /// one [`Self::lookup_group`] matched. A scan of every prefix, for operators, not packets.
+    pub fn matching_prefix(&self, dst: u32) -> Option<(u32, u8)> {
+        self.prefixes
+            .iter()
+            .filter(|e| dst & super::lpm::mask(e.len) == e.prefix)
+            .max_by_key(|e| e.len)
+            .map(|e| (e.prefix, e.len))
+    }
+
     /// The ECMP mode the table was built with.
     pub fn mode(&self) -> EcmpMode {
         self.mode
