@@ -9,8 +9,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use control::config::{
-    Config, DataplaneConfig, EcmpConfig, GatewayConfig, HealthCheckConfig, IcmpConfig,
-    IpsecConfig, PortConfig, ReassemblyConfig, RouteConfig, StatsConfig, TunnelConfig,
+    Config, DataplaneConfig, EcmpConfig, GatewayConfig, HealthCheckConfig, IcmpConfig, IpsecConfig,
+    PortConfig, ReassemblyConfig, RouteConfig, StatsConfig, TunnelConfig,
 };
 use serde::de::DeserializeOwned;
 
@@ -77,7 +77,11 @@ fn documented() -> (BTreeSet<String>, BTreeMap<String, BTreeSet<String>>) {
 #[test]
 fn every_field_is_documented_and_every_documented_field_exists() {
     let (top, docs) = documented();
-    assert_eq!(top, accepted::<Config>(), "top-level sections (`## ` headings)");
+    assert_eq!(
+        top,
+        accepted::<Config>(),
+        "top-level sections (`## ` headings)"
+    );
     let types: [(&str, BTreeSet<String>); 11] = [
         ("dataplane", accepted::<DataplaneConfig>()),
         ("dataplane.ports[]", accepted::<PortConfig>()),
@@ -102,8 +106,14 @@ fn every_field_is_documented_and_every_documented_field_exists() {
         );
     }
     let covered: BTreeSet<&str> = types.iter().map(|(s, _)| *s).collect();
-    let extra: Vec<_> = docs.keys().filter(|s| !covered.contains(s.as_str())).collect();
-    assert!(extra.is_empty(), "field tables of unchecked sections: {extra:?}");
+    let extra: Vec<_> = docs
+        .keys()
+        .filter(|s| !covered.contains(s.as_str()))
+        .collect();
+    assert!(
+        extra.is_empty(),
+        "field tables of unchecked sections: {extra:?}"
+    );
 }
 
 #[test]
