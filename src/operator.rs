@@ -26,7 +26,9 @@ use control::health::Timestamp;
 use control::operator::{self, Flow, RouteView};
 use control::plane::ControlPlane;
 use dataplane::error::DpdkError;
-use dataplane::telemetry::{self, Array, Dict, Reply, Value, MAX_STRING_LEN};
+use dataplane::telemetry::{self, Array, Dict, Reply, Value};
+
+use crate::telemetry::short;
 
 /// Routes per `/conduit/routes` answer: 100 routes with 64-byte tunnel names take about 12 KiB
 /// of DPDK's 16 KiB buffer.
@@ -95,17 +97,6 @@ fn error(msg: impl Into<String>) -> Reply {
     let mut d = Dict::new();
     d.string("error", short(&msg.into()));
     Reply::Dict(d)
-}
-
-fn short(s: &str) -> String {
-    if s.len() <= MAX_STRING_LEN {
-        return s.to_string();
-    }
-    let mut end = MAX_STRING_LEN - 3;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}...", &s[..end])
 }
 
 /// Sends the parsed request to the control loop and waits for its answer.
@@ -324,7 +315,10 @@ mod tests {
         assert!(parse_routes("x").is_err());
         for &(name, help, _) in COMMANDS {
             assert!(telemetry::valid_command(name), "{name}");
-            assert!(help.len() <= MAX_STRING_LEN, "{name}: help too long");
+            assert!(
+                help.len() <= telemetry::MAX_STRING_LEN,
+                "{name}: help too long"
+            );
         }
     }
 

@@ -76,7 +76,7 @@ pub fn register(hub: Arc<MetricsHub>) -> Result<(), DpdkError> {
 }
 
 /// `s` cut to DPDK's string limit at a character boundary.
-fn short(s: &str) -> String {
+pub(crate) fn short(s: &str) -> String {
     if s.len() <= MAX_STRING_LEN {
         return s.to_string();
     }

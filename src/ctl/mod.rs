@@ -344,13 +344,7 @@ impl Session<'_> {
                     "rx_errors",
                     "tx_dropped",
                 ];
-                let rows = entries(&r)
-                    .map(|(i, p)| {
-                        std::iter::once(i.to_string())
-                            .chain(keys.iter().map(|k| text(&p[k])))
-                            .collect()
-                    })
-                    .collect::<Vec<_>>();
+                let rows = keyed_rows(&r, &keys);
                 table(
                     &[
                         "PORT",
@@ -369,13 +363,7 @@ impl Session<'_> {
             Show::Cores => {
                 let r = self.call("/conduit/cores")?;
                 let keys = ["rx_packets", "tx_packets", "busy_cycles", "polls"];
-                let rows = entries(&r)
-                    .map(|(i, c)| {
-                        std::iter::once(i.to_string())
-                            .chain(keys.iter().map(|k| text(&c[k])))
-                            .collect()
-                    })
-                    .collect::<Vec<_>>();
+                let rows = keyed_rows(&r, &keys);
                 table(
                     &["LCORE", "RX_PKTS", "TX_PKTS", "BUSY_CYCLES", "POLLS"],
                     &rows,
@@ -412,6 +400,18 @@ const DETAIL_ORDER: &[&str] = &[
 /// The entries of a JSON object, in the appliance's order.
 fn entries(v: &Value) -> impl Iterator<Item = (&String, &Value)> {
     v.as_object().into_iter().flatten()
+}
+
+/// One row per entry of a JSON object keyed by number (ports, cores): the key, then the named
+/// fields of its value.
+fn keyed_rows(v: &Value, keys: &[&str]) -> Vec<Vec<String>> {
+    entries(v)
+        .map(|(i, e)| {
+            std::iter::once(i.to_string())
+                .chain(keys.iter().map(|k| text(&e[*k])))
+                .collect()
+        })
+        .collect()
 }
 
 /// A JSON scalar as text (strings without quotes, `-` for absent).
