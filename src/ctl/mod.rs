@@ -280,18 +280,7 @@ impl Session<'_> {
                         break;
                     }
                 }
-                table(
-                    &[
-                        "PREFIX",
-                        "NEXT_HOP",
-                        "PRIORITY",
-                        "WEIGHT",
-                        "PENALTY",
-                        "EFFECTIVE",
-                        "ACTIVE",
-                    ],
-                    &rows,
-                )
+                table(&ROUTE_COLUMNS, &rows)
             }
             Show::Drops { port: true, .. } => {
                 let r = self.call("/conduit/ports")?;
@@ -395,6 +384,17 @@ const DETAIL_ORDER: &[&str] = &[
     "rx_bytes",
     "tx_packets",
     "tx_bytes",
+];
+
+/// The columns of a route table (`show routes`, `lookup`).
+const ROUTE_COLUMNS: [&str; 7] = [
+    "PREFIX",
+    "NEXT_HOP",
+    "PRIORITY",
+    "WEIGHT",
+    "PENALTY",
+    "EFFECTIVE",
+    "ACTIVE",
 ];
 
 /// The entries of a JSON object, in the appliance's order.
@@ -539,18 +539,7 @@ fn lookup_text(r: &Value, src: &str, dst: &str) -> String {
         if r["ports_hashed"] == "yes" { "" } else { "not " },
         text(&r["chosen"]),
     );
-    out.push_str(&table(
-        &[
-            "PREFIX",
-            "NEXT_HOP",
-            "PRIORITY",
-            "WEIGHT",
-            "PENALTY",
-            "EFFECTIVE",
-            "ACTIVE",
-        ],
-        &route_rows(r),
-    ));
+    out.push_str(&table(&ROUTE_COLUMNS, &route_rows(r)));
     let shown = route_rows(r).len() as u64;
     if let Some(n) = r["candidates"].as_u64().filter(|&n| n > shown) {
         let _ = writeln!(out, "({} more routes for this prefix not shown)", n - shown);
