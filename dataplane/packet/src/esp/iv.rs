@@ -23,7 +23,7 @@
 //! must be replaced before its appliance restarts 65,536 times.
 
 /// What makes this appliance's IVs its own: the configured instance id and the boot epoch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct IvPrefix {
     pub instance_id: u16,
     pub epoch: u16,

@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use thiserror::Error;
 
+use crate::esp::sa::IpsecConfig;
 use crate::route::{ecmp, EcmpMode, ForwardingTable, GroupId, NextHop, TunnelId};
 use crate::wire::{esp, ethernet, gre, ipv4, tcp, EtherType, EthernetAddress, IpProtocol};
 
@@ -280,6 +281,8 @@ pub struct ContextConfig {
     pub icmp_ttl_exceeded: bool,
     /// What happens to IPv4 packets with options.
     pub ipv4_options: Ipv4OptionsPolicy,
+    /// The IV prefix and the SAs of the IPsec tunnels.
+    pub ipsec: IpsecConfig,
 }
 
 impl Default for ContextConfig {
@@ -294,6 +297,7 @@ impl Default for ContextConfig {
             icmp_ttl: DEFAULT_TTL,
             icmp_ttl_exceeded: false,
             ipv4_options: Ipv4OptionsPolicy::default(),
+            ipsec: IpsecConfig::default(),
         }
     }
 }
