@@ -19,12 +19,12 @@ use super::context::{
     ESP_TRAILER_LEN, GRE_KEY_LEN, MAX_ENCAP_LEN, NAT_T_PORT, NAT_T_UDP_LEN, OUTER_IPV4_LEN,
     PROBE_MAGIC,
 };
-use crate::esp::sa::{SaCounter, AAD_LEN, ICV_LEN};
-use crate::esp::{iv, padding};
 use super::fragment::check_options;
 use super::options;
 use super::state::WorkerState;
 use super::verdict::{Control, DropReason, Outcome, Verdict};
+use crate::esp::sa::{SaCounter, AAD_LEN, ICV_LEN};
+use crate::esp::{iv, padding};
 
 const ETH_LEN: usize = ethernet::HEADER_LEN;
 /// Ethernet + outer IPv4 + keyless GRE.
@@ -433,7 +433,8 @@ fn encap_esp<B: PacketBuf>(
     head[..hlen].copy_from_slice(&esp.header[..hlen]);
     let flags = if dont_frag { FLAG_DF } else { 0 };
     {
-        let mut h = Ipv4Header::from_prefix_mut(&mut head[ETH_LEN..]).ok_or(DropReason::Headroom)?;
+        let mut h =
+            Ipv4Header::from_prefix_mut(&mut head[ETH_LEN..]).ok_or(DropReason::Headroom)?;
         h.set_tos(tos);
         h.set_total_len(outer_len);
         h.set_ident(ident);
@@ -453,12 +454,8 @@ fn encap_esp<B: PacketBuf>(
     aad.copy_from_slice(&head[spi_off..hlen]);
     let nonce = iv::nonce(rt.salt, &explicit_iv);
     let (body, icv) = rest.split_at_mut(sealed_len);
-    padding::write_trailer(
-        &mut body[inner_len..],
-        inner_len,
-        IpProtocol::Ipv4.into(),
-    )
-    .ok_or(DropReason::Headroom)?;
+    padding::write_trailer(&mut body[inner_len..], inner_len, IpProtocol::Ipv4.into())
+        .ok_or(DropReason::Headroom)?;
     let icv: &mut [u8; ICV_LEN] = icv.try_into().map_err(|_| DropReason::Headroom)?;
     if !cipher.seal(&nonce, &aad, body, icv) {
         return Err(DropReason::EspNoSession);
@@ -761,11 +758,7 @@ impl<B: PacketBuf> Job<'_, B> {
             + usize::from(ESP_TRAILER_LEN);
         self.state.esp.sync(ctx);
         let writer = self.state.esp.writer();
-        let rt = self
-            .state
-            .esp
-            .slot(slot)
-            .ok_or(DropReason::EspNoSession)?;
+        let rt = self.state.esp.slot(slot).ok_or(DropReason::EspNoSession)?;
         let (Some(cipher), Some(window)) = (rt.cipher.as_mut(), rt.replay.as_mut()) else {
             return Err(DropReason::EspNoSession);
         };
