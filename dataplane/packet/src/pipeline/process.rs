@@ -788,7 +788,7 @@ impl<B: PacketBuf> Job<'_, B> {
         rt.shared.add(writer, SaCounter::Packets, 1);
         rt.shared.see_seq(writer, seq);
         let inner_len = match crate::wire::esp::parse_trailer(body) {
-            Ok((inner, next)) if next == IpProtocol::Ipv4 => inner.len(),
+            Ok((inner, IpProtocol::Ipv4)) => inner.len(),
             _ => return Err(DropReason::EspBadTrailer),
         };
         rt.shared.add(writer, SaCounter::Bytes, inner_len as u64);

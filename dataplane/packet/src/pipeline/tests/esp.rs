@@ -257,7 +257,7 @@ fn open(frame: &[u8], tunnel: &Tunnel, k: &SaKey) -> (u32, u32, [u8; 8], Vec<u8>
 }
 
 fn t3(ctx: &Context) -> Tunnel {
-    ctx.tunnel(T3).unwrap().clone()
+    *ctx.tunnel(T3).unwrap()
 }
 
 fn customer_to_t3(data: &[u8]) -> Vec<u8> {
