@@ -852,3 +852,106 @@ fn the_packet_path_never_allocates() {
     });
     assert_eq!(info.count_total, 0, "{info:?}");
 }
+
+// ---- configuration ----
+
+#[test]
+fn sa_configurations_the_packet_path_cannot_serve_are_refused() {
+    let t6 = TunnelId(6);
+    let build = |tunnels: Vec<(TunnelId, TunnelSas)>| {
+        let mut c = config(false);
+        c.tunnels.push((
+            t6,
+            Tunnel::ipsec(E1, R3, a("10.200.0.20"), a("10.200.0.21")),
+        ));
+        c.ipsec = IpsecConfig {
+            iv_prefix: PREFIX,
+            tunnels,
+        };
+        Context::new(&c, table()).err()
+    };
+    let (out, inb) = (SaShared::new(1), SaShared::new(1));
+    let good = sas(&out, &inb, 64, false);
+    let with_inbound = |spis: &[u32], window: u32| TunnelSas {
+        inbound: spis
+            .iter()
+            .map(|&spi| InboundSa {
+                spi,
+                key: key(2),
+                replay_window: window,
+                shared: SaShared::new(1),
+            })
+            .collect(),
+        ..good.clone()
+    };
+    assert_eq!(build(vec![(T3, good.clone())]), None);
+    assert_eq!(build(vec![(T3, with_inbound(&[IN_SPI], 0))]), None);
+    assert_eq!(build(vec![(T3, with_inbound(&[IN_SPI], 4096))]), None);
+    let cases = [
+        (
+            vec![(T0, good.clone())],
+            ContextError::SasOnNonIpsecTunnel(T0),
+        ),
+        (
+            vec![(TunnelId(9), good.clone())],
+            ContextError::SasForUnknownTunnel(TunnelId(9)),
+        ),
+        (
+            vec![(T3, good.clone()), (T3, good.clone())],
+            ContextError::DuplicateSas(T3),
+        ),
+        (
+            vec![(
+                T3,
+                with_inbound(&[0x1000, 0x1001, 0x1002, 0x1003, 0x1004], 0),
+            )],
+            ContextError::TooManyInboundSas {
+                tunnel: T3,
+                count: 5,
+            },
+        ),
+        (
+            vec![(T3, with_inbound(&[255], 0))],
+            ContextError::ReservedSpi {
+                tunnel: T3,
+                spi: 255,
+            },
+        ),
+        (
+            vec![(T3, with_inbound(&[0x1000, 0x1000], 0))],
+            ContextError::DuplicateSpi {
+                tunnel: T3,
+                spi: 0x1000,
+            },
+        ),
+        (
+            vec![(T3, with_inbound(&[IN_SPI], 32))],
+            ContextError::InvalidReplayWindow {
+                tunnel: T3,
+                window: 32,
+            },
+        ),
+        (
+            vec![(T3, good.clone()), (t6, with_inbound(&[IN_SPI], 0))],
+            ContextError::AmbiguousSpi {
+                tunnel: T3,
+                other: t6,
+                spi: IN_SPI,
+            },
+        ),
+    ];
+    for (tunnels, expected) in cases {
+        assert_eq!(build(tunnels), Some(expected.clone()), "{expected}");
+    }
+    // Different remotes may use the same SPI.
+    let mut c = config(false);
+    c.tunnels.push((
+        t6,
+        Tunnel::ipsec(E1, R0, a("10.200.0.20"), a("10.200.0.21")),
+    ));
+    c.ipsec = IpsecConfig {
+        iv_prefix: PREFIX,
+        tunnels: vec![(T3, good.clone()), (t6, with_inbound(&[IN_SPI], 0))],
+    };
+    assert!(Context::new(&c, table()).is_ok());
+}
