@@ -79,7 +79,8 @@ pub use context::{
 /// Tunnel defaults and the header lengths they derive from, shared with the config.
 pub use context::{
     DEFAULT_TTL, ESP_HEADER_LEN, ESP_ICV_LEN, ESP_IV_LEN, ESP_TRAILER_LEN, ETHERNET_MTU,
-    GRE_HEADER_LEN, GRE_KEY_LEN, MAX_MTU, MIN_MSS, MIN_MTU, OUTER_IPV4_LEN,
+    GRE_HEADER_LEN, GRE_KEY_LEN, MAX_MTU, MIN_MSS, MIN_MTU, MIN_SPI, NAT_T_PORT, NAT_T_UDP_LEN,
+    OUTER_IPV4_LEN,
 };
 pub use fragment::{write_fragment, Fragment, FragmentPlan};
 pub use options::{Ipv4OptionsPolicy, OPTION_LSRR, OPTION_SSRR};
