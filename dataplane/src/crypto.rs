@@ -282,7 +282,10 @@ impl CryptoDev {
             .ok_or_else(|| DpdkError::from_rte_errno("rte_cryptodev_sym_session_create"))?;
         Ok(AeadSession {
             dev: Arc::clone(self),
-            sess,
+            raw: Arc::new(RawSession {
+                dev: Arc::clone(self),
+                sess,
+            }),
             aad_len,
             direction,
         })
@@ -369,15 +372,24 @@ pub struct AeadOp<'a> {
 /// A session: one key, one direction, on one device.
 pub struct AeadSession {
     dev: Arc<CryptoDev>,
-    sess: NonNull<c_void>,
+    raw: Arc<RawSession>,
     aad_len: u16,
     direction: Direction,
 }
 
+/// The device's session object, freed when the last holder lets go: its [`AeadSession`], or
+/// a queue pair whose lookaside operation on it has not come back yet.
+struct RawSession {
+    dev: Arc<CryptoDev>,
+    sess: NonNull<c_void>,
+}
+
 // SAFETY: a session is an immutable key schedule once created; CPU crypto keeps the
-// per-operation state on the caller's stack, and lookaside only reads the session pointer it
-// attaches to the caller's op, so a session can move to another thread.
-unsafe impl Send for AeadSession {}
+// per-operation state on the caller's stack, and lookaside only attaches the session pointer
+// to the caller's op, so a session can move to and be shared between threads.
+unsafe impl Send for RawSession {}
+// SAFETY: as above.
+unsafe impl Sync for RawSession {}
 
 impl AeadSession {
     /// Encrypt or decrypt.
@@ -526,7 +538,7 @@ impl AeadSession {
         unsafe {
             sys::rte_cryptodev_sym_cpu_crypto_process(
                 self.dev.id,
-                self.sess.as_ptr(),
+                self.raw.sess.as_ptr(),
                 ofs,
                 &mut vec,
             )
@@ -534,12 +546,11 @@ impl AeadSession {
     }
 }
 
-impl Drop for AeadSession {
+impl Drop for RawSession {
     fn drop(&mut self) {
-        // SAFETY: the session was created on this device and no operation is in flight: CPU
-        // crypto is synchronous, and a lookaside operation holds a borrow of the session until
-        // its op is back (or, after a timeout, its queue pair no longer dequeues into it:
-        // see `Lookaside::run`).
+        // SAFETY: the session was created on this device and no operation uses it: CPU crypto
+        // is synchronous, and a lookaside operation that outlived its call holds a clone of
+        // this Arc until its op is back (see `Lookaside::run`).
         unsafe { sys::rte_cryptodev_sym_session_free(self.dev.id, self.sess.as_ptr()) };
     }
 }
@@ -620,8 +631,8 @@ struct Lookaside {
     op: NonNull<sys::rte_crypto_op>,
     scratch: NonNull<sys::rte_mbuf>,
     /// The op was enqueued and did not come back before the timeout: until it does, the op
-    /// and scratch mbuf belong to the device.
-    in_flight: bool,
+    /// and scratch mbuf belong to the device, and the session it carries is kept alive here.
+    in_flight: Option<Arc<RawSession>>,
     timeout_tsc: u64,
     ops: NonNull<sys::rte_mempool>,
     /// Dropped by hand, after the scratch mbuf went back to it (or never, see `drop`).
@@ -684,7 +695,7 @@ impl Lookaside {
             op,
             // SAFETY: into_raw hands over a valid mbuf, owned from now on by this value.
             scratch: unsafe { NonNull::new_unchecked(scratch.into_raw()) },
-            in_flight: false,
+            in_flight: None,
             timeout_tsc: hz / 1000 * LOOKASIDE_TIMEOUT_MS,
             ops,
             mbufs: ManuallyDrop::new(mbufs),
@@ -711,13 +722,13 @@ impl Lookaside {
         data: &mut [u8],
         icv: &mut [u8; GCM_ICV_LEN],
     ) -> bool {
-        if self.in_flight {
-            // A previous operation timed out; its op (with a session the caller may since
-            // have freed, so its result is ignored) must come back before the op is reused.
+        if self.in_flight.is_some() {
+            // A previous operation timed out (its packet was dropped): its op must come back
+            // before it is reused; then its session may go.
             if !self.dequeue() {
                 return false;
             }
-            self.in_flight = false;
+            self.in_flight = None;
         }
         if aad.len() != usize::from(session.aad_len)
             || aad.len() > sys::CONDUIT_CRYPTO_SCRATCH_ICV as usize
@@ -727,13 +738,13 @@ impl Lookaside {
         }
         let op = self.op.as_ptr();
         let m = self.scratch.as_ptr();
-        // SAFETY: op and m are owned by this value and not on the device (in_flight is false);
+        // SAFETY: op and m are owned by this value and not on the device (nothing in flight);
         // the session belongs to the queue pair's device (checked by QueuePair::run). The
         // scratch mbuf's room holds SCRATCH_DATA + MAX_LOOKASIDE_DATA bytes, the AAD fits
         // before SCRATCH_ICV (checked above) and the nonce fits the op's private
         // area (OP_PRIV_SIZE); no slice overlaps DPDK's memory.
         unsafe {
-            sys::rte_crypto_op_attach_sym_session(op, session.sess.as_ptr());
+            sys::rte_crypto_op_attach_sym_session(op, session.raw.sess.as_ptr());
             sys::conduit_crypto_op_aead(op, m, data.len() as u32);
             std::ptr::copy_nonoverlapping(
                 nonce.as_ptr(),
@@ -767,7 +778,7 @@ impl Lookaside {
         let start = crate::eal::rdtsc();
         while !self.dequeue() {
             if crate::eal::rdtsc().wrapping_sub(start) > self.timeout_tsc {
-                self.in_flight = true;
+                self.in_flight = Some(Arc::clone(&session.raw));
                 return false;
             }
             std::hint::spin_loop();
@@ -800,10 +811,11 @@ impl Lookaside {
 
 impl Drop for Lookaside {
     fn drop(&mut self) {
-        if self.in_flight && !self.dequeue() {
-            // The device still holds the op: returning it (or its pools) would let the device
-            // write freed memory. Leak them instead; this only happens with a device that
-            // stopped completing operations.
+        if self.in_flight.is_some() && !self.dequeue() {
+            // The device still holds the op: returning it, its pools or its session would let
+            // the device use freed memory. Leak them instead; this only happens with a device
+            // that stopped completing operations.
+            std::mem::forget(self.in_flight.take());
             log::error!(
                 "cryptodev {} queue pair {}: an operation never completed; its op and scratch \
                  mbuf are leaked",
