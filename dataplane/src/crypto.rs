@@ -21,7 +21,8 @@
 //! the queue round trip (see [`DpdkCipherFactory`] for measured costs).
 //!
 //! Every worker (and the control thread, which seals probes) needs a queue pair of its own:
-//! open the device with `workers + 1` queue pairs and give each factory a different index. A queue pair's enqueue/dequeue is not thread-safe; the claim
+//! open the device with `workers + 1` queue pairs and give each factory a different index, as
+//! [`EspCipherFactories::open`] does for the appliance. A queue pair's enqueue/dequeue is not thread-safe; the claim
 //! ([`CryptoDev::queue_pair`]) makes sure no two factories share one.
 
 use std::cell::UnsafeCell;
@@ -1004,5 +1005,66 @@ impl Cipher for DpdkCipher {
         let mut icv = *icv;
         self.session.direction == Direction::Decrypt
             && self.qp.run(&self.session, nonce, aad, data, &mut icv)
+    }
+}
+
+/// The cipher factories of an appliance: one per worker and one for the control thread, on the
+/// configured crypto device (`ipsec.crypto_device`), each with its own queue pair.
+pub struct EspCipherFactories {
+    /// The device, opened (or created) with `workers + 1` queue pairs.
+    pub device: Arc<CryptoDev>,
+    /// Worker `i`'s factory (queue pair `i`): `EspRuntime::new(i, factory)`.
+    pub workers: Vec<DpdkCipherFactory>,
+    /// The control thread's factory (queue pair `workers`, writer index `workers`), for the
+    /// probes it seals.
+    pub control: DpdkCipherFactory,
+}
+
+impl std::fmt::Debug for EspCipherFactories {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EspCipherFactories")
+            .field("device", &self.device.name)
+            .field("path", &self.control.path())
+            .field("workers", &self.workers.len())
+            .finish()
+    }
+}
+
+impl EspCipherFactories {
+    /// Opens cryptodev `crypto_device` by name: an existing device (a `--vdev` given to EAL,
+    /// a probed hardware device), or else a software vdev created here under that name
+    /// (`crypto_aesni_gcm`, `crypto_aesni_mb`, `crypto_openssl`, ...; extra vdev arguments may
+    /// follow the name after a comma), with `workers + 1` queue pairs. Each factory takes the
+    /// device's preferred path ([`CryptoDev::preferred_path`]).
+    ///
+    /// `max_sas` bounds the SAs configured at once (outbound and inbound); the session pool
+    /// holds two sessions per SA per factory, so that a reload can make the sessions of new
+    /// SAs while the old ones are still in use.
+    ///
+    /// Fails with a message naming the device when it cannot be created, has too few queue
+    /// pairs, or cannot be configured.
+    pub fn open(eal: &Eal, crypto_device: &str, workers: usize, max_sas: usize) -> Result<Self> {
+        let queue_pairs = u16::try_from(workers + 1)
+            .map_err(|_| DpdkError::InvalidArgument(format!("{workers} workers")))?;
+        // A vdev created here gets enough queue pairs (software PMDs default to 8).
+        let devargs = if crypto_device.contains(',') {
+            crypto_device.to_string()
+        } else {
+            format!("{crypto_device},max_nb_queue_pairs={queue_pairs}")
+        };
+        let sessions = max_sas
+            .saturating_mul(2)
+            .saturating_mul(usize::from(queue_pairs));
+        let sessions = u32::try_from(sessions).unwrap_or(u32::MAX);
+        let device = Arc::new(CryptoDev::open(eal, &devargs, queue_pairs, sessions)?);
+        let workers = (0..queue_pairs - 1)
+            .map(|q| DpdkCipherFactory::new(&device, q))
+            .collect::<Result<Vec<_>>>()?;
+        let control = DpdkCipherFactory::new(&device, queue_pairs - 1)?;
+        Ok(EspCipherFactories {
+            device,
+            workers,
+            control,
+        })
     }
 }

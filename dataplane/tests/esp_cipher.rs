@@ -9,7 +9,9 @@ use std::sync::Arc;
 
 use conduit_packet::esp::cipher::{Cipher, CipherFactory};
 use conduit_packet::esp::sa::{SaDirection, SaKey, AAD_LEN, ICV_LEN, NONCE_LEN};
-use dataplane::crypto::{CryptoDev, CryptoPath, DpdkCipherFactory, MAX_LOOKASIDE_DATA};
+use dataplane::crypto::{
+    CryptoDev, CryptoPath, DpdkCipherFactory, EspCipherFactories, MAX_LOOKASIDE_DATA,
+};
 
 fn hex(s: &str) -> Vec<u8> {
     (0..s.len())
@@ -319,4 +321,90 @@ fn more_queue_pairs_than_the_device_has_is_a_clear_error() {
     let err = CryptoDev::open(&eal, "crypto_aesni_gcm0,max_nb_queue_pairs=2", 3, 8)
         .expect_err("3 queue pairs on a device of 2");
     assert!(err.to_string().contains("max_nb_queue_pairs"), "{err}");
+}
+
+/// The appliance's constructor on `device`: a factory per worker plus the control thread's,
+/// each on its own queue pair, usable from its own thread at the same time, and all sealing
+/// alike (what one worker seals, any other opens).
+fn appliance_factories(device: &str, workers: usize, path: CryptoPath) {
+    let eal = conduit_test_support::eal::init_eal(&format!("esp-factories-{device}"), &[]);
+    let f = EspCipherFactories::open(&eal, device, workers, 4).unwrap();
+    assert_eq!(f.device.name(), device);
+    assert_eq!(usize::from(f.device.queue_pairs()), workers + 1);
+    assert_eq!(f.workers.len(), workers);
+    let mut queue_pairs: Vec<u16> = f.workers.iter().map(|w| w.queue_pair()).collect();
+    queue_pairs.push(f.control.queue_pair());
+    assert_eq!(queue_pairs, (0..=workers as u16).collect::<Vec<_>>());
+    assert_eq!(f.control.path(), path);
+
+    let v = &VECTORS[0];
+    let key = sa_key(&hex(v.keymat));
+    let nonce = nonce(&key, &hex(v.iv));
+    let aad: [u8; AAD_LEN] = hex(v.aad).try_into().unwrap();
+    let device_ref = Arc::clone(&f.device);
+    let EspCipherFactories {
+        workers: factories,
+        mut control,
+        ..
+    } = f;
+    let threads: Vec<_> = factories
+        .into_iter()
+        .map(|mut factory| {
+            let key = key.clone();
+            std::thread::spawn(move || {
+                assert_eq!(factory.path(), path);
+                let mut seal = factory.session(&key, SaDirection::Outbound).unwrap();
+                let mut open = factory.session(&key, SaDirection::Inbound).unwrap();
+                for _ in 0..200 {
+                    let mut data = hex(v.plaintext);
+                    let mut icv = [0u8; ICV_LEN];
+                    assert!(seal.seal(&nonce, &aad, &mut data, &mut icv));
+                    assert_eq!(data, hex(v.ciphertext));
+                    assert_eq!(icv.to_vec(), hex(v.icv));
+                    assert!(open.open(&nonce, &aad, &mut data, &icv));
+                    assert_eq!(data, hex(v.plaintext));
+                }
+            })
+        })
+        .collect();
+    let mut probe = control.session(&key, SaDirection::Outbound).unwrap();
+    let mut data = hex(v.plaintext);
+    let mut icv = [0u8; ICV_LEN];
+    assert!(probe.seal(&nonce, &aad, &mut data, &mut icv));
+    assert_eq!(data, hex(v.ciphertext));
+    for t in threads {
+        t.join().unwrap();
+    }
+    drop(probe);
+    assert_eq!(device_ref.sessions_in_use(), 0);
+}
+
+#[test]
+fn appliance_factories_on_aesni_gcm_created_by_name() {
+    appliance_factories("crypto_aesni_gcm", 2, CryptoPath::CpuCrypto);
+}
+
+#[test]
+fn appliance_factories_on_openssl_beyond_the_default_queue_pairs() {
+    // Software PMDs default to 8 queue pairs; 10 workers need 11.
+    appliance_factories("crypto_openssl", 10, CryptoPath::Lookaside);
+}
+
+#[test]
+fn a_vdev_created_without_arguments_has_the_default_queue_pairs() {
+    let eal = conduit_test_support::eal::init_eal("esp-default-qps", &[]);
+    let err = CryptoDev::open(&eal, "crypto_openssl0", 11, 8).expect_err("8 by default");
+    assert!(err.to_string().contains("has 8 queue pairs"), "{err}");
+}
+
+#[test]
+fn appliance_factories_on_an_existing_vdev_with_too_few_queue_pairs() {
+    let eal = conduit_test_support::eal::init_eal(
+        "esp-factories-existing",
+        &["--vdev", "crypto_aesni_mb0,max_nb_queue_pairs=2"],
+    );
+    let err = EspCipherFactories::open(&eal, "crypto_aesni_mb0", 2, 4).expect_err("3 > 2");
+    assert!(err.to_string().contains("crypto_aesni_mb0"), "{err}");
+    let f = EspCipherFactories::open(&eal, "crypto_aesni_mb0", 1, 4).unwrap();
+    assert_eq!(f.control.path(), CryptoPath::CpuCrypto);
 }
