@@ -644,7 +644,8 @@ struct Lookaside {
 // alone (the queue pair index was claimed exclusively); moving it moves that ownership.
 unsafe impl Send for Lookaside {}
 
-/// The op pool is a plain mempool; nothing else is sized for one op, so a few suffice.
+/// Objects in each of a lookaside queue pair's pools: it takes one op and one mbuf from them
+/// for its whole life.
 const LOOKASIDE_POOL_SIZE: u32 = 2;
 
 impl Lookaside {
@@ -753,10 +754,13 @@ impl Lookaside {
                 GCM_NONCE_LEN,
             );
             let base = sys::conduit_pktmbuf_mtod(m);
-            std::ptr::copy_nonoverlapping(
-                aad.as_ptr(),
-                base.add(sys::CONDUIT_CRYPTO_SCRATCH_AAD as usize),
-                aad.len(),
+            let aad_area = base.add(sys::CONDUIT_CRYPTO_SCRATCH_AAD as usize);
+            std::ptr::copy_nonoverlapping(aad.as_ptr(), aad_area, aad.len());
+            // Zero padding up to the ICV, for devices that read the AAD in 16-byte blocks.
+            std::ptr::write_bytes(
+                aad_area.add(aad.len()),
+                0,
+                sys::CONDUIT_CRYPTO_SCRATCH_ICV as usize - aad.len(),
             );
             std::ptr::copy_nonoverlapping(
                 icv.as_ptr(),
