@@ -22,8 +22,8 @@
 //!
 //! Every worker (and the control thread, which seals probes) needs a queue pair of its own:
 //! open the device with `workers + 1` queue pairs and give each factory a different index, as
-//! [`EspCipherFactories::open`] does for the appliance. A queue pair's enqueue/dequeue is not thread-safe; the claim
-//! ([`CryptoDev::queue_pair`]) makes sure no two factories share one.
+//! [`EspCipherFactories::open`] does for the appliance. A queue pair's enqueue/dequeue is not
+//! thread-safe; the claim ([`CryptoDev::queue_pair`]) makes sure no two factories share one.
 
 use std::cell::UnsafeCell;
 use std::ffi::{c_void, CString};
