@@ -56,15 +56,15 @@ pub use conduit_packet::{
     route::EcmpMode,
 };
 pub use diagnostic::MAX_MESSAGE_CHARS;
-pub use limits::{IcmpConfig, ReassemblyConfig};
-pub use locate::locate;
-pub use read::MAX_CONFIG_BYTES;
-pub use routing::{EcmpConfig, GatewayConfig, NextHopConfig, RouteConfig};
 pub use ipsec::{
     parse_key, spi_text, IpsecSection, KeyError, KeyStore, SaConfig, TunnelIpsecConfig,
     DEFAULT_CRYPTO_DEVICE, DEFAULT_REPLAY_WINDOW, DEFAULT_STATE_DIR, MAX_INBOUND,
     MAX_KEYS_FILE_BYTES, MAX_REPLAY_WINDOW, MIN_REPLAY_WINDOW, MIN_SPI,
 };
+pub use limits::{IcmpConfig, ReassemblyConfig};
+pub use locate::locate;
+pub use read::MAX_CONFIG_BYTES;
+pub use routing::{EcmpConfig, GatewayConfig, NextHopConfig, RouteConfig};
 pub use tunnel::{
     HealthCheckConfig, ProbeDirection, ProbeType, RatePreset, TunnelConfig, NAT_T_OVERHEAD,
 };

@@ -29,7 +29,9 @@ use conduit_packet::route::TunnelId;
 
 use crate::config::Config;
 
-/// Hands out the shared state of SAs so that it survives reloads (see the module docs).
+/// Hands out the shared state of SAs so that it survives reloads (see the module docs). A clone
+/// shares the SAs handed out so far (build on a clone to try a config that may be refused).
+#[derive(Clone)]
 pub struct SaRegistry {
     writers: usize,
     /// Every outbound key seen since start, by its bytes.
@@ -40,7 +42,7 @@ pub struct SaRegistry {
 
 type KeyBytes = [u8; 36];
 
-#[derive(PartialEq, Eq, Hash)]
+#[derive(Clone, PartialEq, Eq, Hash)]
 struct InboundId {
     tunnel: String,
     spi: u32,

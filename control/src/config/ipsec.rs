@@ -32,7 +32,9 @@ use std::str::FromStr;
 use serde::{Deserialize, Deserializer};
 use thiserror::Error;
 
-pub use conduit_packet::esp::replay::{MAX_WINDOW as MAX_REPLAY_WINDOW, MIN_WINDOW as MIN_REPLAY_WINDOW};
+pub use conduit_packet::esp::replay::{
+    MAX_WINDOW as MAX_REPLAY_WINDOW, MIN_WINDOW as MIN_REPLAY_WINDOW,
+};
 pub use conduit_packet::esp::sa::{SaKey, MAX_INBOUND};
 
 use super::addr::FromStrVisitor;
@@ -360,7 +362,11 @@ pub(super) fn mask_line(line: &str) -> std::borrow::Cow<'_, str> {
 /// A message with runs of hex digits that could be key material masked (a parse error may quote
 /// a value the parser could not use).
 pub(super) fn mask_text(message: &str) -> String {
-    message.lines().map(mask_hex_runs).collect::<Vec<_>>().join("\n")
+    message
+        .lines()
+        .map(mask_hex_runs)
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn mask_hex_runs(line: &str) -> String {
@@ -403,7 +409,10 @@ mod tests {
         assert_eq!(parse_key(&format!("0x{KEY}00")), Err(KeyError::Length(74)));
         assert_eq!(parse_key(""), Err(KeyError::Length(0)));
         assert_eq!(parse_key("0x"), Err(KeyError::Length(0)));
-        assert_eq!(parse_key(&format!("0x{}g", &KEY[1..])), Err(KeyError::NotHex(74)));
+        assert_eq!(
+            parse_key(&format!("0x{}g", &KEY[1..])),
+            Err(KeyError::NotHex(74))
+        );
         assert_eq!(parse_key(&format!("x{KEY}")), Err(KeyError::NotHex(1)));
         assert_eq!(parse_key(&"é".repeat(36)), Err(KeyError::NotHex(1)));
         for e in [KeyError::Length(3), KeyError::NotHex(9)] {
@@ -424,8 +433,14 @@ mod tests {
         assert_eq!(mask_line(&broken), format!("      key: {}", "*".repeat(14)));
         // A GRE key and other lines are left alone.
         assert_eq!(mask_line("    key: 42"), "    key: 42");
-        assert_eq!(mask_line("    key_ref: site-c-next"), "    key_ref: site-c-next");
-        assert_eq!(mask_line("  mac: 02:00:00:00:00:01"), "  mac: 02:00:00:00:00:01");
+        assert_eq!(
+            mask_line("    key_ref: site-c-next"),
+            "    key_ref: site-c-next"
+        );
+        assert_eq!(
+            mask_line("  mac: 02:00:00:00:00:01"),
+            "  mac: 02:00:00:00:00:01"
+        );
         // Any long hex run, wherever it is.
         assert_eq!(
             mask_line(&format!("  x: {KEY}")),
@@ -448,6 +463,9 @@ mod tests {
     fn debug_of_an_sa_hides_its_key() {
         let sa: SaConfig = serde_yaml_ng::from_str(&format!("{{spi: 4096, key: {KEY}}}")).unwrap();
         let d = format!("{sa:?}");
-        assert!(d.contains("redacted") && !d.contains("0102") && !d.contains("[0, 1, 2"), "{d}");
+        assert!(
+            d.contains("redacted") && !d.contains("0102") && !d.contains("[0, 1, 2"),
+            "{d}"
+        );
     }
 }

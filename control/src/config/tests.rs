@@ -172,7 +172,10 @@ fn parses_every_section() {
     let sa = ipsec.ipsec.as_ref().unwrap();
     assert_eq!(sa.outbound.as_ref().unwrap().spi, 0x2000);
     assert_eq!(sa.inbound[0].spi, 0x1000);
-    assert_eq!(c.sa_key(&sa.inbound[0]).unwrap().salt, [0x20, 0x21, 0x22, 0x23]);
+    assert_eq!(
+        c.sa_key(&sa.inbound[0]).unwrap().salt,
+        [0x20, 0x21, 0x22, 0x23]
+    );
     assert_eq!((sa.replay_window, sa.nat_t), (0, false));
     let section = c.ipsec.as_ref().unwrap();
     assert_eq!(section.instance_id, Some(7));
@@ -489,7 +492,11 @@ fn ipsec_rules() {
         "test.yaml:38: tunnels[2].ipsec.replay_window: replay window 4097 must be 0 (off) or 64..=4096"
     );
     for w in [0, 64, 100, 4096] {
-        let c = parse(&FULL.replace("      nat_t: false\n", &format!("      replay_window: {w}\n"))).unwrap();
+        let c = parse(&FULL.replace(
+            "      nat_t: false\n",
+            &format!("      replay_window: {w}\n"),
+        ))
+        .unwrap();
         assert_eq!(c.tunnels[2].ipsec.as_ref().unwrap().replay_window, w);
     }
     // Inbound SAs: 1..=4, distinct SPIs, each with exactly one key source.
@@ -500,7 +507,12 @@ fn ipsec_rules() {
     let inbound = |spis: &[u32]| {
         spis.iter()
             .enumerate()
-            .map(|(n, spi)| format!("        - {{ spi: {spi}, key: {}{n:02x} }}\n", &KEY_IN[..70]))
+            .map(|(n, spi)| {
+                format!(
+                    "        - {{ spi: {spi}, key: {}{n:02x} }}\n",
+                    &KEY_IN[..70]
+                )
+            })
             .collect::<String>()
     };
     let with_inbound = |spis: &[u32]| {
@@ -531,7 +543,11 @@ fn ipsec_rules() {
         "test.yaml:37: tunnels[2].ipsec.inbound[0].key_ref: key_ref \"next\" needs ipsec.keys_file, which is not set"
     );
     // The outbound SA is optional (a tunnel that only receives).
-    let c = parse(&FULL.replace(&format!("      outbound: {{ spi: 0x2000, key: 0x{KEY_OUT} }}\n"), "")).unwrap();
+    let c = parse(&FULL.replace(
+        &format!("      outbound: {{ spi: 0x2000, key: 0x{KEY_OUT} }}\n"),
+        "",
+    ))
+    .unwrap();
     assert!(c.tunnels[2].ipsec.as_ref().unwrap().outbound.is_none());
     // A second IPsec tunnel: its inbound SPI may repeat one of another remote, not of the same.
     let second = |remote: &str, key_out: &str| {
@@ -565,13 +581,19 @@ fn ipsec_rules() {
         "test.yaml:64:16: ipsec.instance_id: invalid value: integer `65536`, expected an integer 0..=65535"
     );
     assert_eq!(
-        full_with("  instance_id: 7\n", "  instance_id: 7\n  crypto_device: \"\"\n"),
+        full_with(
+            "  instance_id: 7\n",
+            "  instance_id: 7\n  crypto_device: \"\"\n"
+        ),
         "test.yaml:65: ipsec.crypto_device: empty device name"
     );
     // Without IPsec tunnels the section may be there, without an instance id.
     let gre_only = FULL.replace("    kind: ipsec\n", "    kind: gre\n");
     let gre_only = gre_only
-        .replace(&gre_only[gre_only.find("    ipsec:\n").unwrap()..gre_only.find("routes:").unwrap()], "")
+        .replace(
+            &gre_only[gre_only.find("    ipsec:\n").unwrap()..gre_only.find("routes:").unwrap()],
+            "",
+        )
         .replace("  instance_id: 7\n", "  state_dir: /tmp\n");
     assert!(parse(&gre_only).is_ok(), "{:?}", parse(&gre_only));
 }
@@ -586,8 +608,14 @@ fn with_keys_file(keys: &str, mode: u32, name: &str) -> (PathBuf, Result<Config,
     std::fs::write(&keys_path, keys).unwrap();
     std::fs::set_permissions(&keys_path, std::fs::Permissions::from_mode(mode)).unwrap();
     let text = FULL
-        .replace("  instance_id: 7\n", "  instance_id: 7\n  keys_file: keys.yaml\n")
-        .replace(&format!("spi: 0x1000, key: 0x{KEY_IN}"), "spi: 0x1000, key_ref: site-c-now");
+        .replace(
+            "  instance_id: 7\n",
+            "  instance_id: 7\n  keys_file: keys.yaml\n",
+        )
+        .replace(
+            &format!("spi: 0x1000, key: 0x{KEY_IN}"),
+            "spi: 0x1000, key_ref: site-c-now",
+        );
     let cfg_path = dir.join("conduit.yaml");
     std::fs::write(&cfg_path, &text).unwrap();
     let r = Config::load(&cfg_path);
@@ -596,18 +624,34 @@ fn with_keys_file(keys: &str, mode: u32, name: &str) -> (PathBuf, Result<Config,
 
 #[test]
 fn keys_file_resolves_key_refs() {
-    let (dir, r) = with_keys_file(&format!("site-c-now: 0x{KEY_IN}\nsite-c-next: {KEY_OUT}\n"), 0o600, "ok");
+    let (dir, r) = with_keys_file(
+        &format!("site-c-now: 0x{KEY_IN}\nsite-c-next: {KEY_OUT}\n"),
+        0o600,
+        "ok",
+    );
     let c = r.unwrap();
     let sa = &c.tunnels[2].ipsec.as_ref().unwrap().inbound[0];
     assert_eq!(c.sa_key(sa).unwrap().salt, [0x20, 0x21, 0x22, 0x23]);
     assert_eq!(c.keys.len(), 2);
-    assert_eq!(c.keys_file_path(&dir.join("conduit.yaml")), Some(dir.join("keys.yaml")));
+    assert_eq!(
+        c.keys_file_path(&dir.join("conduit.yaml")),
+        Some(dir.join("keys.yaml"))
+    );
     let shown = format!("{c:?}");
-    assert!(!shown.contains("0102030405") && !shown.contains("ccddeeff"), "{shown}");
+    assert!(
+        !shown.contains("0102030405") && !shown.contains("ccddeeff"),
+        "{shown}"
+    );
 
     let (dir, r) = with_keys_file(&format!("site-c-next: {KEY_OUT}\n"), 0o600, "missing");
     let e = r.unwrap_err().to_string();
-    assert_eq!(e.lines().next().unwrap(), format!("{}:37: tunnels[2].ipsec.inbound[0].key_ref: no key \"site-c-now\" in ipsec.keys_file", dir.join("conduit.yaml").display()));
+    assert_eq!(
+        e.lines().next().unwrap(),
+        format!(
+            "{}:37: tunnels[2].ipsec.inbound[0].key_ref: no key \"site-c-now\" in ipsec.keys_file",
+            dir.join("conduit.yaml").display()
+        )
+    );
 
     let (dir, r) = with_keys_file(&format!("site-c-now: 0x{KEY_IN}\n"), 0o640, "mode");
     let e = r.unwrap_err().to_string();
@@ -619,11 +663,24 @@ fn keys_file_resolves_key_refs() {
     assert!(r.is_ok());
 
     // A broken entry is placed in the keys file, its value masked.
-    let (dir, r) = with_keys_file(&format!("site-c-now: 0x{KEY_IN}\nsite-c-next: 0x{}zz\n", &KEY_OUT[..70]), 0o600, "broken");
+    let (dir, r) = with_keys_file(
+        &format!(
+            "site-c-now: 0x{KEY_IN}\nsite-c-next: 0x{}zz\n",
+            &KEY_OUT[..70]
+        ),
+        0o600,
+        "broken",
+    );
     let e = r.unwrap_err().to_string();
-    assert!(e.starts_with(&format!("{}:2:", dir.join("keys.yaml").display())), "{e}");
+    assert!(
+        e.starts_with(&format!("{}:2:", dir.join("keys.yaml").display())),
+        "{e}"
+    );
     assert!(e.contains("site-c-next: "), "{e}");
-    assert!(!e.contains(&KEY_OUT[10..30]) && !e.contains(&KEY_IN[10..30]), "{e}");
+    assert!(
+        !e.contains(&KEY_OUT[10..30]) && !e.contains(&KEY_IN[10..30]),
+        "{e}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 

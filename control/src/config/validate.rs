@@ -41,10 +41,10 @@ use super::limits::{MAX_SETS_RANGE, REASSEMBLY_TIMEOUT_RANGE_MS};
 use conduit_packet::pipeline::{Tunnel, TunnelKind, MIN_MSS, MIN_MTU};
 use conduit_packet::route::EcmpMode;
 
-use super::routing::{BUCKETS_RANGE, WEIGHT_RANGE};
 use super::ipsec::{
     spi_text, SaConfig, MAX_INBOUND, MAX_REPLAY_WINDOW, MIN_REPLAY_WINDOW, MIN_SPI,
 };
+use super::routing::{BUCKETS_RANGE, WEIGHT_RANGE};
 use super::tunnel::ProbeType;
 use super::{locate, Config, ConfigError, ForwardMode, TunnelConfig, MAX_BURST, PORT_MTU_RANGE};
 use crate::health::HealthConfigError;
@@ -579,7 +579,9 @@ impl<'a> TunnelChecks<'a> {
         // Checked once every tunnel's inbound keys are known: see `outbound_keys_not_inbound`.
         let w = sa.replay_window;
         if w != 0 && !(MIN_REPLAY_WINDOW..=MAX_REPLAY_WINDOW).contains(&w) {
-            return Err(self.err(i, "ipsec.replay_window",
+            return Err(self.err(
+                i,
+                "ipsec.replay_window",
                 format!(
                     "replay window {w} must be 0 (off) or {MIN_REPLAY_WINDOW}..={MAX_REPLAY_WINDOW}"
                 ),

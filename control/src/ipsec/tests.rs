@@ -50,7 +50,13 @@ fn builds_the_sas_of_every_ipsec_tunnel() {
     let mut reg = SaRegistry::new(2);
     assert_eq!(reg.control_writer(), 2);
     let ipsec = reg.build(&c, Some(5));
-    assert_eq!(ipsec.iv_prefix, IvPrefix { instance_id: 9, epoch: 5 });
+    assert_eq!(
+        ipsec.iv_prefix,
+        IvPrefix {
+            instance_id: 9,
+            epoch: 5
+        }
+    );
     assert_eq!(ipsec.tunnels.len(), 1);
     let (id, sas) = &ipsec.tunnels[0];
     assert_eq!(*id, TunnelId(1));
@@ -91,7 +97,10 @@ fn a_reload_keeps_unchanged_sas_and_their_sequence_numbers() {
     // Rekey step 1: a second inbound SA; the others are the same objects.
     let second = reg.build(&config(&sas(KEY_A, &two, 0)), Some(1));
     let t = &second.tunnels[0].1;
-    assert!(Arc::ptr_eq(&t.outbound.as_ref().unwrap().shared, &out1.shared));
+    assert!(Arc::ptr_eq(
+        &t.outbound.as_ref().unwrap().shared,
+        &out1.shared
+    ));
     assert!(Arc::ptr_eq(&t.inbound[0].shared, &in1.shared));
     assert_eq!(t.inbound[0].shared.total(SaCounter::Packets), 7);
     assert!(!Arc::ptr_eq(&t.inbound[1].shared, &in1.shared));
@@ -100,12 +109,21 @@ fn a_reload_keeps_unchanged_sas_and_their_sequence_numbers() {
 
     // A new window makes a new inbound SA (the workers must build a new window).
     let third = reg.build(&config(&sas(KEY_A, &two, 64)), Some(1));
-    assert!(!Arc::ptr_eq(&third.tunnels[0].1.inbound[0].shared, &in1.shared));
+    assert!(!Arc::ptr_eq(
+        &third.tunnels[0].1.inbound[0].shared,
+        &in1.shared
+    ));
 
     // An outbound key replaced, then put back: it continues its numbers, never restarts.
     let fourth = reg.build(&config(&sas(&format!("0x{KEY_A}"), &two, 64)), Some(1));
-    assert!(Arc::ptr_eq(&fourth.tunnels[0].1.outbound.as_ref().unwrap().shared, &out1.shared));
-    let other = reg.build(&config(&sas(&KEY_A.replace("0001", "0101"), &two, 64)), Some(1));
+    assert!(Arc::ptr_eq(
+        &fourth.tunnels[0].1.outbound.as_ref().unwrap().shared,
+        &out1.shared
+    ));
+    let other = reg.build(
+        &config(&sas(&KEY_A.replace("0001", "0101"), &two, 64)),
+        Some(1),
+    );
     let other_out = &other.tunnels[0].1.outbound.as_ref().unwrap().shared;
     assert!(!Arc::ptr_eq(other_out, &out1.shared));
     let back = reg.build(&config(&sas(KEY_A, &two, 64)), Some(1));
@@ -150,7 +168,10 @@ fn boot_epoch_counts_starts_and_persists() {
     let dir = temp_dir("epoch");
     assert_eq!(next_boot_epoch(&dir).unwrap(), 1);
     assert_eq!(next_boot_epoch(&dir).unwrap(), 2);
-    assert_eq!(std::fs::read_to_string(dir.join(BOOT_EPOCH_FILE)).unwrap(), "2\n");
+    assert_eq!(
+        std::fs::read_to_string(dir.join(BOOT_EPOCH_FILE)).unwrap(),
+        "2\n"
+    );
     assert!(!dir.join(".boot-epoch.tmp").exists());
     std::fs::write(dir.join(BOOT_EPOCH_FILE), "65535\n").unwrap();
     assert_eq!(next_boot_epoch(&dir).unwrap(), 0);
@@ -159,7 +180,10 @@ fn boot_epoch_counts_starts_and_persists() {
     let e = next_boot_epoch(&dir).unwrap_err();
     assert!(matches!(e, BootEpochError::Corrupt { .. }), "{e}");
     // The corrupt file is left for the operator.
-    assert_eq!(std::fs::read_to_string(dir.join(BOOT_EPOCH_FILE)).unwrap(), "many");
+    assert_eq!(
+        std::fs::read_to_string(dir.join(BOOT_EPOCH_FILE)).unwrap(),
+        "many"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -172,6 +196,9 @@ fn boot_epoch_that_cannot_be_written_is_an_error() {
     // A directory where the file should be cannot be read.
     let dir = temp_dir("isdir");
     std::fs::create_dir(dir.join(BOOT_EPOCH_FILE)).unwrap();
-    assert!(matches!(next_boot_epoch(&dir), Err(BootEpochError::Read { .. })));
+    assert!(matches!(
+        next_boot_epoch(&dir),
+        Err(BootEpochError::Read { .. })
+    ));
     let _ = std::fs::remove_dir_all(&dir);
 }
