@@ -249,15 +249,33 @@ impl KeysFileError {
 /// source line's values masked.
 fn parse_keys(text: &str, shown: &Path) -> Result<KeyStore, ConfigError> {
     let de = serde_yaml_ng::Deserializer::from_str(text);
-    let raw: BTreeMap<String, KeyText> = match serde_path_to_error::deserialize(de) {
+    let raw: UniqueKeys = match serde_path_to_error::deserialize(de) {
         Ok(m) => m,
         Err(e) => {
             let field = e.path().to_string();
-            let d = super::diagnostic::diagnose(text, field, e.inner());
+            let mut d = super::diagnostic::diagnose(text, field, e.inner());
             let field = match d.field.as_str() {
                 "." | "?" => String::new(),
                 f => f.to_string(),
             };
+            // The parser places a repeated name at the map; show its second occurrence.
+            if let Some(name) = d
+                .message
+                .strip_prefix('`')
+                .and_then(|m| m.strip_suffix("` is given twice"))
+            {
+                let at = format!("{name}:");
+                if let Some(n) = text
+                    .lines()
+                    .enumerate()
+                    .filter(|(_, l)| l.trim_start().starts_with(&at))
+                    .nth(1)
+                    .map(|(n, _)| n + 1)
+                {
+                    d.line = Some(n);
+                    d.column = None;
+                }
+            }
             return Err(ConfigError::Invalid {
                 file: shown.to_path_buf(),
                 line: d.line,
@@ -271,7 +289,37 @@ fn parse_keys(text: &str, shown: &Path) -> Result<KeyStore, ConfigError> {
             });
         }
     };
-    Ok(raw.into_iter().map(|(name, k)| (name, k.0)).collect())
+    Ok(raw.0)
+}
+
+/// The keys file's map, refusing a name given twice (YAML maps would keep the last silently).
+struct UniqueKeys(KeyStore);
+
+impl<'de> Deserialize<'de> for UniqueKeys {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = UniqueKeys;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a mapping of key names to 72 hex digits")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<UniqueKeys, A::Error> {
+                let mut keys = KeyStore::new();
+                while let Some(name) = map.next_key::<String>()? {
+                    let key: KeyText = map.next_value()?;
+                    if keys.contains_key(&name) {
+                        return Err(serde::de::Error::custom(format!("`{name}` is given twice")));
+                    }
+                    keys.insert(name, key.0);
+                }
+                Ok(UniqueKeys(keys))
+            }
+        }
+        d.deserialize_map(V)
+    }
 }
 
 /// A keys file line under an error: every value is a key, so everything after the first `:`
@@ -450,6 +498,23 @@ mod tests {
             mask_text(&format!("invalid type: string \"{KEY}\"")),
             format!("invalid type: string \"{}\"", "*".repeat(72))
         );
+    }
+
+    #[test]
+    fn keys_file_content() {
+        let shown = Path::new("keys.yaml");
+        let keys = parse_keys(&format!("now: 0x{KEY}\nnext: {KEY}\n"), shown).unwrap();
+        assert_eq!(keys.len(), 2);
+        assert_eq!(keys["now"], keys["next"]);
+        let err = |text: &str| parse_keys(text, shown).unwrap_err().to_string();
+        let e = err(&format!("now: 0x{KEY}\nnow: 0x{KEY}\n"));
+        assert!(e.starts_with("keys.yaml:2:"), "{e}");
+        assert!(!e.contains("0102030405"), "{e}");
+        let e = err(&format!("now: [0x{KEY}]\n"));
+        assert!(e.starts_with("keys.yaml:1:"), "{e}");
+        assert!(!e.contains("0102030405"), "{e}");
+        let e = err(&format!("- 0x{KEY}\n"));
+        assert!(!e.contains("0102030405"), "{e}");
     }
 
     #[test]
