@@ -68,7 +68,7 @@ use crate::health::{
     HealthConfig, HealthCounters, ReplyStatus, Timestamp, Transition, TunnelHealth,
 };
 use crate::ipsec::SaRegistry;
-use crate::metrics::TunnelStatus;
+use crate::metrics::{RttWindow, TunnelStatus, RTT_WINDOW, RTT_WINDOW_SAMPLES};
 use crate::tables::{self, TablesError};
 
 /// Inner TTL of probes.
@@ -150,8 +150,10 @@ pub struct TunnelRuntime {
     pub spec: ProbeSpec,
     /// How its replies must arrive.
     pub reply: ExpectedReply,
-    /// Round-trip times in microseconds.
+    /// Round-trip times in microseconds, every reply since the tunnel was configured.
     pub rtt: Histogram<u64>,
+    /// The same replies, those of the last minute only (for operators' percentiles).
+    pub recent_rtt: RttWindow,
     /// State changes since start (or since the tunnel appeared in a reload), admin changes
     /// included.
     pub state_changes: u64,
@@ -183,6 +185,7 @@ impl TunnelRuntime {
     fn new(t: &TunnelConfig, first_probe_at: Timestamp) -> Result<Self, PlaneError> {
         let health_config = t.health();
         let health = monitor(&t.name, &health_config, first_probe_at)?;
+        let recent_rtt = recent_rtt(&health_config);
         Ok(TunnelRuntime {
             name: t.name.clone(),
             health,
@@ -190,6 +193,7 @@ impl TunnelRuntime {
             spec: probe_spec(t),
             reply: expected_reply(t),
             rtt: Histogram::new_with_bounds(1, MAX_RTT_US, 3).expect("valid histogram bounds"),
+            recent_rtt,
             state_changes: 0,
             admin: t.admin,
             last_change: None,
@@ -289,6 +293,17 @@ impl TunnelRuntime {
     pub fn last_rtt(&self) -> Option<Duration> {
         self.health.as_ref().and_then(TunnelHealth::last_rtt)
     }
+}
+
+/// The recent-RTT ring of a tunnel: allocated once, and empty without health checks (no
+/// probes, no replies).
+fn recent_rtt(config: &HealthConfig) -> RttWindow {
+    let capacity = if config.enabled {
+        RTT_WINDOW_SAMPLES
+    } else {
+        0
+    };
+    RttWindow::new(RTT_WINDOW, capacity)
 }
 
 /// A health monitor for the settings, first probe at `first_probe_at`; `None` when checks are
@@ -618,6 +633,7 @@ impl ControlPlane {
                 let us = rtt(reply.echo.sent_tsc).unwrap_or(monitor_rtt).as_micros();
                 let us = u64::try_from(us).unwrap_or(MAX_RTT_US).clamp(1, MAX_RTT_US);
                 let _ = t.rtt.record(us);
+                t.recent_rtt.record(now, us);
             }
             _ => {
                 self.counters.replies_unmatched += 1;
@@ -923,6 +939,7 @@ fn disabled_runtime(t: &TunnelConfig) -> TunnelRuntime {
         spec: probe_spec(t),
         reply: expected_reply(t),
         rtt: Histogram::new_with_bounds(1, MAX_RTT_US, 3).expect("valid histogram bounds"),
+        recent_rtt: RttWindow::new(RTT_WINDOW, 0),
         state_changes: 0,
         admin: t.admin,
         last_change: None,

@@ -234,6 +234,11 @@ fn probes_go_out_at_the_interval_staggered() {
         "first probes are staggered in tunnel order"
     );
     assert!(p.tunnels().iter().all(|t| t.rtt.len() >= 9));
+    // The same replies are in the recent window, and leave it a minute later.
+    for t in p.tunnels() {
+        assert_eq!(t.recent_rtt.len(sim.now) as u64, t.rtt.len(), "{}", t.name);
+        assert!(t.recent_rtt.is_empty(sim.now + Duration::from_secs(61)));
+    }
     assert_eq!(p.generation(), 0, "nothing changed, nothing published");
 }
 
