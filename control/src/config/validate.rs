@@ -11,8 +11,8 @@
 //!   address (ARP requests are sent from it), and the gateway must lie in its subnet.
 //! - Tunnel names: 1..=64 letters, digits, `-`, `_`, `.` (they become metric labels).
 //! - Tunnel MTU: from 576 (RFC 791) up to what fits in the gateway port's MTU (1500 if not
-//!   set) after encapsulation (GRE 24 / 28 bytes; ESP 52 + 2..5 bytes of trailer), so the
-//!   outer packet never needs fragmenting. MSS: 536..=MTU − 40.
+//!   set) after encapsulation (GRE 24 / 28 bytes; ESP 52 + 2..5 bytes of trailer, 8 more in
+//!   UDP with `nat_t`), so the outer packet never needs fragmenting. MSS: 536..=MTU − 40.
 //! - Two GRE tunnels with the same local and remote endpoints need different keys (a keyed and
 //!   an unkeyed one may coexist: decapsulation matches the key exactly).
 //! - IPsec (config/ipsec.rs): an IPsec tunnel needs its `ipsec` block and the appliance-wide
