@@ -204,6 +204,16 @@ fn main() {
         "rte_cryptodev_sym_session_create",
         "rte_cryptodev_sym_session_free",
         "rte_cryptodev_sym_cpu_crypto_process",
+        "rte_cryptodev_enqueue_burst",
+        "rte_cryptodev_dequeue_burst",
+        "rte_crypto_op_pool_create",
+        "rte_crypto_op_alloc",
+        "rte_crypto_op_free",
+        "rte_crypto_op_attach_sym_session",
+        "conduit_crypto_op_aead",
+        "conduit_crypto_op_iv",
+        "conduit_pktmbuf_mtod",
+        "conduit_crypto_op_status",
         "conduit_rte_errno",
         "conduit_flag_value",
         "conduit_block_realtime_signals",
@@ -220,6 +230,10 @@ fn main() {
         .allowlist_type("rte_cryptodev_qp_conf")
         .allowlist_var("RTE_CRYPTODEV_FF_SYM_CPU_CRYPTO")
         .allowlist_var("RTE_CRYPTODEV_FF_SYM_OPERATION_CHAINING")
+        .allowlist_type("rte_crypto_op")
+        .allowlist_type("rte_crypto_op_status")
+        .allowlist_type("rte_crypto_op_type")
+        .allowlist_type("conduit_crypto_layout")
         .allowlist_type("rte_mempool")
         .allowlist_type("rte_eth_.*")
         .allowlist_type("rte_ether_addr")

@@ -33,7 +33,7 @@ use dataplane::eal::Eal;
 use dataplane::lcore::{JoinError, LcoreId};
 use dataplane::mempool::Mempool;
 use dataplane::neighbor;
-use dataplane::port::{self, MacProgrammed, Port, PortConfig, PortId};
+use dataplane::port::{self, MacProgrammed, Port, PortConfig, PortId, RxQueue};
 use dataplane::worker::pipeline::{
     ControlTxQueue, PipelineWorker, ProbeQueue, WorkerQueues, PROBE_QUEUE_CAPACITY,
 };
@@ -387,11 +387,12 @@ fn take_queues(ports: &mut [Port], workers: usize) -> Vec<WorkerQueues> {
         .collect()
 }
 
-/// The gateway's MAC: configured, or asked by ARP on `queues`' gateway port (before any worker
-/// polls it); `None` when SIGINT/SIGTERM came while waiting for the answer.
+/// The gateway's MAC: configured, or asked by ARP on the gateway port (before any worker polls
+/// it; the request goes out on the first worker's queue, the answer is looked for on every
+/// worker's); `None` when SIGINT/SIGTERM came while waiting for the answer.
 fn resolve_gateway(
     cfg: &Config,
-    queues: &mut WorkerQueues,
+    queues: &mut [WorkerQueues],
     gw_index: usize,
     our_mac: EthernetAddress,
     pool: &Mempool,
@@ -414,9 +415,15 @@ fn resolve_gateway(
         if signals.stop_requested() {
             return Ok(None);
         }
+        let (first, rest) = queues
+            .split_first_mut()
+            .context("the appliance has at least one worker")?;
+        let mut rx: Vec<&mut RxQueue> = std::iter::once(&mut first.rx[gw_index])
+            .chain(rest.iter_mut().map(|q| &mut q.rx[gw_index]))
+            .collect();
         let res = neighbor::resolve(
-            &mut queues.rx[gw_index],
-            &mut queues.tx[gw_index],
+            &mut rx,
+            &mut first.tx[gw_index],
             pool,
             neighbor::ArpQuery {
                 our_mac,
@@ -462,7 +469,7 @@ pub fn start_pipeline(
         .context("pipeline mode needs a gateway (checked by the config)")?;
     let mut queues = take_queues(ports, lcores.len());
     let Some(gateway_mac) =
-        resolve_gateway(cfg, &mut queues[0], gw_index, macs[gw_index], pool, signals)?
+        resolve_gateway(cfg, &mut queues, gw_index, macs[gw_index], pool, signals)?
     else {
         return Ok(None);
     };

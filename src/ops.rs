@@ -13,7 +13,7 @@ use control::config::{Config, TunnelKind};
 use control::health::Timestamp;
 use control::metrics::{
     ApplianceMetrics, CoreMetrics, DropCount, MetricsHub, PoolMetrics, PortMetrics, ProcessMetrics,
-    RttHistogram, RttSummary, Snapshot, TunnelMetrics,
+    RateMeter, RttHistogram, Snapshot, TunnelMetrics,
 };
 use control::prometheus::MetricsServer;
 use dataplane::eal::Eal;
@@ -36,6 +36,16 @@ pub struct Ops {
     /// Wall-clock time of the start (the first configuration load), since the Unix epoch.
     started_wall: Duration,
     config_path: String,
+    /// Packet rates of each tunnel, by position (the workers count per position); a
+    /// position whose name changed in a reload starts over.
+    rates: Vec<TunnelRates>,
+}
+
+/// The meters of one tunnel's packets received and sent.
+struct TunnelRates {
+    name: String,
+    rx: RateMeter,
+    tx: RateMeter,
 }
 
 /// The current wall-clock time, since the Unix epoch.
@@ -77,6 +87,7 @@ impl Ops {
             started: Instant::now(),
             started_wall: wall_now(),
             config_path: path.display().to_string(),
+            rates: Vec::new(),
         })
     }
 
@@ -100,7 +111,7 @@ impl Ops {
     }
 
     fn snapshot(
-        &self,
+        &mut self,
         ports: &[Port],
         (pool_name, pool): (&str, &Mempool),
         counters: &[PipelineCounters],
@@ -136,6 +147,9 @@ impl Ops {
             if let Some(last) = beat.last {
                 appliance.control_loop_last_iteration = wall_time(last);
             }
+            // One reading of the control loop's clock for the whole snapshot: the RTT
+            // windows end, and the rates are measured, at the same instant.
+            let now = crate::control_loop::fresh_now();
             for (i, (rt, tc)) in plane
                 .tunnels()
                 .iter()
@@ -149,26 +163,36 @@ impl Ops {
                 t.state_changes = rt.state_changes;
                 t.last_state_change = rt.last_change().map(|c| wall_time(c.at));
                 if let Some(change) = rt.last_change() {
-                    let now = crate::control_loop::fresh_now();
                     t.last_change_ago = Some(now.saturating_duration_since(change.at));
                     t.last_change_reason = change.reason.clone();
                 }
+                // Operators' percentiles are over the recent replies; Prometheus gets every
+                // reply and computes its own windows with rate().
+                t.rtt = rt.recent_rtt.summary(now);
+                t.rtt_window = rt.recent_rtt.window();
                 if !rt.rtt.is_empty() {
-                    t.rtt = Some(RttSummary {
-                        samples: rt.rtt.len(),
-                        p50_us: rt.rtt.value_at_quantile(0.5),
-                        p90_us: rt.rtt.value_at_quantile(0.9),
-                        p99_us: rt.rtt.value_at_quantile(0.99),
-                        max_us: rt.rtt.max(),
-                    });
                     t.rtt_histogram = Some(RttHistogram::from_micros(&rt.rtt));
                 }
                 t.rx_packets = total(&|c| c.tunnel_rx_packets.get(i));
                 t.rx_bytes = total(&|c| c.tunnel_rx_bytes.get(i));
                 t.tx_packets = total(&|c| c.tunnel_tx_packets.get(i));
                 t.tx_bytes = total(&|c| c.tunnel_tx_bytes.get(i));
+                let fresh = || TunnelRates {
+                    name: rt.name.clone(),
+                    rx: RateMeter::new(),
+                    tx: RateMeter::new(),
+                };
+                match self.rates.get_mut(i) {
+                    Some(r) if r.name == rt.name => {}
+                    Some(r) => *r = fresh(),
+                    None => self.rates.push(fresh()),
+                }
+                let r = &mut self.rates[i];
+                t.rx_pps = r.rx.update(now, t.rx_packets);
+                t.tx_pps = r.tx.update(now, t.tx_packets);
                 tunnels.push(t);
             }
+            self.rates.truncate(tunnels.len());
         }
         let ports = ports
             .iter()

@@ -7,7 +7,7 @@
 //! |---|---|
 //! | `/conduit/info` | version, DPDK version, config path, uptime, table generation, reloads, counts |
 //! | `/conduit/tunnels[,OFFSET]` | `total`, `offset`, and parallel arrays `names`, `kinds`, `states`, `penalties` for up to [`TUNNELS_PAGE`] tunnels from OFFSET |
-//! | `/conduit/tunnel,NAME` | every field of one tunnel; `rtt_*_us` only once a reply was measured |
+//! | `/conduit/tunnel,NAME` | every field of one tunnel; RTT percentiles over the replies of the last `rtt_window_s` (absent when none came), packets per second (absent until measured) |
 //! | `/conduit/ports` | one dict per port, keyed by the port's index (`"0"`, `"1"`, ...) |
 //! | `/conduit/cores` | one dict per worker, keyed by the lcore id |
 //! | `/conduit/drops` | drop reason → packets |
@@ -49,7 +49,7 @@ pub const COMMANDS: &[(&str, &str, Answer)] = &[
     ),
     (
         "/conduit/tunnel",
-        "One tunnel's state, penalty, probes, RTT percentiles (us) and counters. Param: name.",
+        "One tunnel's state, penalty, probes, recent RTT percentiles (us), counters, rates. Param: name.",
         tunnel,
     ),
     (
@@ -182,9 +182,10 @@ pub fn tunnel(s: &Snapshot, params: Option<&str>) -> Result<Reply, CommandError>
         .uint("probes_sent", t.probes_sent)
         .uint("probe_replies", t.probe_replies)
         .uint("probes_lost", t.probes_lost)
-        .uint("probe_late_replies", t.probe_late_replies);
+        .uint("probe_late_replies", t.probe_late_replies)
+        .uint("rtt_window_s", t.rtt_window.as_secs());
     if let Some(r) = &t.rtt {
-        d.uint("rtt_samples", r.samples)
+        d.uint("rtt_window_samples", r.samples)
             .uint("rtt_p50_us", r.p50_us)
             .uint("rtt_p90_us", r.p90_us)
             .uint("rtt_p99_us", r.p99_us)
@@ -198,9 +199,15 @@ pub fn tunnel(s: &Snapshot, params: Option<&str>) -> Result<Reply, CommandError>
         .string("last_change_reason", short(&t.last_change_reason));
     }
     d.uint("rx_packets", t.rx_packets)
-        .uint("rx_bytes", t.rx_bytes)
-        .uint("tx_packets", t.tx_packets)
+        .uint("rx_bytes", t.rx_bytes);
+    if let Some(pps) = t.rx_pps {
+        d.uint("rx_pps", pps);
+    }
+    d.uint("tx_packets", t.tx_packets)
         .uint("tx_bytes", t.tx_bytes);
+    if let Some(pps) = t.tx_pps {
+        d.uint("tx_pps", pps);
+    }
     Ok(Reply::Dict(d))
 }
 
@@ -309,7 +316,17 @@ mod tests {
                 count: u64::MAX,
             });
         }
-        s.tunnels[0].rtt = Some(RttSummary::default());
+        for t in &mut s.tunnels {
+            t.rtt = Some(RttSummary {
+                samples: u64::MAX,
+                p50_us: u64::MAX,
+                p90_us: u64::MAX,
+                p99_us: u64::MAX,
+                max_us: u64::MAX,
+            });
+            t.rx_pps = Some(u64::MAX);
+            t.tx_pps = Some(u64::MAX);
+        }
         for &(name, _, answer) in COMMANDS {
             let params = match name {
                 "/conduit/tunnel" => Some(s.tunnels[999].name.as_str()),
@@ -361,6 +378,8 @@ mod tests {
         assert_eq!(uint(&d, "probes_sent"), 1);
         assert_eq!(d.get("kind"), Some(&Value::String("ipsec".into())));
         assert!(d.get("rtt_p50_us").is_none(), "no RTT without samples");
+        assert_eq!(uint(&d, "rtt_window_s"), 60, "the window is always stated");
+        assert!(d.get("rx_pps").is_none() && d.get("tx_pps").is_none());
 
         s.tunnels[1].rtt = Some(RttSummary {
             samples: 4,
@@ -369,9 +388,14 @@ mod tests {
             p99_us: 30,
             max_us: 40,
         });
+        s.tunnels[1].rx_pps = Some(0);
+        s.tunnels[1].tx_pps = Some(1500);
         let d = dict(tunnel(&s, Some(&name)).unwrap());
+        assert_eq!(uint(&d, "rtt_window_samples"), 4);
         assert_eq!(uint(&d, "rtt_p90_us"), 20);
         assert_eq!(uint(&d, "rtt_max_us"), 40);
+        assert_eq!(uint(&d, "rx_pps"), 0);
+        assert_eq!(uint(&d, "tx_pps"), 1500);
         assert!(tunnel(&s, Some("nope")).is_err());
         assert!(tunnel(&s, None).is_err());
     }

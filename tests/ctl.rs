@@ -258,6 +258,7 @@ fn show_commands_and_lookup_agree_with_the_packets() {
 
     // The CLI over the same appliance.
     let tunnels = ctl_ok(&prefix, "show tunnels");
+    let tunnels_json = ctl_ok(&prefix, "--json show tunnels");
     let detail = ctl_ok(&prefix, "show tunnel cust-b");
     let unknown = ctl(&prefix, "show tunnel nope");
     let routes = ctl_ok(&prefix, "show routes");
@@ -316,13 +317,33 @@ fn show_commands_and_lookup_agree_with_the_packets() {
     for t in ["cust-a1", "cust-a2", "cust-a3", "cust-b"] {
         let row = tunnel_row(&tunnels, t);
         assert_eq!(row[1..4], ["gre", "disabled", "0"], "{tunnels}");
-        assert_eq!(row[10], sent_by(t), "TX_PKTS of {t}\n{tunnels}");
+        assert_eq!(row[11], sent_by(t), "TX_PKTS of {t}\n{tunnels}");
     }
     assert!(
         tunnels.starts_with("NAME     KIND  STATE     PENALTY  RTT_P50"),
         "{tunnels}"
     );
+    assert!(
+        tunnels.ends_with(
+            "(RTT_P50, RTT_P99: probe replies of the last 60 s; RX_PPS, TX_PPS: packets per \
+             second over the last 1 s)\n"
+        ),
+        "{tunnels}"
+    );
+    let answers = json_tunnels(&tunnels_json);
+    assert_eq!(answers.len(), 4, "{tunnels_json}");
+    for (name, t) in &answers {
+        assert_eq!(t["tx_packets"], Value::from(per_hop[name.as_str()]), "{t}");
+        assert_eq!(t["rtt_window_s"], 60, "{t}");
+        // Health checks are off: no reply, so no RTT in the window.
+        assert!(t.get("rtt_p50_us").is_none(), "{t}");
+        // Rates are measured once the appliance has run a second; whole packets per second.
+        for k in ["rx_pps", "tx_pps"] {
+            assert!(t.get(k).is_none_or(Value::is_u64), "{k}: {t}");
+        }
+    }
     assert!(detail.contains("name:                cust-b\n"), "{detail}");
+    assert!(detail.contains("rtt_window_s:        60\n"), "{detail}");
     assert!(
         detail.contains(&format!("tx_packets:          {}\n", sent_by("cust-b"))),
         "{detail}"
@@ -383,6 +404,22 @@ fn show_commands_and_lookup_agree_with_the_packets() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// The `/conduit/tunnel` answers of `ctl --json show tunnels`, by tunnel name: one line for the
+/// page of names, then one per tunnel.
+fn json_tunnels(out: &str) -> HashMap<String, Value> {
+    let mut lines = out
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap());
+    let page = lines.next().unwrap();
+    assert_eq!(page["/conduit/tunnels"]["total"], 4, "{out}");
+    lines
+        .map(|l| {
+            let t = l["/conduit/tunnel"].clone();
+            (t["name"].as_str().unwrap().to_string(), t)
+        })
+        .collect()
+}
+
 /// TX packets of each tunnel, from the per-tunnel answers.
 fn tx(c: &mut Client) -> [u64; 4] {
     ["cust-a1", "cust-a2", "cust-a3", "cust-b"].map(|t| {
@@ -418,6 +455,28 @@ fn admin_down_and_up_move_traffic() {
     let mut c = connect(&prefix, &mut child);
     let window = Duration::from_millis(1200);
     assert_eq!(carrying(&mut c, window), [true, true, true, false]);
+    // Packets per second: the tunnels that carry traffic send at a rate, the backup does not,
+    // and nothing comes back out of a tunnel (the capture holds no GRE). A rate needs a
+    // second of snapshots, which a loaded machine may take longer to refresh.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let rates = loop {
+        let rates = json_tunnels(&ctl_ok(&prefix, "--json show tunnels"));
+        if rates.values().all(|t| t.get("tx_pps").is_some()) {
+            break rates;
+        }
+        assert!(Instant::now() < deadline, "no rate measured: {rates:?}");
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    for (name, t) in &rates {
+        let tx_pps = t["tx_pps"].as_u64().unwrap_or_else(|| panic!("{t}"));
+        if name == "cust-b" {
+            assert_eq!(tx_pps, 0, "{t}");
+        } else {
+            assert!(tx_pps > 0, "{t}");
+        }
+        assert_eq!(t["rx_pps"], 0, "{t}");
+        assert_eq!(t["rtt_window_s"], 60, "{t}");
+    }
 
     // The trace: the next 40 packets, each with the tunnel lookup gives its flow.
     let trace = ctl_ok(&prefix, "trace 40");
@@ -469,6 +528,19 @@ fn admin_down_and_up_move_traffic() {
     assert_eq!(row[2..4], ["admin-down", "1000000"], "{shown}");
     assert!(row[6].ends_with("s ago"), "{shown}");
     assert_eq!(row[7], "admin down", "{shown}");
+    // Its rate falls to zero once a whole measured second follows the swap (the rate covers
+    // about the last second, of a snapshot up to 0.5 s old); the others' does not.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut shown = shown;
+    while tunnel_row(&shown, "cust-a2")[13] != "0" {
+        assert!(Instant::now() < deadline, "TX_PPS stays above 0\n{shown}");
+        std::thread::sleep(Duration::from_millis(250));
+        shown = ctl_ok(&prefix, "show tunnels");
+    }
+    let a1 = tunnel_row(&shown, "cust-a1");
+    assert!(a1[13].parse::<u64>().unwrap() > 0, "TX_PPS\n{shown}");
+    let detail = ctl_ok(&prefix, "show tunnel cust-a1");
+    assert!(detail.contains("\ntx_pps:   "), "{detail}");
     let routes = ctl_ok(&prefix, "show routes 172.16.0.0/16");
     assert!(
         routes.contains("172.16.0.0/16  cust-a2   100       1       1000000  1000100\n"),

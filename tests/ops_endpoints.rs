@@ -35,6 +35,8 @@ fn snapshot() -> Snapshot {
     a.rx_bytes = 64_000;
     a.tx_packets = 2000;
     a.tx_bytes = 128_000;
+    a.rx_pps = Some(10);
+    a.tx_pps = Some(20);
     a.rtt = Some(RttSummary {
         samples: 37,
         p50_us: 800,
@@ -158,13 +160,16 @@ fn telemetry_commands_over_a_real_eal() {
         json!({"/conduit/tunnel": {
             "name": "gre-a", "kind": "gre", "state": "degraded", "penalty": 500_000,
             "state_changes": 1, "probes_sent": 40, "probe_replies": 37, "probes_lost": 3,
-            "probe_late_replies": 2, "rtt_samples": 37, "rtt_p50_us": 800, "rtt_p90_us": 1200,
-            "rtt_p99_us": 4000, "rtt_max_us": 5000, "rx_packets": 1000, "rx_bytes": 64_000,
-            "tx_packets": 2000, "tx_bytes": 128_000,
+            "probe_late_replies": 2, "rtt_window_s": 60, "rtt_window_samples": 37,
+            "rtt_p50_us": 800, "rtt_p90_us": 1200, "rtt_p99_us": 4000, "rtt_max_us": 5000,
+            "rx_packets": 1000, "rx_bytes": 64_000, "rx_pps": 10,
+            "tx_packets": 2000, "tx_bytes": 128_000, "tx_pps": 20,
         }})
     );
     assert_eq!(a[3]["/conduit/tunnel"]["state"], "disabled");
     assert!(a[3]["/conduit/tunnel"].get("rtt_p50_us").is_none());
+    assert!(a[3]["/conduit/tunnel"].get("rx_pps").is_none());
+    assert_eq!(a[3]["/conduit/tunnel"]["rtt_window_s"], 60);
     assert_eq!(a[4], json!({"/conduit/tunnel": null}));
     assert_eq!(
         a[5],

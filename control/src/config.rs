@@ -13,6 +13,7 @@
 //! dataplane:        # ports (device, mtu, rss, ipv4, mac), workers, mode (io | pipeline), pools
 //! local_endpoints:  # anycast tunnel endpoints announced by every appliance
 //! gateway:          # { ipv4, mac?, port }: next hop of everything Conduit sends
+//! ipsec:            # { instance_id, crypto_device, keys_file, state_dir } (config/ipsec.rs)
 //! tunnels:          # GRE / IPsec tunnels, with health checks (config/tunnel.rs)
 //! routes:           # { prefix, tunnel | next_hop: gateway, priority, weight? }
 //! ecmp:             # { mode: modulo | weighted | resilient, buckets }
@@ -28,6 +29,7 @@
 
 mod addr;
 mod diagnostic;
+mod ipsec;
 mod limits;
 mod locate;
 mod read;
@@ -54,13 +56,17 @@ pub use conduit_packet::{
     route::EcmpMode,
 };
 pub use diagnostic::MAX_MESSAGE_CHARS;
+pub use ipsec::{
+    parse_key, spi_text, IpsecSection, KeyError, KeyStore, SaConfig, TunnelIpsecConfig,
+    DEFAULT_CRYPTO_DEVICE, DEFAULT_REPLAY_WINDOW, DEFAULT_STATE_DIR, MAX_INBOUND,
+    MAX_KEYS_FILE_BYTES, MAX_REPLAY_WINDOW, MIN_REPLAY_WINDOW, MIN_SPI,
+};
 pub use limits::{IcmpConfig, ReassemblyConfig};
 pub use locate::locate;
 pub use read::MAX_CONFIG_BYTES;
 pub use routing::{EcmpConfig, GatewayConfig, NextHopConfig, RouteConfig};
 pub use tunnel::{
-    HealthCheckConfig, IpsecConfig, ProbeDirection, ProbeType, RatePreset, SaKey, SaKeyError,
-    TunnelConfig,
+    HealthCheckConfig, ProbeDirection, ProbeType, RatePreset, TunnelConfig, NAT_T_OVERHEAD,
 };
 pub use validate::TUNNEL_NAME_MAX;
 
@@ -69,7 +75,6 @@ pub use limits::{
     MAX_SETS_RANGE, REASSEMBLY_TIMEOUT_RANGE_MS,
 };
 pub use routing::{BUCKETS_RANGE, DEFAULT_BUCKETS, WEIGHT_RANGE};
-pub use tunnel::{DEFAULT_REPLAY_WINDOW, MAX_REPLAY_WINDOW, MIN_SPI};
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -82,6 +87,9 @@ pub struct Config {
     /// Next hop of everything Conduit sends; required in `pipeline` mode.
     #[serde(default)]
     pub gateway: Option<GatewayConfig>,
+    /// Appliance-wide IPsec settings; required when any tunnel is `kind: ipsec`.
+    #[serde(default)]
+    pub ipsec: Option<IpsecSection>,
     #[serde(default)]
     pub tunnels: Vec<TunnelConfig>,
     #[serde(default)]
@@ -98,6 +106,10 @@ pub struct Config {
     pub reassembly: ReassemblyConfig,
     #[serde(default)]
     pub stats: StatsConfig,
+    /// The keys of `ipsec.keys_file`, read when the config is loaded (so a reload re-reads
+    /// them). Never printed: [`SaKey`](conduit_packet::esp::sa::SaKey)'s `Debug` is redacted.
+    #[serde(skip)]
+    pub keys: KeyStore,
 }
 
 /// Ports, lcores and the poll loop.
@@ -315,11 +327,67 @@ impl Config {
                     .and_then(|l| diagnostic::snippet(text, l, d.column))
                     .map(String::into_boxed_str),
                 field: d.field,
-                message: d.message,
+                // A value the parser could not use may be quoted; it may be a key.
+                message: ipsec::mask_text(&d.message),
             }
         })?;
+        let mut cfg = cfg;
+        cfg.keys = cfg.read_keys_file(text, file)?;
         cfg.validate(text, file)?;
         Ok(cfg)
+    }
+
+    /// The keys file named by `ipsec.keys_file`, relative to the directory of `file` (the
+    /// config file); empty without one.
+    fn read_keys_file(&self, text: &str, file: &Path) -> Result<KeyStore, ConfigError> {
+        let Some(rel) = self.ipsec.as_ref().and_then(|s| s.keys_file.as_ref()) else {
+            return Ok(KeyStore::new());
+        };
+        let path = self.keys_file_path(file).unwrap_or_else(|| rel.clone());
+        ipsec::load_keys(&path, &path).map_err(|e| match e {
+            ipsec::KeysFileError::Content(c) => c,
+            e => {
+                let message = e.message(&path);
+                let field = "ipsec.keys_file".to_string();
+                let line = locate(text, &field);
+                ConfigError::Invalid {
+                    file: file.to_path_buf(),
+                    line,
+                    column: None,
+                    snippet: line
+                        .and_then(|l| diagnostic::snippet(text, l, None))
+                        .map(String::into_boxed_str),
+                    field,
+                    message,
+                }
+            }
+        })
+    }
+
+    /// Where `ipsec.keys_file` is: relative paths are taken from the directory of
+    /// `config_file`.
+    pub fn keys_file_path(&self, config_file: &Path) -> Option<PathBuf> {
+        let rel = self.ipsec.as_ref()?.keys_file.as_ref()?;
+        Some(match config_file.parent() {
+            Some(dir) if rel.is_relative() => dir.join(rel),
+            _ => rel.clone(),
+        })
+    }
+
+    /// The key of an SA: given inline, or its `key_ref` looked up in the keys file. `None`
+    /// only for a config that did not pass validation.
+    pub fn sa_key<'a>(&'a self, sa: &'a SaConfig) -> Option<&'a conduit_packet::esp::sa::SaKey> {
+        match (&sa.key, &sa.key_ref) {
+            (Some(k), _) => Some(k),
+            (None, Some(name)) => self.keys.get(name),
+            (None, None) => None,
+        }
+    }
+
+    /// Whether any tunnel is `kind: ipsec` (then the appliance needs a cryptodev and a boot
+    /// epoch).
+    pub fn has_ipsec_tunnels(&self) -> bool {
+        self.tunnels.iter().any(|t| t.kind == TunnelKind::Ipsec)
     }
 
     /// The tunnel called `name`, with its index in `tunnels`.

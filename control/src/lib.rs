@@ -4,6 +4,7 @@
 pub mod config;
 pub mod health;
 pub mod heartbeat;
+pub mod ipsec;
 pub mod metrics;
 pub mod operator;
 pub mod plane;

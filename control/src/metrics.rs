@@ -22,8 +22,9 @@
 //! let mut t = TunnelMetrics::new(&tc.name, tc.kind, TunnelStatus::from_health(h.state(), enabled));
 //! t.penalty = h.state().penalty();
 //! t.set_health_counters(h.counters());
-//! t.rtt = Some(RttSummary { .. });       // from the tunnel's RTT hdrhistogram (src/ops.rs)
-//! t.rtt_histogram = Some(RttHistogram::from_micros(&rtt));
+//! t.rtt = recent.summary(now);           // the tunnel's RttWindow: the last 60 s of replies
+//! t.rtt_histogram = Some(RttHistogram::from_micros(&rtt)); // every reply since start
+//! t.rx_pps = rx_meter.update(now, t.rx_packets);          // RateMeter, one per counter
 //! hub.publish(Snapshot { appliance, tunnels, ports, cores, drops, pools, process });
 //! // shutdown: server.stop() (or drop it)
 //! ```
@@ -153,10 +154,11 @@ impl TunnelStatus {
     }
 }
 
-/// Round-trip-time percentiles of a tunnel's probe replies, in microseconds.
+/// Round-trip-time percentiles of a tunnel's recent probe replies (those of an
+/// [`RttWindow`]), in microseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct RttSummary {
-    /// Replies the percentiles were computed over.
+    /// Replies the percentiles were computed over (those of the window).
     pub samples: u64,
     pub p50_us: u64,
     pub p90_us: u64,
@@ -218,9 +220,12 @@ pub struct TunnelMetrics {
     pub probes_lost: u64,
     /// Replies that arrived after their probe's timeout.
     pub probe_late_replies: u64,
-    /// `None` while no reply has been measured.
+    /// Percentiles of the replies of the last `rtt_window`; `None` when none arrived in it.
     pub rtt: Option<RttSummary>,
-    /// The same replies as a histogram; `None` while no reply has been measured.
+    /// How far back `rtt` looks ([`RTT_WINDOW`]).
+    pub rtt_window: Duration,
+    /// Every reply since the tunnel was configured, as a histogram; `None` while no reply has
+    /// been measured.
     pub rtt_histogram: Option<RttHistogram>,
     pub state_changes: u64,
     /// Wall-clock time of the latest state change, since the Unix epoch; `None` before the
@@ -232,6 +237,10 @@ pub struct TunnelMetrics {
     /// Packets and bytes sent into the tunnel (encapsulated).
     pub tx_packets: u64,
     pub tx_bytes: u64,
+    /// Packets per second received from and sent into the tunnel over about the last second
+    /// ([`RateMeter`]); `None` until measured.
+    pub rx_pps: Option<u64>,
+    pub tx_pps: Option<u64>,
     /// How long ago the latest state change (health or admin) was, and why; `None` and empty
     /// when none happened since start (or since the tunnel appeared in a reload).
     pub last_change_ago: Option<Duration>,
@@ -251,6 +260,7 @@ impl TunnelMetrics {
             probes_lost: 0,
             probe_late_replies: 0,
             rtt: None,
+            rtt_window: RTT_WINDOW,
             rtt_histogram: None,
             state_changes: 0,
             last_state_change: None,
@@ -258,6 +268,8 @@ impl TunnelMetrics {
             rx_bytes: 0,
             tx_packets: 0,
             tx_bytes: 0,
+            rx_pps: None,
+            tx_pps: None,
             last_change_ago: None,
             last_change_reason: String::new(),
         }
@@ -358,12 +370,16 @@ impl MetricsHub {
 
 mod exposition;
 pub mod process;
+mod rate;
+mod rtt_window;
 
 pub use exposition::{
     encode, render_openmetrics, render_prometheus, Format, OPENMETRICS_CONTENT_TYPE,
     PROMETHEUS_CONTENT_TYPE,
 };
 pub use process::ProcessMetrics;
+pub use rate::{RateMeter, RATE_SPAN};
+pub use rtt_window::{RttWindow, RTT_WINDOW, RTT_WINDOW_SAMPLES};
 
 #[cfg(test)]
 mod tests;

@@ -54,6 +54,7 @@ use std::time::Duration;
 
 use std::net::Ipv4Addr;
 
+use conduit_packet::esp::sa::IpsecConfig;
 use conduit_packet::pipeline::{
     Context, ProbeKey, ProbeKind, ProbeReply, ProbeSpec, TunnelId, PROBE_KEY_LEN,
 };
@@ -66,7 +67,8 @@ use crate::config::{Config, ProbeDirection, ProbeType, TunnelConfig};
 use crate::health::{
     HealthConfig, HealthCounters, ReplyStatus, Timestamp, Transition, TunnelHealth,
 };
-use crate::metrics::TunnelStatus;
+use crate::ipsec::SaRegistry;
+use crate::metrics::{RttWindow, TunnelStatus, RTT_WINDOW, RTT_WINDOW_SAMPLES};
 use crate::tables::{self, TablesError};
 
 /// Inner TTL of probes.
@@ -148,8 +150,10 @@ pub struct TunnelRuntime {
     pub spec: ProbeSpec,
     /// How its replies must arrive.
     pub reply: ExpectedReply,
-    /// Round-trip times in microseconds.
+    /// Round-trip times in microseconds, every reply since the tunnel was configured.
     pub rtt: Histogram<u64>,
+    /// The same replies, those of the last minute only (for operators' percentiles).
+    pub recent_rtt: RttWindow,
     /// State changes since start (or since the tunnel appeared in a reload), admin changes
     /// included.
     pub state_changes: u64,
@@ -181,6 +185,7 @@ impl TunnelRuntime {
     fn new(t: &TunnelConfig, first_probe_at: Timestamp) -> Result<Self, PlaneError> {
         let health_config = t.health();
         let health = monitor(&t.name, &health_config, first_probe_at)?;
+        let recent_rtt = recent_rtt(&health_config);
         Ok(TunnelRuntime {
             name: t.name.clone(),
             health,
@@ -188,6 +193,7 @@ impl TunnelRuntime {
             spec: probe_spec(t),
             reply: expected_reply(t),
             rtt: Histogram::new_with_bounds(1, MAX_RTT_US, 3).expect("valid histogram bounds"),
+            recent_rtt,
             state_changes: 0,
             admin: t.admin,
             last_change: None,
@@ -289,6 +295,17 @@ impl TunnelRuntime {
     }
 }
 
+/// The recent-RTT ring of a tunnel: allocated once, and empty without health checks (no
+/// probes, no replies).
+fn recent_rtt(config: &HealthConfig) -> RttWindow {
+    let capacity = if config.enabled {
+        RTT_WINDOW_SAMPLES
+    } else {
+        0
+    };
+    RttWindow::new(RTT_WINDOW, capacity)
+}
+
 /// A health monitor for the settings, first probe at `first_probe_at`; `None` when checks are
 /// disabled.
 fn monitor(
@@ -387,6 +404,12 @@ pub struct ControlPlane {
     /// Admin states set at run time ([`ControlPlane::set_admin`]) by tunnel name: they win over
     /// the file's `admin` across reloads until set again.
     admin_overrides: HashMap<String, AdminState>,
+    /// The IPsec SAs handed to the packet path, kept across reloads.
+    sas: SaRegistry,
+    /// This start's boot epoch; `None`: IPsec tunnels get no SAs.
+    boot_epoch: Option<u16>,
+    /// The SAs of the running config (those of the last context built).
+    ipsec: IpsecConfig,
 }
 
 impl fmt::Debug for ControlPlane {
@@ -400,9 +423,8 @@ impl fmt::Debug for ControlPlane {
 }
 
 impl ControlPlane {
-    /// Builds the first forwarding context from `config` (all tunnels healthy) and a publisher
-    /// with one reader per worker. `tunnel_capacity` is the number of tunnel ids the workers'
-    /// counters cover (reloads may not go beyond it). `path` is re-read on reload.
+    /// [`ControlPlane::with_boot_epoch`] without a boot epoch: IPsec tunnels get no SAs (they
+    /// neither send nor accept ESP).
     pub fn new(
         path: &Path,
         config: Config,
@@ -411,6 +433,35 @@ impl ControlPlane {
         workers: usize,
         tunnel_capacity: usize,
         now: Timestamp,
+    ) -> Result<(Self, Vec<Reader<Context>>), PlaneError> {
+        Self::with_boot_epoch(
+            path,
+            config,
+            port_macs,
+            gateway_mac,
+            workers,
+            tunnel_capacity,
+            now,
+            None,
+        )
+    }
+
+    /// Builds the first forwarding context from `config` (all tunnels healthy) and a publisher
+    /// with one reader per worker. `tunnel_capacity` is the number of tunnel ids the workers'
+    /// counters cover (reloads may not go beyond it). `path` is re-read on reload.
+    /// `boot_epoch` is this start's [`next_boot_epoch`](crate::ipsec::next_boot_epoch), which
+    /// the IPsec tunnels' SAs need (without it they get none). SA counters have `workers + 1`
+    /// writers: the workers by index, and this thread (probes) as writer `workers`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn with_boot_epoch(
+        path: &Path,
+        config: Config,
+        port_macs: Vec<EthernetAddress>,
+        gateway_mac: EthernetAddress,
+        workers: usize,
+        tunnel_capacity: usize,
+        now: Timestamp,
+        boot_epoch: Option<u16>,
     ) -> Result<(Self, Vec<Reader<Context>>), PlaneError> {
         if config.tunnels.len() > tunnel_capacity {
             return Err(PlaneError::TooManyTunnels {
@@ -424,7 +475,18 @@ impl ControlPlane {
             .flatten()
             .collect();
         let health: Vec<Health> = tunnels.iter().map(TunnelRuntime::routing_health).collect();
-        let ctx = build_context(&config, &port_macs, gateway_mac, &health)?;
+        let mut sas = SaRegistry::new(workers);
+        if boot_epoch.is_none() && config.has_ipsec_tunnels() {
+            log::warn!("no boot epoch: the IPsec tunnels get no SAs and carry nothing");
+        }
+        let (ctx, ipsec) = build_context(
+            &config,
+            &port_macs,
+            gateway_mac,
+            &health,
+            &mut sas,
+            boot_epoch,
+        )?;
         let publisher = Publisher::with_capacity(
             ctx,
             workers.max(1),
@@ -451,6 +513,9 @@ impl ControlPlane {
                 counters: PlaneCounters::default(),
                 publish_clock: None,
                 admin_overrides: HashMap::new(),
+                sas,
+                boot_epoch,
+                ipsec,
             },
             readers,
         ))
@@ -459,6 +524,22 @@ impl ControlPlane {
     /// The running configuration.
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// The IPsec tunnels' SAs in the running config (for their counters: `shared.total(..)`),
+    /// the same objects as in the published context.
+    pub fn ipsec(&self) -> &IpsecConfig {
+        &self.ipsec
+    }
+
+    /// This start's boot epoch, as given to [`ControlPlane::with_boot_epoch`].
+    pub fn boot_epoch(&self) -> Option<u16> {
+        self.boot_epoch
+    }
+
+    /// The SA counters' writer index of this thread (after the workers').
+    pub fn sa_writer(&self) -> usize {
+        self.sas.control_writer()
     }
 
     /// The context the workers currently read (the last one published).
@@ -552,6 +633,7 @@ impl ControlPlane {
                 let us = rtt(reply.echo.sent_tsc).unwrap_or(monitor_rtt).as_micros();
                 let us = u64::try_from(us).unwrap_or(MAX_RTT_US).clamp(1, MAX_RTT_US);
                 let _ = t.rtt.record(us);
+                t.recent_rtt.record(now, us);
             }
             _ => {
                 self.counters.replies_unmatched += 1;
@@ -598,7 +680,15 @@ impl ControlPlane {
             .iter()
             .map(TunnelRuntime::routing_health)
             .collect();
-        let ctx = build_context(&self.config, &self.port_macs, self.gateway_mac, &health)?;
+        let (ctx, ipsec) = build_context(
+            &self.config,
+            &self.port_macs,
+            self.gateway_mac,
+            &health,
+            &mut self.sas,
+            self.boot_epoch,
+        )?;
+        self.ipsec = ipsec;
         self.publish(ctx, now)
     }
 
@@ -741,6 +831,18 @@ impl ControlPlane {
         if config.stats != self.config.stats {
             changed.push("stats");
         }
+        // The cryptodev, the instance id and the boot epoch are taken at start; the keys file
+        // is re-read.
+        let fixed = |c: &Config| {
+            c.ipsec.as_ref().map(|s| {
+                let mut s = s.clone();
+                s.keys_file = None;
+                s
+            })
+        };
+        if fixed(&config) != fixed(&self.config) {
+            changed.push("ipsec");
+        }
         if !changed.is_empty() {
             return Err(PlaneError::NeedsRestart {
                 path,
@@ -767,8 +869,19 @@ impl ControlPlane {
                 t.admin.routing_health(state)
             })
             .collect();
-        let ctx = build_context(&config, &self.port_macs, self.gateway_mac, &health)?;
+        // On a clone, so that a refused config leaves the registry as it was.
+        let mut sas = self.sas.clone();
+        let (ctx, ipsec) = build_context(
+            &config,
+            &self.port_macs,
+            self.gateway_mac,
+            &health,
+            &mut sas,
+            self.boot_epoch,
+        )?;
         // Nothing can fail from here on: commit.
+        self.sas = sas;
+        self.ipsec = ipsec;
         let mut old: Vec<Option<TunnelRuntime>> = std::mem::take(&mut self.tunnels)
             .into_iter()
             .map(Some)
@@ -826,6 +939,7 @@ fn disabled_runtime(t: &TunnelConfig) -> TunnelRuntime {
         spec: probe_spec(t),
         reply: expected_reply(t),
         rtt: Histogram::new_with_bounds(1, MAX_RTT_US, 3).expect("valid histogram bounds"),
+        recent_rtt: RttWindow::new(RTT_WINDOW, 0),
         state_changes: 0,
         admin: t.admin,
         last_change: None,
@@ -837,9 +951,13 @@ fn build_context(
     port_macs: &[EthernetAddress],
     gateway_mac: EthernetAddress,
     health: &[Health],
-) -> Result<Context, PlaneError> {
+    sas: &mut SaRegistry,
+    boot_epoch: Option<u16>,
+) -> Result<(Context, IpsecConfig), PlaneError> {
     let table = Arc::new(tables::forwarding_table(config, health)?);
-    Ok(tables::context(config, port_macs, gateway_mac, table)?)
+    let ipsec = sas.build(config, boot_epoch);
+    let ctx = tables::context_with_ipsec(config, port_macs, gateway_mac, table, ipsec.clone())?;
+    Ok((ctx, ipsec))
 }
 
 #[cfg(test)]

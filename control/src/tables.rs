@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
+use conduit_packet::esp::sa::IpsecConfig;
 use conduit_packet::pipeline::{self, Context, ContextConfig, Tunnel, TunnelKind};
 use conduit_packet::route::{ForwardingTable, Health, NextHop, Route, TunnelId};
 use conduit_packet::wire::EthernetAddress;
@@ -96,11 +97,25 @@ fn tunnel_of(t: &crate::config::TunnelConfig) -> Result<Tunnel, TablesError> {
 
 /// Builds the pipeline context. `port_macs` are the ports' device MAC addresses in config
 /// order (a port's configured `mac` replaces its device's); `gateway_mac` is the configured static MAC or the one ARP resolved.
+/// The IPsec tunnels get no SAs (see [`context_with_ipsec`]).
 pub fn context(
     config: &Config,
     port_macs: &[EthernetAddress],
     gateway_mac: EthernetAddress,
     table: Arc<ForwardingTable>,
+) -> Result<Context, TablesError> {
+    let ipsec = crate::ipsec::SaRegistry::new(0).build(config, None);
+    context_with_ipsec(config, port_macs, gateway_mac, table, ipsec)
+}
+
+/// [`context`] with the IPsec tunnels' SAs, as [`SaRegistry::build`](crate::ipsec::SaRegistry::build)
+/// makes them.
+pub fn context_with_ipsec(
+    config: &Config,
+    port_macs: &[EthernetAddress],
+    gateway_mac: EthernetAddress,
+    table: Arc<ForwardingTable>,
+    ipsec: IpsecConfig,
 ) -> Result<Context, TablesError> {
     let (gateway_port, _) = config
         .gateway_port()
@@ -131,6 +146,7 @@ pub fn context(
         tunnels,
         icmp_ttl_exceeded: config.icmp.ttl_exceeded,
         ipv4_options: config.ipv4_options,
+        ipsec,
         ..ContextConfig::default()
     };
     Ok(Context::new(&cc, table)?)

@@ -9,8 +9,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use control::config::{
-    Config, DataplaneConfig, EcmpConfig, GatewayConfig, HealthCheckConfig, IcmpConfig, IpsecConfig,
-    PortConfig, ReassemblyConfig, RouteConfig, StatsConfig, TunnelConfig,
+    Config, DataplaneConfig, EcmpConfig, GatewayConfig, HealthCheckConfig, IcmpConfig,
+    IpsecSection, PortConfig, ReassemblyConfig, RouteConfig, SaConfig, StatsConfig, TunnelConfig,
+    TunnelIpsecConfig,
 };
 use serde::de::DeserializeOwned;
 
@@ -82,13 +83,16 @@ fn every_field_is_documented_and_every_documented_field_exists() {
         accepted::<Config>(),
         "top-level sections (`## ` headings)"
     );
-    let types: [(&str, BTreeSet<String>); 11] = [
+    let types: [(&str, BTreeSet<String>); 14] = [
         ("dataplane", accepted::<DataplaneConfig>()),
         ("dataplane.ports[]", accepted::<PortConfig>()),
         ("gateway", accepted::<GatewayConfig>()),
+        ("ipsec", accepted::<IpsecSection>()),
         ("tunnels", accepted::<TunnelConfig>()),
         ("tunnels[].health_check", accepted::<HealthCheckConfig>()),
-        ("tunnels[].ipsec", accepted::<IpsecConfig>()),
+        ("tunnels[].ipsec", accepted::<TunnelIpsecConfig>()),
+        ("tunnels[].ipsec.outbound", accepted::<SaConfig>()),
+        ("tunnels[].ipsec.inbound[]", accepted::<SaConfig>()),
         ("routes", accepted::<RouteConfig>()),
         ("ecmp", accepted::<EcmpConfig>()),
         ("icmp", accepted::<IcmpConfig>()),

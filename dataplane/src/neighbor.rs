@@ -74,7 +74,14 @@ pub struct ArpQuery {
 }
 
 /// Sends an ARP request every `query.interval` until the target answers or the timeout passes.
-pub fn resolve(rx: &mut RxQueue, tx: &mut TxQueue, pool: &Mempool, query: ArpQuery) -> Resolution {
+/// `rx` holds every receive queue of the port: the answer is not IP, so RSS (or the kernel's
+/// fanout under net_af_packet) may steer it to any of them.
+pub fn resolve(
+    rx: &mut [&mut RxQueue],
+    tx: &mut TxQueue,
+    pool: &Mempool,
+    query: ArpQuery,
+) -> Resolution {
     let ArpQuery {
         our_mac,
         our_ip,
@@ -103,7 +110,7 @@ pub fn resolve(rx: &mut RxQueue, tx: &mut TxQueue, pool: &Mempool, query: ArpQue
             last_sent = Some(Instant::now());
         }
         // One frame per poll: whatever follows the answer stays queued for the workers.
-        if rx.rx_burst(&mut burst, 1) == 0 {
+        if !rx.iter_mut().any(|q| q.rx_burst(&mut burst, 1) > 0) {
             std::thread::sleep(Duration::from_millis(1));
             continue;
         }

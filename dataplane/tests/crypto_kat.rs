@@ -178,11 +178,24 @@ fn openssl_has_no_cpu_crypto_and_says_so() {
     let eal = conduit_test_support::eal::init_eal("crypto-openssl", &[]);
     let dev = Arc::new(CryptoDev::open(&eal, "crypto_openssl0", 1, 16).unwrap());
     assert!(!dev.supports_cpu_crypto());
-    let err = dev
+    // The session is made (the lookaside path runs it); the CPU crypto call refuses it.
+    let session = dev
         .aes_gcm_session(&[0; 32], Direction::Encrypt, 8)
-        .err()
-        .expect("no CPU crypto session on openssl");
+        .unwrap();
+    let (nonce, aad, mut data, mut icv) = ([0; GCM_NONCE_LEN], [0; 8], [0; 16], [0; GCM_ICV_LEN]);
+    let err = session
+        .process(
+            &mut [AeadOp {
+                nonce: &nonce,
+                aad: &aad,
+                data: &mut data,
+                icv: &mut icv,
+            }],
+            &mut [false],
+        )
+        .expect_err("no CPU crypto on openssl");
     assert!(err.to_string().contains("no CPU crypto"), "{err}");
+    assert!(!session.process_one(&nonce, &aad, &mut data, &mut icv));
 }
 
 #[test]

@@ -52,4 +52,29 @@ enum conduit_flags {
  * enumerators above came through bindgen unchanged. */
 uint64_t conduit_flag_value(int which);
 
+/* The lookaside AEAD layout Conduit uses (see dataplane::crypto): the nonce sits in the crypto
+ * op's private area right after the symmetric op (the offset the session's xform names), and a
+ * scratch mbuf holds the AAD (padded to 16 bytes, as some PMDs require), the ICV, then the data. */
+enum conduit_crypto_layout {
+    CONDUIT_CRYPTO_IV_OFFSET = sizeof(struct rte_crypto_op) + sizeof(struct rte_crypto_sym_op),
+    CONDUIT_CRYPTO_SCRATCH_AAD = 0,
+    CONDUIT_CRYPTO_SCRATCH_ICV = 16,
+    CONDUIT_CRYPTO_SCRATCH_DATA = 32,
+};
+
+/* Prepares `op` (symmetric, session attached) for one in-place AEAD operation over the first
+ * `data_len` bytes at CONDUIT_CRYPTO_SCRATCH_DATA of `m` (a single-segment mbuf whose data
+ * starts at its default headroom): sets the mbuf's lengths, the op's offsets and the AAD and
+ * digest addresses (virtual and IOVA), and resets the status. */
+void conduit_crypto_op_aead(struct rte_crypto_op *op, struct rte_mbuf *m, uint32_t data_len);
+
+/* The address of the nonce inside `op` (CONDUIT_CRYPTO_IV_OFFSET). */
+uint8_t *conduit_crypto_op_iv(struct rte_crypto_op *op);
+
+/* The first data byte of `m` (rte_pktmbuf_mtod). */
+uint8_t *conduit_pktmbuf_mtod(struct rte_mbuf *m);
+
+/* The op's status (enum rte_crypto_op_status). */
+uint8_t conduit_crypto_op_status(const struct rte_crypto_op *op);
+
 #endif

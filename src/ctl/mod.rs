@@ -238,17 +238,11 @@ impl Session<'_> {
         Ok(match show {
             Show::Tunnels => {
                 let names = self.tunnel_names()?;
-                let mut rows = Vec::new();
+                let mut tunnels = Vec::new();
                 for n in &names {
-                    rows.push(tunnel_row(&self.tunnel(n)?));
+                    tunnels.push(self.tunnel(n)?);
                 }
-                table(
-                    &[
-                        "NAME", "KIND", "STATE", "PENALTY", "RTT_P50", "RTT_P99", "CHANGED", "WHY",
-                        "RX_PKTS", "RX_BYTES", "TX_PKTS", "TX_BYTES",
-                    ],
-                    &rows,
-                )
+                tunnels_table(&tunnels)
             }
             Show::Tunnel { name } => {
                 let r = self.tunnel(name)?;
@@ -375,15 +369,24 @@ const DETAIL_ORDER: &[&str] = &[
     "probe_replies",
     "probes_lost",
     "probe_late_replies",
-    "rtt_samples",
+    "rtt_window_s",
+    "rtt_window_samples",
     "rtt_p50_us",
     "rtt_p90_us",
     "rtt_p99_us",
     "rtt_max_us",
     "rx_packets",
     "rx_bytes",
+    "rx_pps",
     "tx_packets",
     "tx_bytes",
+    "tx_pps",
+];
+
+/// The columns of `show tunnels`.
+const TUNNEL_COLUMNS: [&str; 14] = [
+    "NAME", "KIND", "STATE", "PENALTY", "RTT_P50", "RTT_P99", "CHANGED", "WHY", "RX_PKTS",
+    "RX_BYTES", "RX_PPS", "TX_PKTS", "TX_BYTES", "TX_PPS",
 ];
 
 /// The columns of a route table (`show routes`, `lookup`).
@@ -453,9 +456,27 @@ fn tunnel_row(t: &Value) -> Vec<String> {
         text(&t["last_change_reason"]),
         text(&t["rx_packets"]),
         text(&t["rx_bytes"]),
+        text(&t["rx_pps"]),
         text(&t["tx_packets"]),
         text(&t["tx_bytes"]),
+        text(&t["tx_pps"]),
     ]
+}
+
+/// `show tunnels` from the `/conduit/tunnel` answers, with a note saying what the RTT and
+/// rate columns cover (the appliance states its RTT window in each answer).
+fn tunnels_table(tunnels: &[Value]) -> String {
+    let rows: Vec<Vec<String>> = tunnels.iter().map(tunnel_row).collect();
+    let mut out = table(&TUNNEL_COLUMNS, &rows);
+    if let Some(window) = tunnels.iter().find_map(|t| t["rtt_window_s"].as_u64()) {
+        let _ = writeln!(
+            out,
+            "(RTT_P50, RTT_P99: probe replies of the last {window} s; RX_PPS, TX_PPS: packets \
+             per second over the last {} s)",
+            control::metrics::RATE_SPAN.as_secs()
+        );
+    }
+    out
 }
 
 /// The rows of a `/conduit/trace_read` answer; tunnel ids named from `names`.
@@ -595,5 +616,48 @@ mod tests {
         assert_eq!(ago(4_200), "4.2s ago");
         assert_eq!(ago(185_000), "3m05s ago");
         assert_eq!(ago(7_800_000), "2h10m ago");
+    }
+
+    #[test]
+    fn tunnels_show_recent_rtt_and_rates_with_their_spans() {
+        let measured = serde_json::json!({
+            "name": "t1", "kind": "gre", "state": "healthy", "penalty": 0,
+            "rtt_window_s": 60, "rtt_window_samples": 59, "rtt_p50_us": 812, "rtt_p99_us": 1930,
+            "rx_packets": 10, "rx_bytes": 640, "rx_pps": 5,
+            "tx_packets": 20, "tx_bytes": 1280, "tx_pps": 7,
+        });
+        // Before the first reply and the first rate: dashes.
+        let fresh = serde_json::json!({
+            "name": "t2", "kind": "gre", "state": "healthy", "penalty": 0, "rtt_window_s": 60,
+            "rx_packets": 0, "rx_bytes": 0, "tx_packets": 0, "tx_bytes": 0,
+        });
+        let t = tunnels_table(&[measured, fresh]);
+        let lines: Vec<Vec<&str>> = t.lines().map(|l| l.split_whitespace().collect()).collect();
+        assert_eq!(lines[0], TUNNEL_COLUMNS, "{t}");
+        assert_eq!(
+            lines[1],
+            [
+                "t1", "gre", "healthy", "0", "812us", "1930us", "-", "-", "10", "640", "5", "20",
+                "1280", "7"
+            ],
+            "{t}"
+        );
+        assert_eq!(
+            lines[2],
+            ["t2", "gre", "healthy", "0", "-", "-", "-", "-", "0", "0", "-", "0", "0", "-"],
+            "{t}"
+        );
+        assert_eq!(
+            t.lines().nth(3),
+            Some(
+                "(RTT_P50, RTT_P99: probe replies of the last 60 s; RX_PPS, TX_PPS: packets \
+                 per second over the last 1 s)"
+            ),
+            "{t}"
+        );
+        assert_eq!(
+            tunnels_table(&[]),
+            format!("{}\n", TUNNEL_COLUMNS.join("  "))
+        );
     }
 }

@@ -125,6 +125,13 @@ class TapLab:
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=open(self.peer_err, "w"),
             text=True, bufsize=1)
         threading.Thread(target=self._read_peer, daemon=True).start()
+        # The appliance resolves the gateway by ARP within 5 s of starting, so the peer (the
+        # gateway) must be answering by then; importing scapy alone can take longer on a busy
+        # machine. On a veth pair the peer's interface exists already: wait for it to be
+        # ready. net_tap's interface is made by the appliance, so there the peer (scapy
+        # already imported) binds once it appears.
+        if device == "af_packet":
+            self.wait_peer_ready(ready_timeout)
         env = dict(os.environ, RUST_LOG=os.environ.get("RUST_LOG", "info"))
         self.app = subprocess.Popen(
             ["ip", "netns", "exec", self.ns, CONDUIT, *lcores, *eal_mem_args(),
@@ -132,8 +139,8 @@ class TapLab:
              "--vdev", vdev,
              "--", "--config", str(self.config)],
             stdout=open(self.log_path, "w"), stderr=subprocess.STDOUT, env=env)
-        self.info = self.reply(timeout=ready_timeout)
-        assert self.info.get("ready"), f"peer did not start: {self.info}\n{self.peer_stderr()}"
+        if device != "af_packet":
+            self.wait_peer_ready(ready_timeout)
         self.wait_log("forwarding table:", ready_timeout)
         # The tap's queue towards the appliance is the NIC ring of this lab. The kernel's default
         # (500 packets for tun) overflows when a busy shared machine does not schedule the
@@ -141,6 +148,10 @@ class TapLab:
         # reported (tap_counters) in every loss message.
         self._ip("-n", self.ns, "link", "set", self.iface, "txqueuelen", "10000")
         return self
+
+    def wait_peer_ready(self, timeout: float):
+        self.info = self.reply(timeout=timeout)
+        assert self.info.get("ready"), f"peer did not start: {self.info}\n{self.peer_stderr()}"
 
     def _read_peer(self):
         for line in self.peer.stdout:

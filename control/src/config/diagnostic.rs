@@ -330,8 +330,12 @@ pub(super) fn cut(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
 /// 22 |     remote: "198.51.100.2
 ///    |             ^
 /// ```
+///
+/// Key material on the line is masked character for character ([`super::ipsec::mask_line`]),
+/// so that no error ever prints an SA key and the caret stays in place.
 pub(super) fn snippet(text: &str, line: usize, column: Option<usize>) -> Option<String> {
     let src = text.lines().nth(line.checked_sub(1)?)?;
+    let src = super::ipsec::mask_line(src);
     let chars: Vec<char> = src.chars().collect();
     let caret = column.map_or_else(
         || chars.iter().take_while(|c| c.is_whitespace()).count(),
@@ -424,14 +428,15 @@ mod tests {
 
     #[test]
     fn snippet_windows_a_long_line_around_the_caret() {
-        let line = format!("{}X{}", "a".repeat(500), "b".repeat(500));
+        // Not hex digits: long hex runs are masked as possible keys.
+        let line = format!("{}X{}", "p".repeat(500), "q".repeat(500));
         let s = snippet(&line, 1, Some(501)).unwrap();
         let rows: Vec<&str> = s.lines().collect();
         assert_eq!(rows[0], "  |");
         let caret = rows[2].find('^').unwrap();
         assert_eq!(rows[1].chars().nth(caret), Some('X'), "{s}");
         assert!(
-            rows[1].starts_with("1 | …a") && rows[1].ends_with("b…"),
+            rows[1].starts_with("1 | …p") && rows[1].ends_with("q…"),
             "{s}"
         );
         assert!(rows[1].chars().count() < MAX_SNIPPET_CHARS + 10);

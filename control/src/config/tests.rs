@@ -55,10 +55,10 @@ tunnels:
     remote: 198.51.100.9
     interface_address: 10.100.0.5/30
     ipsec:
-      spi_in: 4096
-      spi_out: 8192
-      key_in: 000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f20212223
-      key_out: 00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff01020304
+      outbound: { spi: 0x2000, key: 0x00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff01020304 }
+      inbound:
+        - { spi: 0x1000, key: 0x000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f20212223 }
+      nat_t: false
 routes:
   - prefix: 172.16.0.0/16
     tunnel: gre-a
@@ -83,6 +83,8 @@ reassembly:
 stats:
   interval_ms: 0
   prometheus_listen: 127.0.0.1:9100
+ipsec:
+  instance_id: 7
 ";
 
 fn parse(text: &str) -> Result<Config, ConfigError> {
@@ -168,7 +170,19 @@ fn parses_every_section() {
     assert_eq!(ipsec.customer_address(), Ipv4Addr::new(10, 100, 0, 6));
     assert_eq!(ipsec.health_direction(), ProbeDirection::Bidirectional);
     let sa = ipsec.ipsec.as_ref().unwrap();
-    assert_eq!(sa.key_in.salt(), &[0x20, 0x21, 0x22, 0x23]);
+    assert_eq!(sa.outbound.as_ref().unwrap().spi, 0x2000);
+    assert_eq!(sa.inbound[0].spi, 0x1000);
+    assert_eq!(
+        c.sa_key(&sa.inbound[0]).unwrap().salt,
+        [0x20, 0x21, 0x22, 0x23]
+    );
+    assert_eq!((sa.replay_window, sa.nat_t), (0, false));
+    let section = c.ipsec.as_ref().unwrap();
+    assert_eq!(section.instance_id, Some(7));
+    assert_eq!(section.crypto_device, "crypto_aesni_gcm");
+    assert_eq!(section.state_dir, Path::new("/var/lib/conduit"));
+    assert!(section.keys_file.is_none() && c.keys.is_empty());
+    assert!(c.has_ipsec_tunnels());
     assert_eq!(c.routes[1].weight(), 3);
     assert_eq!(c.routes[0].weight(), 1);
     assert_eq!(c.ecmp.mode, EcmpMode::Resilient);
@@ -370,7 +384,7 @@ fn tunnel_kind_rules() {
     let text = text.replace("    key: 7\n", "");
     assert_eq!(
         error(&text),
-        "test.yaml:23: tunnels[1].ipsec: an IPsec tunnel needs an ipsec block with spi_in, spi_out, key_in and key_out"
+        "test.yaml:23: tunnels[1].ipsec: an IPsec tunnel needs an ipsec block with its SAs (outbound, inbound)"
     );
     assert_eq!(
         full_with("    key: 7\n", "    key: 7\n    ttl: 0\n"),
@@ -443,49 +457,251 @@ fn mtu_and_mss_rules() {
     assert!(parse(&FULL.replace("    key: 7\n", "    key: 7\n    mss: 1432\n")).is_ok());
 }
 
+const KEY_IN: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f20212223";
+const KEY_OUT: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff01020304";
+
 #[test]
 fn ipsec_rules() {
     assert_eq!(
-        full_with("spi_in: 4096", "spi_in: 0"),
-        "test.yaml:35: tunnels[2].ipsec.spi_in: SPI 0 is reserved (0..=255); use 256 or above"
+        full_with("spi: 0x1000", "spi: 0"),
+        "test.yaml:37: tunnels[2].ipsec.inbound[0].spi: SPI 0 is reserved (0..=255, RFC 4303); use 256 or above"
     );
     assert_eq!(
-        full_with("spi_out: 8192", "spi_out: 255"),
-        "test.yaml:36: tunnels[2].ipsec.spi_out: SPI 255 is reserved (0..=255); use 256 or above"
+        full_with("spi: 0x2000", "spi: 255"),
+        "test.yaml:35: tunnels[2].ipsec.outbound.spi: SPI 255 is reserved (0..=255, RFC 4303); use 256 or above"
+    );
+    assert!(parse(&FULL.replace("spi: 0x2000", "spi: 256")).is_ok());
+    assert_eq!(
+        full_with("key: 0x0011", "key: 0x0x11"),
+        "test.yaml:35:37: tunnels[2].ipsec.outbound.key: key has a character that is not a hex digit at position 4"
     );
     assert_eq!(
-        full_with("key_out: 0011", "key_out: 0x11"),
-        "test.yaml:38:16: tunnels[2].ipsec.key_out: key has a character that is not a hex digit at position 2"
+        full_with("ccddeeff01020304 }", "ccddeeff }"),
+        "test.yaml:35:37: tunnels[2].ipsec.outbound.key: key has 64 hex digits; AES-256-GCM needs 72 (a 32-byte key, then a 4-byte salt, RFC 4106)"
     );
     assert_eq!(
-        full_with("ccddeeff01020304\n", "ccddeeff\n"),
-        "test.yaml:38:16: tunnels[2].ipsec.key_out: key has 64 hex digits; AES-256-GCM needs 72 (a 32-byte key, then a 4-byte salt, RFC 4106)"
-    );
-    let key_in = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f20212223";
-    let key_out = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff01020304";
-    assert_eq!(
-        full_with(key_out, key_in),
-        "test.yaml:38: tunnels[2].ipsec.key_out: equals key_in: both directions would reuse AES-GCM nonces under one key; give each SA its own key"
+        full_with(KEY_OUT, KEY_IN),
+        "test.yaml:35: tunnels[2].ipsec.outbound: the key is also an inbound key of tunnel \"ipsec-c\": the two directions would repeat AES-GCM nonces under one key; give each SA its own key"
     );
     assert_eq!(
-        full_with(key_out, &format!("{key_out}\n      replay_window: 100")),
-        "test.yaml:39: tunnels[2].ipsec.replay_window: replay window 100 must be 0 (off) or a multiple of 32 up to 4096"
-    );
-    assert!(parse(&FULL.replace(key_out, &format!("{key_out}\n      replay_window: 0"))).is_ok());
-    // A second IPsec tunnel reusing the inbound SPI.
-    let second = format!(
-        "  - name: ipsec-d\n    kind: ipsec\n    local: 203.0.113.2\n    remote: 198.51.100.10\n    \
-         interface_address: 10.100.0.8/31\n    ipsec:\n      spi_in: 4096\n      spi_out: 8192\n      \
-         key_in: {key_in}\n      key_out: {key_out}\nroutes:\n"
+        full_with("      nat_t: false\n", "      replay_window: 63\n"),
+        "test.yaml:38: tunnels[2].ipsec.replay_window: replay window 63 must be 0 (off) or 64..=4096"
     );
     assert_eq!(
-        full_with("routes:\n", &second),
-        "test.yaml:45: tunnels[3].ipsec.spi_in: inbound SPI 4096 is already used by tunnel \"ipsec-c\""
+        full_with("      nat_t: false\n", "      replay_window: 4097\n"),
+        "test.yaml:38: tunnels[2].ipsec.replay_window: replay window 4097 must be 0 (off) or 64..=4096"
+    );
+    for w in [0, 64, 100, 4096] {
+        let c = parse(&FULL.replace(
+            "      nat_t: false\n",
+            &format!("      replay_window: {w}\n"),
+        ))
+        .unwrap();
+        assert_eq!(c.tunnels[2].ipsec.as_ref().unwrap().replay_window, w);
+    }
+    // Inbound SAs: 1..=4, distinct SPIs, each with exactly one key source.
+    assert_eq!(
+        full_with(&format!("        - {{ spi: 0x1000, key: 0x{KEY_IN} }}\n"), ""),
+        "test.yaml:36: tunnels[2].ipsec.inbound: 0 inbound SAs: give 1..=4 (more than one during a rekey)"
+    );
+    let inbound = |spis: &[u32]| {
+        spis.iter()
+            .enumerate()
+            .map(|(n, spi)| {
+                format!(
+                    "        - {{ spi: {spi}, key: {}{n:02x} }}\n",
+                    &KEY_IN[..70]
+                )
+            })
+            .collect::<String>()
+    };
+    let with_inbound = |spis: &[u32]| {
+        FULL.replace(
+            &format!("        - {{ spi: 0x1000, key: 0x{KEY_IN} }}\n"),
+            &inbound(spis),
+        )
+    };
+    assert!(parse(&with_inbound(&[300, 301, 302, 303])).is_ok());
+    assert_eq!(
+        error(&with_inbound(&[300, 301, 302, 303, 304])),
+        "test.yaml:36: tunnels[2].ipsec.inbound: 5 inbound SAs: give 1..=4 (more than one during a rekey)"
     );
     assert_eq!(
-        full_with("      spi_in: 4096\n", ""),
-        "test.yaml:35:7: tunnels[2].ipsec: missing field `spi_in`"
+        error(&with_inbound(&[300, 301, 300])),
+        "test.yaml:39: tunnels[2].ipsec.inbound[2].spi: SPI 300 (0x12c) is listed twice"
     );
+    assert_eq!(
+        full_with(&format!("spi: 0x1000, key: 0x{KEY_IN}"), "spi: 0x1000"),
+        "test.yaml:37: tunnels[2].ipsec.inbound[0]: the SA has no key: add `key: 0x<72 hex digits>` or `key_ref: NAME` (an entry of ipsec.keys_file)"
+    );
+    assert_eq!(
+        full_with("spi: 0x1000,", "spi: 0x1000, key_ref: next,"),
+        "test.yaml:37: tunnels[2].ipsec.inbound[0].key_ref: give either key or key_ref, not both"
+    );
+    assert_eq!(
+        full_with(&format!("spi: 0x1000, key: 0x{KEY_IN}"), "spi: 0x1000, key_ref: next"),
+        "test.yaml:37: tunnels[2].ipsec.inbound[0].key_ref: key_ref \"next\" needs ipsec.keys_file, which is not set"
+    );
+    // The outbound SA is optional (a tunnel that only receives).
+    let c = parse(&FULL.replace(
+        &format!("      outbound: {{ spi: 0x2000, key: 0x{KEY_OUT} }}\n"),
+        "",
+    ))
+    .unwrap();
+    assert!(c.tunnels[2].ipsec.as_ref().unwrap().outbound.is_none());
+    // A second IPsec tunnel: its inbound SPI may repeat one of another remote, not of the same.
+    let second = |remote: &str, key_out: &str| {
+        format!(
+            "  - name: ipsec-d\n    kind: ipsec\n    local: 203.0.113.2\n    remote: {remote}\n    \
+             interface_address: 10.100.0.8/31\n    ipsec:\n      outbound: {{ spi: 0x2000, key: {key_out} }}\n      \
+             inbound: [{{ spi: 0x1000, key: {}ee }}]\nroutes:\n", &KEY_IN[..70]
+        )
+    };
+    let other_out = format!("{}ff", &KEY_OUT[..70]);
+    assert!(parse(&FULL.replace("routes:\n", &second("198.51.100.10", &other_out))).is_ok());
+    assert_eq!(
+        full_with("routes:\n", &second("198.51.100.9", &other_out)),
+        "test.yaml:46: tunnels[3].ipsec.inbound[0].spi: inbound SPI 4096 (0x1000) is already used by tunnel \"ipsec-c\" with the same remote 198.51.100.9: ESP from it could not be told apart"
+    );
+    assert_eq!(
+        full_with("routes:\n", &second("198.51.100.10", KEY_OUT)),
+        "test.yaml:45: tunnels[3].ipsec.outbound: the outbound key of tunnel \"ipsec-c\" again: two SAs numbering packets under one key would repeat AES-GCM nonces; give each outbound SA its own key"
+    );
+    // The kinds and the appliance-wide section.
+    assert_eq!(
+        full_with("ipsec:\n  instance_id: 7\n", ""),
+        "test.yaml:30: tunnels[2].kind: IPsec tunnels need the appliance-wide ipsec section (with instance_id)"
+    );
+    assert_eq!(
+        full_with("  instance_id: 7\n", "  state_dir: /tmp\n"),
+        "test.yaml:63: ipsec: instance_id is missing: IPsec tunnels need it, unique among the appliances of a fleet (it makes their IVs differ)"
+    );
+    assert_eq!(
+        full_with("  instance_id: 7\n", "  instance_id: 65536\n"),
+        "test.yaml:64:16: ipsec.instance_id: invalid value: integer `65536`, expected an integer 0..=65535"
+    );
+    assert_eq!(
+        full_with(
+            "  instance_id: 7\n",
+            "  instance_id: 7\n  crypto_device: \"\"\n"
+        ),
+        "test.yaml:65: ipsec.crypto_device: empty device name"
+    );
+    // Without IPsec tunnels the section may be there, without an instance id.
+    let gre_only = FULL.replace("    kind: ipsec\n", "    kind: gre\n");
+    let gre_only = gre_only
+        .replace(
+            &gre_only[gre_only.find("    ipsec:\n").unwrap()..gre_only.find("routes:").unwrap()],
+            "",
+        )
+        .replace("  instance_id: 7\n", "  state_dir: /tmp\n");
+    assert!(parse(&gre_only).is_ok(), "{:?}", parse(&gre_only));
+}
+
+/// A keys file in a fresh directory, and a config next to it naming it.
+fn with_keys_file(keys: &str, mode: u32, name: &str) -> (PathBuf, Result<Config, ConfigError>) {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("conduit-keys-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let keys_path = dir.join("keys.yaml");
+    std::fs::write(&keys_path, keys).unwrap();
+    std::fs::set_permissions(&keys_path, std::fs::Permissions::from_mode(mode)).unwrap();
+    let text = FULL
+        .replace(
+            "  instance_id: 7\n",
+            "  instance_id: 7\n  keys_file: keys.yaml\n",
+        )
+        .replace(
+            &format!("spi: 0x1000, key: 0x{KEY_IN}"),
+            "spi: 0x1000, key_ref: site-c-now",
+        );
+    let cfg_path = dir.join("conduit.yaml");
+    std::fs::write(&cfg_path, &text).unwrap();
+    let r = Config::load(&cfg_path);
+    (dir, r)
+}
+
+#[test]
+fn keys_file_resolves_key_refs() {
+    let (dir, r) = with_keys_file(
+        &format!("site-c-now: 0x{KEY_IN}\nsite-c-next: {KEY_OUT}\n"),
+        0o600,
+        "ok",
+    );
+    let c = r.unwrap();
+    let sa = &c.tunnels[2].ipsec.as_ref().unwrap().inbound[0];
+    assert_eq!(c.sa_key(sa).unwrap().salt, [0x20, 0x21, 0x22, 0x23]);
+    assert_eq!(c.keys.len(), 2);
+    assert_eq!(
+        c.keys_file_path(&dir.join("conduit.yaml")),
+        Some(dir.join("keys.yaml"))
+    );
+    let shown = format!("{c:?}");
+    assert!(
+        !shown.contains("0102030405") && !shown.contains("ccddeeff"),
+        "{shown}"
+    );
+
+    let (dir, r) = with_keys_file(&format!("site-c-next: {KEY_OUT}\n"), 0o600, "missing");
+    let e = r.unwrap_err().to_string();
+    assert_eq!(
+        e.lines().next().unwrap(),
+        format!(
+            "{}:37: tunnels[2].ipsec.inbound[0].key_ref: no key \"site-c-now\" in ipsec.keys_file",
+            dir.join("conduit.yaml").display()
+        )
+    );
+
+    let (dir, r) = with_keys_file(&format!("site-c-now: 0x{KEY_IN}\n"), 0o640, "mode");
+    let e = r.unwrap_err().to_string();
+    let keys = dir.join("keys.yaml");
+    assert_eq!(e.lines().next().unwrap(), format!("{}:65: ipsec.keys_file: {} has mode 0640, readable by group or others; keys must be private to the appliance's user: chmod 600 {}", dir.join("conduit.yaml").display(), keys.display(), keys.display()));
+    let (_, r) = with_keys_file(&format!("site-c-now: 0x{KEY_IN}\n"), 0o604, "other");
+    assert!(r.unwrap_err().to_string().contains("has mode 0604"));
+    let (_, r) = with_keys_file(&format!("site-c-now: 0x{KEY_IN}\n"), 0o400, "readonly");
+    assert!(r.is_ok());
+
+    // A broken entry is placed in the keys file, its value masked.
+    let (dir, r) = with_keys_file(
+        &format!(
+            "site-c-now: 0x{KEY_IN}\nsite-c-next: 0x{}zz\n",
+            &KEY_OUT[..70]
+        ),
+        0o600,
+        "broken",
+    );
+    let e = r.unwrap_err().to_string();
+    assert!(
+        e.starts_with(&format!("{}:2:", dir.join("keys.yaml").display())),
+        "{e}"
+    );
+    assert!(e.contains("site-c-next: "), "{e}");
+    assert!(
+        !e.contains(&KEY_OUT[10..30]) && !e.contains(&KEY_IN[10..30]),
+        "{e}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn errors_never_show_a_key() {
+    // A bad key is neither quoted by the message nor shown on the source line.
+    let bad = format!("{}zz", &KEY_OUT[..70]);
+    for text in [
+        FULL.replace(KEY_OUT, &bad),
+        FULL.replace(KEY_OUT, &KEY_OUT[..64]),
+        FULL.replace(&format!("key: 0x{KEY_OUT}"), &format!("key: [{KEY_OUT}]")),
+        FULL.replace("spi: 0x2000", "spi: 1"),
+        FULL.replace(KEY_OUT, KEY_IN),
+    ] {
+        let e = parse(&text).unwrap_err().to_string();
+        assert!(e.contains("tunnels[2].ipsec"), "{e}");
+        for k in [KEY_OUT, KEY_IN] {
+            assert!(!e.contains(&k[8..24]) && !e.contains(&k[40..56]), "{e}");
+        }
+        assert!(e.contains("****"), "{e}");
+    }
 }
 
 #[test]

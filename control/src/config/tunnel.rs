@@ -6,18 +6,16 @@
 //! [`TunnelConfig::mss`], [`TunnelConfig::health`], ...) because several depend on other fields
 //! (the MTU on the kind and the key, the MSS on the MTU, the probe direction on the kind).
 
-use std::fmt;
 use std::net::Ipv4Addr;
-use std::str::FromStr;
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer};
-use thiserror::Error;
+use serde::Deserialize;
 
 use conduit_packet::pipeline::{Tunnel, TunnelKind};
 use conduit_packet::route::AdminState;
 
-use super::addr::{FromStrVisitor, Ipv4Cidr};
+use super::addr::Ipv4Cidr;
+use super::ipsec::TunnelIpsecConfig;
 use crate::health::{HealthConfig, ProbeRate};
 
 /// One tunnel.
@@ -56,7 +54,7 @@ pub struct TunnelConfig {
     pub health_check: HealthCheckConfig,
     /// Static security associations; IPsec tunnels only (and required there).
     #[serde(default)]
-    pub ipsec: Option<IpsecConfig>,
+    pub ipsec: Option<TunnelIpsecConfig>,
 }
 
 impl TunnelConfig {
@@ -79,7 +77,18 @@ impl TunnelConfig {
     /// The largest inner packet whose encapsulation fits in `link_mtu` (the outer IP packet
     /// size the gateway port carries); see [`TunnelKind::max_mtu_for_link`].
     pub fn max_mtu_for_link(&self, link_mtu: u16) -> u16 {
+        // NAT-T puts an 8-byte UDP header in front of the ESP header.
+        let link_mtu = if self.nat_t() {
+            link_mtu.saturating_sub(NAT_T_OVERHEAD)
+        } else {
+            link_mtu
+        };
         self.kind.max_mtu_for_link(self.key.is_some(), link_mtu)
+    }
+
+    /// Whether the tunnel's ESP travels in UDP (RFC 3948).
+    pub fn nat_t(&self) -> bool {
+        self.ipsec.as_ref().is_some_and(|s| s.nat_t)
     }
 
     /// Our side of the tunnel's link (the configured interface address).
@@ -116,6 +125,9 @@ impl TunnelConfig {
         self.health_check.to_health_config()
     }
 }
+
+/// The UDP header of ESP in UDP (RFC 3948).
+pub const NAT_T_OVERHEAD: u16 = 8;
 
 fn default_ttl() -> u8 {
     Tunnel::DEFAULT_TTL
@@ -252,102 +264,6 @@ pub enum RatePreset {
     High,
 }
 
-/// The static security associations of an IPsec tunnel: one per direction, each with its own
-/// SPI and key.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct IpsecConfig {
-    /// SPI of the inbound SA (customer → us); unique among all tunnels.
-    pub spi_in: u32,
-    /// SPI of the outbound SA (us → customer), the customer's inbound SPI.
-    pub spi_out: u32,
-    /// Key and salt of the inbound SA.
-    pub key_in: SaKey,
-    /// Key and salt of the outbound SA; must differ from `key_in`.
-    pub key_out: SaKey,
-    /// Anti-replay window in packets.
-    #[serde(default = "default_replay_window")]
-    pub replay_window: u32,
-}
-
-/// Default anti-replay window (RFC 4303 §3.4.3 suggests 64).
-pub const DEFAULT_REPLAY_WINDOW: u32 = 64;
-/// Largest anti-replay window accepted.
-pub const MAX_REPLAY_WINDOW: u32 = 4096;
-/// SPIs 1..=255 are reserved by IANA and 0 for local use (RFC 4303 §2.1).
-pub const MIN_SPI: u32 = 256;
-
-fn default_replay_window() -> u32 {
-    DEFAULT_REPLAY_WINDOW
-}
-
-/// AES-256-GCM keying material of one SA as RFC 4106 §8.1 lays it out: a 32-byte key followed
-/// by a 4-byte salt, written as 72 hex digits. `Debug` never shows it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct SaKey([u8; SaKey::LEN]);
-
-/// Why a text is not an SA key. The messages never quote the key.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-pub enum SaKeyError {
-    #[error("key has {0} hex digits; AES-256-GCM needs 72 (a 32-byte key, then a 4-byte salt, RFC 4106)")]
-    Length(usize),
-    #[error("key has a character that is not a hex digit at position {0}")]
-    NotHex(usize),
-}
-
-impl SaKey {
-    /// Key plus salt, in bytes.
-    pub const LEN: usize = 36;
-
-    /// The AES-256 key.
-    pub fn key(&self) -> &[u8; 32] {
-        self.0[..32].try_into().expect("32 of 36 bytes")
-    }
-
-    /// The nonce salt.
-    pub fn salt(&self) -> &[u8; 4] {
-        self.0[32..].try_into().expect("4 of 36 bytes")
-    }
-
-    /// Key then salt, as configured.
-    pub fn as_bytes(&self) -> &[u8; SaKey::LEN] {
-        &self.0
-    }
-}
-
-impl FromStr for SaKey {
-    type Err = SaKeyError;
-
-    fn from_str(text: &str) -> Result<Self, SaKeyError> {
-        if let Some(pos) = text.chars().position(|c| !c.is_ascii_hexdigit()) {
-            return Err(SaKeyError::NotHex(pos + 1));
-        }
-        if text.len() != 2 * SaKey::LEN {
-            return Err(SaKeyError::Length(text.len()));
-        }
-        let mut out = [0u8; SaKey::LEN];
-        for (byte, pair) in out.iter_mut().zip(text.as_bytes().chunks_exact(2)) {
-            let hex = std::str::from_utf8(pair).expect("ASCII hex digits");
-            *byte = u8::from_str_radix(hex, 16).expect("checked hex digits");
-        }
-        Ok(SaKey(out))
-    }
-}
-
-impl fmt::Debug for SaKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("SaKey(<redacted>)")
-    }
-}
-
-impl<'de> Deserialize<'de> for SaKey {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_str(FromStrVisitor::<Self>::new(
-            "72 hex digits (AES-256-GCM key and salt)",
-        ))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -385,22 +301,30 @@ mod tests {
     fn ipsec_defaults_and_overhead() {
         let k = "ab".repeat(36);
         let t = tunnel(&format!(
-            "{}ipsec: {{spi_in: 1000, spi_out: 1001, key_in: {k}, key_out: {k}}}\n",
+            "{}ipsec: {{inbound: [{{spi: 1000, key: {k}}}]}}\n",
             GRE.replace("gre", "ipsec")
         ));
         assert_eq!(t.mtu(), 1400);
         assert_eq!(t.mss(), 1360);
         assert_eq!(t.health_direction(), ProbeDirection::Bidirectional);
         let sa = t.ipsec.as_ref().unwrap();
-        assert_eq!(sa.replay_window, 64);
-        assert_eq!(sa.key_in.key(), &[0xab; 32]);
-        assert_eq!(sa.key_in.salt(), &[0xab; 4]);
-        assert_eq!(format!("{:?}", sa.key_in), "SaKey(<redacted>)");
+        assert_eq!(sa.replay_window, 0);
+        assert!(!sa.nat_t && sa.outbound.is_none());
+        let key = sa.inbound[0].key.as_ref().unwrap();
+        assert_eq!(key.key, [0xab; 32]);
+        assert_eq!(key.salt, [0xab; 4]);
         assert!(!format!("{t:?}").contains("abab"));
         // 20 + 8 + 8 + 16 = 52 bytes, then payload + 2 padded to 4: 1448 - 2 = 1446.
         assert_eq!(t.max_mtu_for_link(1500), 1446);
         assert_eq!(t.max_mtu_for_link(1501), 1446);
         assert_eq!(t.max_mtu_for_link(1504), 1450);
+        // NAT-T adds a UDP header.
+        let natt = tunnel(&format!(
+            "{}ipsec: {{inbound: [{{spi: 1000, key: {k}}}], nat_t: true}}\n",
+            GRE.replace("gre", "ipsec")
+        ));
+        assert!(natt.nat_t());
+        assert_eq!(natt.max_mtu_for_link(1500), 1438);
     }
 
     #[test]
@@ -459,29 +383,5 @@ mod tests {
             let t = tunnel(&format!("{GRE}health_check: {{{rate}}}\n"));
             assert_eq!(t.health().rate, expect, "{rate}");
         }
-    }
-
-    #[test]
-    fn sa_key_parsing() {
-        let good = format!("{}{}", "00".repeat(32), "01020304");
-        let k: SaKey = good.parse().unwrap();
-        assert_eq!(k.key(), &[0; 32]);
-        assert_eq!(k.salt(), &[1, 2, 3, 4]);
-        assert_eq!(k.as_bytes().len(), 36);
-        assert_eq!(
-            "ab".repeat(32).parse::<SaKey>().unwrap_err().to_string(),
-            "key has 64 hex digits; AES-256-GCM needs 72 (a 32-byte key, then a 4-byte salt, RFC 4106)"
-        );
-        let bad = format!("0x{}", "ab".repeat(35));
-        assert_eq!(
-            bad.parse::<SaKey>().unwrap_err(),
-            SaKeyError::NotHex(2),
-            "the message must not echo the key"
-        );
-        assert_eq!("".parse::<SaKey>().unwrap_err(), SaKeyError::Length(0));
-        assert_eq!(
-            "é".repeat(36).parse::<SaKey>().unwrap_err(),
-            SaKeyError::NotHex(1)
-        );
     }
 }

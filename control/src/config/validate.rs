@@ -11,14 +11,18 @@
 //!   address (ARP requests are sent from it), and the gateway must lie in its subnet.
 //! - Tunnel names: 1..=64 letters, digits, `-`, `_`, `.` (they become metric labels).
 //! - Tunnel MTU: from 576 (RFC 791) up to what fits in the gateway port's MTU (1500 if not
-//!   set) after encapsulation (GRE 24 / 28 bytes; ESP 52 + 2..5 bytes of trailer), so the
-//!   outer packet never needs fragmenting. MSS: 536..=MTU − 40.
+//!   set) after encapsulation (GRE 24 / 28 bytes; ESP 52 + 2..5 bytes of trailer, 8 more in
+//!   UDP with `nat_t`), so the outer packet never needs fragmenting. MSS: 536..=MTU − 40.
 //! - Two GRE tunnels with the same local and remote endpoints need different keys (a keyed and
-//!   an unkeyed one may coexist: decapsulation matches the key exactly). IPsec tunnels are told
-//!   apart by their inbound SPI, which must be unique; SPIs below 256 are reserved (RFC 4303).
-//! - The two SAs of an IPsec tunnel must have different keys: with one key both directions
-//!   would produce the same AES-GCM nonces. Replay window: 0 (off) or a multiple of 32 in
-//!   32..=4096.
+//!   an unkeyed one may coexist: decapsulation matches the key exactly).
+//! - IPsec (config/ipsec.rs): an IPsec tunnel needs its `ipsec` block and the appliance-wide
+//!   `ipsec` section with an `instance_id`; a GRE tunnel has no `ipsec` block. 1..=4 inbound SAs
+//!   with distinct SPIs; an inbound SPI is unique among the tunnels with the same remote
+//!   endpoint (ESP is matched by remote and SPI); SPIs 0..=255 are reserved (RFC 4303). Each SA
+//!   has exactly one of `key` and `key_ref`, and a `key_ref` names an entry of the keys file.
+//!   An outbound key is used by one tunnel only and is no inbound key: each outbound SA numbers
+//!   its own packets, and two SAs numbering packets under one key would repeat AES-GCM nonces.
+//!   Replay window: 0 (off) or 64..=4096.
 //! - Health checks: `rate` and `interval_ms` exclude each other; `target` only applies to
 //!   `type: request`; everything else is delegated to [`HealthConfig::validate`], also for a
 //!   disabled check (so enabling it later cannot fail).
@@ -37,8 +41,11 @@ use super::limits::{MAX_SETS_RANGE, REASSEMBLY_TIMEOUT_RANGE_MS};
 use conduit_packet::pipeline::{Tunnel, TunnelKind, MIN_MSS, MIN_MTU};
 use conduit_packet::route::EcmpMode;
 
+use super::ipsec::{
+    spi_text, SaConfig, MAX_INBOUND, MAX_REPLAY_WINDOW, MIN_REPLAY_WINDOW, MIN_SPI,
+};
 use super::routing::{BUCKETS_RANGE, WEIGHT_RANGE};
-use super::tunnel::{ProbeType, MAX_REPLAY_WINDOW, MIN_SPI};
+use super::tunnel::ProbeType;
 use super::{locate, Config, ConfigError, ForwardMode, TunnelConfig, MAX_BURST, PORT_MTU_RANGE};
 use crate::health::HealthConfigError;
 
@@ -76,6 +83,7 @@ impl Config {
         check_dataplane(self, &c)?;
         check_local_endpoints(self, &c)?;
         check_gateway(self, &c)?;
+        check_ipsec_section(self, &c)?;
         check_tunnels(self, &c)?;
         check_ecmp(self, &c)?;
         check_routes(self, &c)?;
@@ -282,7 +290,11 @@ struct TunnelChecks<'a> {
 struct Claimed<'a> {
     names: HashMap<&'a str, usize>,
     gre_ids: HashMap<(Ipv4Addr, Ipv4Addr, Option<u32>), usize>,
-    spis: HashMap<u32, usize>,
+    /// Inbound SPIs by remote endpoint.
+    spis: HashMap<(Ipv4Addr, u32), usize>,
+    /// Keys of outbound SAs (tunnel index) and of inbound SAs (tunnel index).
+    outbound_keys: HashMap<[u8; 36], usize>,
+    inbound_keys: HashMap<[u8; 36], usize>,
     /// Tunnel indices by the /30 block of their interface address.
     subnets: HashMap<u32, Vec<usize>>,
 }
@@ -316,7 +328,7 @@ fn check_tunnels(cfg: &Config, c: &Checker) -> Check {
         checks.ipsec(i, t)?;
         check_health(t, i, c)?;
     }
-    Ok(())
+    checks.outbound_keys_not_inbound()
 }
 
 impl<'a> TunnelChecks<'a> {
@@ -390,7 +402,14 @@ impl<'a> TunnelChecks<'a> {
                 return Err(self.err(
                     i,
                     "ipsec",
-                    "an IPsec tunnel needs an ipsec block with spi_in, spi_out, key_in and key_out",
+                    "an IPsec tunnel needs an ipsec block with its SAs (outbound, inbound)",
+                ));
+            }
+            TunnelKind::Ipsec if self.cfg.ipsec.is_none() => {
+                return Err(self.err(
+                    i,
+                    "kind",
+                    "IPsec tunnels need the appliance-wide ipsec section (with instance_id)",
                 ));
             }
             _ => {}
@@ -517,44 +536,160 @@ impl<'a> TunnelChecks<'a> {
         let Some(sa) = &t.ipsec else {
             return Ok(());
         };
-        for (name, spi) in [("spi_in", sa.spi_in), ("spi_out", sa.spi_out)] {
-            if spi < MIN_SPI {
-                return Err(self.err(
-                    i,
-                    &format!("ipsec.{name}"),
-                    format!(
-                        "SPI {spi} is reserved (0..={}); use {MIN_SPI} or above",
-                        MIN_SPI - 1
-                    ),
+        if let Some(out) = &sa.outbound {
+            let key = self.sa(i, "ipsec.outbound", out)?;
+            if let Some(&j) = self.claimed.outbound_keys.get(&key) {
+                return Err(self.err(i, "ipsec.outbound",
+                    format!("the outbound key of tunnel {:?} again: two SAs numbering packets under one key would repeat AES-GCM nonces; give each outbound SA its own key", self.cfg.tunnels[j].name),
                 ));
             }
+            self.claimed.outbound_keys.insert(key, i);
         }
-        if let Some(&j) = self.claimed.spis.get(&sa.spi_in) {
+        if sa.inbound.is_empty() || sa.inbound.len() > MAX_INBOUND {
             return Err(self.err(
                 i,
-                "ipsec.spi_in",
+                "ipsec.inbound",
                 format!(
-                    "inbound SPI {} is already used by tunnel {:?}",
-                    sa.spi_in, self.cfg.tunnels[j].name
+                    "{} inbound SAs: give 1..={MAX_INBOUND} (more than one during a rekey)",
+                    sa.inbound.len()
                 ),
             ));
         }
-        self.claimed.spis.insert(sa.spi_in, i);
-        if sa.key_in == sa.key_out {
-            return Err(self.err(i, "ipsec.key_out",
-                "equals key_in: both directions would reuse AES-GCM nonces under one key; give each SA its own key",
-            ));
+        for (k, inb) in sa.inbound.iter().enumerate() {
+            let field = format!("ipsec.inbound[{k}]");
+            let key = self.sa(i, &field, inb)?;
+            if sa.inbound[..k].iter().any(|o| o.spi == inb.spi) {
+                return Err(self.err(
+                    i,
+                    &format!("{field}.spi"),
+                    format!("SPI {} is listed twice", spi_text(inb.spi)),
+                ));
+            }
+            if let Some(&j) = self.claimed.spis.get(&(t.remote, inb.spi)) {
+                return Err(self.err(i, &format!("{field}.spi"),
+                    format!(
+                        "inbound SPI {} is already used by tunnel {:?} with the same remote {}: ESP from it could not be told apart",
+                        spi_text(inb.spi), self.cfg.tunnels[j].name, t.remote
+                    ),
+                ));
+            }
+            self.claimed.spis.insert((t.remote, inb.spi), i);
+            self.claimed.inbound_keys.entry(key).or_insert(i);
         }
+        // Checked once every tunnel's inbound keys are known: see `outbound_keys_not_inbound`.
         let w = sa.replay_window;
-        if w != 0 && (w % 32 != 0 || w > MAX_REPLAY_WINDOW) {
-            return Err(self.err(i, "ipsec.replay_window",
+        if w != 0 && !(MIN_REPLAY_WINDOW..=MAX_REPLAY_WINDOW).contains(&w) {
+            return Err(self.err(
+                i,
+                "ipsec.replay_window",
                 format!(
-                    "replay window {w} must be 0 (off) or a multiple of 32 up to {MAX_REPLAY_WINDOW}"
+                    "replay window {w} must be 0 (off) or {MIN_REPLAY_WINDOW}..={MAX_REPLAY_WINDOW}"
                 ),
             ));
         }
         Ok(())
     }
+
+    /// One SA's SPI and key source; returns the key's bytes (for the uniqueness rules).
+    fn sa(&self, i: usize, field: &str, sa: &SaConfig) -> Result<[u8; 36], ConfigError> {
+        if sa.spi < MIN_SPI {
+            return Err(self.err(
+                i,
+                &format!("{field}.spi"),
+                format!(
+                    "SPI {} is reserved (0..={}, RFC 4303); use {MIN_SPI} or above",
+                    sa.spi,
+                    MIN_SPI - 1
+                ),
+            ));
+        }
+        let key = match (&sa.key, &sa.key_ref) {
+            (Some(_), Some(_)) => {
+                return Err(self.err(
+                    i,
+                    &format!("{field}.key_ref"),
+                    "give either key or key_ref, not both",
+                ))
+            }
+            (None, None) => {
+                return Err(self.err(
+                    i,
+                    field,
+                    "the SA has no key: add `key: 0x<72 hex digits>` or `key_ref: NAME` (an entry of ipsec.keys_file)",
+                ))
+            }
+            (Some(k), None) => k,
+            (None, Some(name)) => {
+                let has_file = self
+                    .cfg
+                    .ipsec
+                    .as_ref()
+                    .is_some_and(|s| s.keys_file.is_some());
+                match self.cfg.keys.get(name) {
+                    Some(k) => k,
+                    None if !has_file => {
+                        return Err(self.err(
+                            i,
+                            &format!("{field}.key_ref"),
+                            format!("key_ref {name:?} needs ipsec.keys_file, which is not set"),
+                        ))
+                    }
+                    None => {
+                        return Err(self.err(
+                            i,
+                            &format!("{field}.key_ref"),
+                            format!("no key {name:?} in ipsec.keys_file"),
+                        ))
+                    }
+                }
+            }
+        };
+        let mut bytes = [0u8; 36];
+        bytes[..32].copy_from_slice(&key.key);
+        bytes[32..].copy_from_slice(&key.salt);
+        Ok(bytes)
+    }
+
+    /// No outbound key is also an inbound key (of any tunnel): the peer numbers its packets
+    /// under its own scheme, and ours and its could repeat nonces.
+    fn outbound_keys_not_inbound(&self) -> Check {
+        let mut clash: Vec<(usize, usize)> = self
+            .claimed
+            .outbound_keys
+            .iter()
+            .filter_map(|(k, &i)| self.claimed.inbound_keys.get(k).map(|&j| (i, j)))
+            .collect();
+        clash.sort_unstable();
+        if let Some(&(i, j)) = clash.first() {
+            return Err(self.err(i, "ipsec.outbound",
+                format!(
+                    "the key is also an inbound key of tunnel {:?}: the two directions would repeat AES-GCM nonces under one key; give each SA its own key",
+                    self.cfg.tunnels[j].name
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The appliance-wide `ipsec` section, and that IPsec tunnels have one with an instance id.
+fn check_ipsec_section(cfg: &Config, c: &Checker) -> Check {
+    let Some(s) = &cfg.ipsec else {
+        return Ok(());
+    };
+    if s.crypto_device.trim().is_empty() {
+        return Err(c.err("ipsec.crypto_device", "empty device name"));
+    }
+    if s.state_dir.as_os_str().is_empty() {
+        return Err(c.err("ipsec.state_dir", "empty path"));
+    }
+    if s.instance_id.is_none() && cfg.has_ipsec_tunnels() {
+        return Err(c.err(
+            "ipsec",
+            "instance_id is missing: IPsec tunnels need it, unique among the appliances of a fleet (it makes their IVs differ)",
+        ));
+    }
+    Ok(())
 }
 
 fn check_health(t: &TunnelConfig, i: usize, c: &Checker) -> Check {

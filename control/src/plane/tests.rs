@@ -234,6 +234,11 @@ fn probes_go_out_at_the_interval_staggered() {
         "first probes are staggered in tunnel order"
     );
     assert!(p.tunnels().iter().all(|t| t.rtt.len() >= 9));
+    // The same replies are in the recent window, and leave it a minute later.
+    for t in p.tunnels() {
+        assert_eq!(t.recent_rtt.len(sim.now) as u64, t.rtt.len(), "{}", t.name);
+        assert!(t.recent_rtt.is_empty(sim.now + Duration::from_secs(61)));
+    }
     assert_eq!(p.generation(), 0, "nothing changed, nothing published");
 }
 
@@ -756,4 +761,73 @@ fn operator_lookup_and_routes_follow_the_published_table() {
         },
     );
     assert_eq!((none.prefix, none.chosen), (None, None));
+}
+
+const KEY_OUT: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff01020304";
+const KEY_IN: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f20212223";
+const KEY_NEXT: &str = "ffeeddccbbaa99887766554433221100ffeeddccbbaa99887766554433221100a0b0c0d0";
+
+/// CONFIG with an IPsec tunnel (id 3) whose inbound SAs are `inbound`.
+fn with_ipsec(inbound: &str) -> String {
+    CONFIG.replace(
+        "routes:\n",
+        &format!(
+            "  - name: site-c\n    kind: ipsec\n    local: 203.0.113.2\n    remote: 198.51.100.30\n    \
+             interface_address: 10.200.0.8/31\n    health_check: {{ enabled: false }}\n    ipsec:\n      \
+             outbound: {{ spi: 0x2000, key: {KEY_OUT} }}\n      inbound: [{inbound}]\n\
+             routes:\n"
+        ),
+    ) + "ipsec:\n  instance_id: 3\n"
+}
+
+#[test]
+fn ipsec_sas_are_published_and_survive_reloads() {
+    let one = format!("{{ spi: 0x1000, key: {KEY_IN} }}");
+    let (mut p, _readers) = ControlPlane::with_boot_epoch(
+        Path::new("test.yaml"),
+        config(&with_ipsec(&one)),
+        vec![PORT_MAC],
+        GATEWAY_MAC,
+        2,
+        16,
+        Timestamp::ZERO,
+        Some(12),
+    )
+    .expect("plane starts");
+    assert_eq!((p.boot_epoch(), p.sa_writer()), (Some(12), 2));
+    let prefix = p.ipsec().iv_prefix;
+    assert_eq!((prefix.instance_id, prefix.epoch), (3, 12));
+    let (id, sas) = p.ipsec().tunnels[0].clone();
+    assert_eq!(id, TunnelId(3));
+    let out = sas.outbound.unwrap().shared;
+    assert_eq!(out.seq().take(), Some(1));
+
+    // Rekey, step 1: a second inbound SA. The unchanged SAs are the same objects.
+    let two = format!("{one}, {{ spi: 0x1001, key: {KEY_NEXT} }}");
+    p.apply(config(&with_ipsec(&two)), Timestamp::ZERO).unwrap();
+    let now = &p.ipsec().tunnels[0].1;
+    assert!(Arc::ptr_eq(&now.outbound.as_ref().unwrap().shared, &out));
+    assert!(Arc::ptr_eq(&now.inbound[0].shared, &sas.inbound[0].shared));
+    assert_eq!(now.inbound.len(), 2);
+    assert_eq!(out.seq().take(), Some(2));
+
+    // A refused reload changes nothing, also in the SAs.
+    let err = p
+        .apply(
+            config(&with_ipsec(&two).replace("instance_id: 3", "instance_id: 4")),
+            Timestamp::ZERO,
+        )
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "test.yaml: changing ipsec needs a restart; nothing was applied"
+    );
+    assert_eq!(p.ipsec().iv_prefix.instance_id, 3);
+    assert_eq!(p.ipsec().tunnels[0].1.inbound.len(), 2);
+
+    // Without a boot epoch the IPsec tunnel is there, without SAs.
+    let (p, _readers) = plane(&with_ipsec(&one));
+    assert_eq!(p.ipsec().tunnels.len(), 1);
+    assert!(p.ipsec().tunnels[0].1.outbound.is_none());
+    assert!(p.ipsec().tunnels[0].1.inbound.is_empty());
 }
