@@ -9,13 +9,14 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
+use conduit_packet::esp::sa::SaDirection;
 use conduit_packet::route::Health;
 use conduit_test_support::eal;
 use conduit_test_support::telemetry::query;
 use control::config::TunnelKind;
 use control::metrics::{
     ApplianceMetrics, CoreMetrics, DropCount, Format, MetricsHub, PoolMetrics, PortMetrics,
-    ProcessMetrics, RttHistogram, RttSummary, Snapshot, TunnelMetrics, TunnelStatus,
+    ProcessMetrics, RttHistogram, RttSummary, SaMetrics, Snapshot, TunnelMetrics, TunnelStatus,
 };
 use serde_json::{json, Value as Json};
 
@@ -110,6 +111,28 @@ fn snapshot() -> Snapshot {
             in_use: 100,
             capacity: 4095,
         }],
+        sas: vec![
+            SaMetrics {
+                tunnel: "ipsec.b".into(),
+                direction: SaDirection::Outbound,
+                spi: 0x2000,
+                packets: 30,
+                bytes: 3000,
+                auth_failures: 0,
+                replays: 0,
+                last_seq: 30,
+            },
+            SaMetrics {
+                tunnel: "ipsec.b".into(),
+                direction: SaDirection::Inbound,
+                spi: 0x1000,
+                packets: 25,
+                bytes: 2500,
+                auth_failures: 2,
+                replays: 1,
+                last_seq: 27,
+            },
+        ],
         process: ProcessMetrics::read(),
     }
 }
