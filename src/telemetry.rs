@@ -23,9 +23,9 @@
 //! index *i* is one tunnel), and ports and cores are keyed by their numbers. The list is paged
 //! because the whole answer must fit DPDK's 16 KiB buffer: 128 tunnels of the longest name
 //! (64 bytes) take under 13 KiB, and 64 SAs with the longest names and counters near 2^64
-//! about 12 KiB. SAs are never keyed by anything but their position either: an SPI is a
-//! number (`spis`), and a key is never part of an answer. Strings longer than DPDK's 127-byte limit (a long config
-//! path) are shortened at a character boundary and end in `...`.
+//! about 12 KiB. SAs are column-wise too (an SPI is a number in `spis`, never a key), and no
+//! answer carries an SA's key. Strings longer than DPDK's 127-byte limit (a long config path)
+//! are shortened at a character boundary and end in `...`.
 
 use std::sync::Arc;
 

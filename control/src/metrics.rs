@@ -25,7 +25,7 @@
 //! t.rtt = recent.summary(now);           // the tunnel's RttWindow: the last 60 s of replies
 //! t.rtt_histogram = Some(RttHistogram::from_micros(&rtt)); // every reply since start
 //! t.rx_pps = rx_meter.update(now, t.rx_packets);          // RateMeter, one per counter
-//! let sas = SaMetrics::all(plane.ipsec(), |id| Some(&plane.tunnels().get(id.0 as usize)?.name));
+//! let sas = SaMetrics::all(plane.ipsec(), |id| plane.tunnels().get(id.0 as usize).map(|t| t.name.as_str()));
 //! hub.publish(Snapshot { appliance, tunnels, ports, cores, drops, pools, sas, process });
 //! // shutdown: server.stop() (or drop it)
 //! ```
