@@ -13,7 +13,7 @@ use control::config::{Config, TunnelKind};
 use control::health::Timestamp;
 use control::metrics::{
     ApplianceMetrics, CoreMetrics, DropCount, MetricsHub, PoolMetrics, PortMetrics, ProcessMetrics,
-    RateMeter, RttHistogram, Snapshot, TunnelMetrics,
+    RateMeter, RttHistogram, SaMetrics, Snapshot, TunnelMetrics,
 };
 use control::prometheus::MetricsServer;
 use dataplane::eal::Eal;
@@ -128,6 +128,7 @@ impl Ops {
             ..ApplianceMetrics::default()
         };
         let mut tunnels = Vec::new();
+        let mut sas = Vec::new();
         if let Some(c) = control {
             let plane = &c.plane;
             appliance.table_generation = plane.generation();
@@ -193,6 +194,11 @@ impl Ops {
                 tunnels.push(t);
             }
             self.rates.truncate(tunnels.len());
+            // The plane's SAs are the objects the workers count in, so this reads the live
+            // counters.
+            sas = SaMetrics::all(plane.ipsec(), |id| {
+                plane.tunnels().get(id.0 as usize).map(|t| t.name.as_str())
+            });
         }
         let ports = ports
             .iter()
@@ -244,6 +250,7 @@ impl Ops {
             cores,
             drops,
             pools,
+            sas,
             process: ProcessMetrics::read(),
         }
     }

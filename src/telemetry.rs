@@ -7,10 +7,11 @@
 //! |---|---|
 //! | `/conduit/info` | version, DPDK version, config path, uptime, table generation, reloads, counts |
 //! | `/conduit/tunnels[,OFFSET]` | `total`, `offset`, and parallel arrays `names`, `kinds`, `states`, `penalties` for up to [`TUNNELS_PAGE`] tunnels from OFFSET |
-//! | `/conduit/tunnel,NAME` | every field of one tunnel; RTT percentiles over the replies of the last `rtt_window_s` (absent when none came), packets per second (absent until measured) |
+//! | `/conduit/tunnel,NAME` | every field of one tunnel; RTT percentiles over the replies of the last `rtt_window_s` (absent when none came), packets per second (absent until measured); for an IPsec tunnel its SAs as the `sa_`-prefixed parallel arrays of `/conduit/sas` |
 //! | `/conduit/ports` | one dict per port, keyed by the port's index (`"0"`, `"1"`, ...) |
 //! | `/conduit/cores` | one dict per worker, keyed by the lcore id |
 //! | `/conduit/drops` | drop reason → packets |
+//! | `/conduit/sas[,OFFSET]` | `total`, `offset`, and parallel arrays `tunnels`, `directions`, `spis`, `packets`, `bytes`, `auth_failures`, `replays`, `last_seqs` for up to [`SAS_PAGE`] IPsec SAs from OFFSET |
 //!
 //! A missing or unknown tunnel name, or a bad offset, is answered `null` (DPDK's convention).
 //!
@@ -21,18 +22,22 @@
 //! so names are values, never keys: the tunnel list is column-wise (arrays of the same length,
 //! index *i* is one tunnel), and ports and cores are keyed by their numbers. The list is paged
 //! because the whole answer must fit DPDK's 16 KiB buffer: 128 tunnels of the longest name
-//! (64 bytes) take under 13 KiB. Strings longer than DPDK's 127-byte limit (a long config
-//! path) are shortened at a character boundary and end in `...`.
+//! (64 bytes) take under 13 KiB, and 64 SAs with the longest names and counters near 2^64
+//! about 12 KiB. SAs are column-wise too (an SPI is a number in `spis`, never a key), and no
+//! answer carries an SA's key. Strings longer than DPDK's 127-byte limit (a long config path)
+//! are shortened at a character boundary and end in `...`.
 
 use std::sync::Arc;
 
 use dataplane::error::DpdkError;
 use dataplane::telemetry::{self, Array, CommandError, Dict, Reply, Value, MAX_STRING_LEN};
 
-use control::metrics::{MetricsHub, Snapshot, TunnelMetrics};
+use control::metrics::{MetricsHub, SaMetrics, Snapshot, TunnelMetrics};
 
 /// Tunnels per `/conduit/tunnels` answer.
 pub const TUNNELS_PAGE: usize = 128;
+/// SAs per `/conduit/sas` answer.
+pub const SAS_PAGE: usize = 64;
 
 /// Every command: (name, help, answer function).
 type Answer = fn(&Snapshot, Option<&str>) -> Result<Reply, CommandError>;
@@ -63,6 +68,11 @@ pub const COMMANDS: &[(&str, &str, Answer)] = &[
         cores,
     ),
     ("/conduit/drops", "Packets dropped, by reason.", drops),
+    (
+        "/conduit/sas",
+        "IPsec SAs: tunnel, direction, SPI, packets, bytes, auth failures, replays, last seq (column-wise). Param: offset (pages of 64).",
+        sas,
+    ),
 ];
 
 /// Registers every command of [`COMMANDS`], each reading `hub`'s snapshot at request time.
@@ -133,20 +143,31 @@ pub fn info(s: &Snapshot, params: Option<&str>) -> Result<Reply, CommandError> {
     Ok(Reply::Dict(d))
 }
 
-pub fn tunnels(s: &Snapshot, params: Option<&str>) -> Result<Reply, CommandError> {
+/// The page of `items` that starts at the offset in `params` (none: 0); an offset beyond the
+/// end, or not a number, is an error (the end itself gives an empty page).
+fn page<'a, T>(
+    items: &'a [T],
+    params: Option<&str>,
+    size: usize,
+    what: &str,
+) -> Result<(usize, &'a [T]), CommandError> {
     let offset = match params.map(str::trim) {
         None | Some("") => 0,
         Some(p) => p
             .parse::<usize>()
             .map_err(|_| CommandError::new(format!("offset {p:?} is not a number")))?,
     };
-    if offset > s.tunnels.len() {
+    if offset > items.len() {
         return Err(CommandError::new(format!(
-            "offset {offset} beyond {} tunnels",
-            s.tunnels.len()
+            "offset {offset} beyond {} {what}",
+            items.len()
         )));
     }
-    let page = &s.tunnels[offset..(offset + TUNNELS_PAGE).min(s.tunnels.len())];
+    Ok((offset, &items[offset..(offset + size).min(items.len())]))
+}
+
+pub fn tunnels(s: &Snapshot, params: Option<&str>) -> Result<Reply, CommandError> {
+    let (offset, page) = page(&s.tunnels, params, TUNNELS_PAGE, "tunnels")?;
     let col = |f: fn(&TunnelMetrics) -> String| Array::String(page.iter().map(f).collect());
     let mut d = Dict::new();
     d.uint("total", s.tunnels.len() as u64)
@@ -208,6 +229,46 @@ pub fn tunnel(s: &Snapshot, params: Option<&str>) -> Result<Reply, CommandError>
     if let Some(pps) = t.tx_pps {
         d.uint("tx_pps", pps);
     }
+    if t.kind == control::config::TunnelKind::Ipsec {
+        let sas: Vec<&SaMetrics> = s.sas.iter().filter(|x| x.tunnel == t.name).collect();
+        sa_columns(&mut d, "sa_", &sas);
+    }
+    Ok(Reply::Dict(d))
+}
+
+/// The SAs as parallel arrays named `<prefix>directions`, `<prefix>spis`, ... (everything of
+/// `/conduit/sas` but the tunnel names).
+fn sa_columns(d: &mut Dict, prefix: &str, sas: &[&SaMetrics]) {
+    let uints =
+        |f: fn(&SaMetrics) -> u64| Value::Array(Array::UInt(sas.iter().map(|x| f(x)).collect()));
+    d.insert(
+        format!("{prefix}directions"),
+        Value::Array(Array::String(
+            sas.iter()
+                .map(|x| x.direction.as_str().to_string())
+                .collect(),
+        )),
+    )
+    .insert(format!("{prefix}spis"), uints(|x| u64::from(x.spi)))
+    .insert(format!("{prefix}packets"), uints(|x| x.packets))
+    .insert(format!("{prefix}bytes"), uints(|x| x.bytes))
+    .insert(format!("{prefix}auth_failures"), uints(|x| x.auth_failures))
+    .insert(format!("{prefix}replays"), uints(|x| x.replays))
+    .insert(format!("{prefix}last_seqs"), uints(|x| x.last_seq));
+}
+
+pub fn sas(s: &Snapshot, params: Option<&str>) -> Result<Reply, CommandError> {
+    let (offset, page) = page(&s.sas, params, SAS_PAGE, "SAs")?;
+    let mut d = Dict::new();
+    d.uint("total", s.sas.len() as u64)
+        .uint("offset", offset as u64)
+        .insert(
+            "tunnels",
+            Value::Array(Array::String(
+                page.iter().map(|x| short(&x.tunnel)).collect(),
+            )),
+        );
+    sa_columns(&mut d, "", &page.iter().collect::<Vec<_>>());
     Ok(Reply::Dict(d))
 }
 
@@ -255,6 +316,7 @@ pub fn drops(s: &Snapshot, params: Option<&str>) -> Result<Reply, CommandError> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use conduit_packet::esp::sa::SaDirection;
     use control::config::TunnelKind;
     use control::metrics::{DropCount, PortMetrics, RttSummary, TunnelStatus};
 
@@ -275,6 +337,31 @@ mod tests {
             s.tunnels.push(t);
         }
         s
+    }
+
+    /// SA `k` of a tunnel: the outbound one (SPI 0x2000) first, then inbound 0x1000 + k.
+    fn sa(tunnel: &str, k: usize, n: u64) -> SaMetrics {
+        let (direction, spi) = match k {
+            0 => (SaDirection::Outbound, 0x2000),
+            k => (SaDirection::Inbound, 0x1000 + k as u32),
+        };
+        SaMetrics {
+            tunnel: tunnel.to_string(),
+            direction,
+            spi,
+            packets: n,
+            bytes: n.saturating_mul(100),
+            auth_failures: k as u64,
+            replays: 2 * k as u64,
+            last_seq: n.saturating_add(k as u64),
+        }
+    }
+
+    fn uints(v: Option<&Value>) -> Vec<u64> {
+        match v {
+            Some(Value::Array(Array::UInt(x))) => x.clone(),
+            other => panic!("not a uint array: {other:?}"),
+        }
     }
 
     fn strings(v: Option<&Value>) -> Vec<String> {
@@ -327,10 +414,17 @@ mod tests {
             t.rx_pps = Some(u64::MAX);
             t.tx_pps = Some(u64::MAX);
         }
+        // Every IPsec tunnel with the most SAs it can have, counters at their widest.
+        for t in s.tunnels.iter().filter(|t| t.kind == TunnelKind::Ipsec) {
+            for k in 0..=conduit_packet::esp::sa::MAX_INBOUND {
+                s.sas.push(sa(&t.name, k, u64::MAX));
+            }
+        }
         for &(name, _, answer) in COMMANDS {
             let params = match name {
                 "/conduit/tunnel" => Some(s.tunnels[999].name.as_str()),
                 "/conduit/tunnels" => Some("872"),
+                "/conduit/sas" => Some("640"),
                 _ => None,
             };
             let reply = answer(&s, params).unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -398,6 +492,94 @@ mod tests {
         assert_eq!(uint(&d, "tx_pps"), 1500);
         assert!(tunnel(&s, Some("nope")).is_err());
         assert!(tunnel(&s, None).is_err());
+    }
+
+    #[test]
+    fn sas_are_paged_column_wise() {
+        let s = {
+            let mut s = snap(40);
+            for t in 0..40 {
+                let name = s.tunnels[t].name.clone();
+                for k in 0..3 {
+                    s.sas.push(sa(&name, k, (t * 10 + k) as u64));
+                }
+            }
+            s
+        };
+        let d = dict(sas(&s, None).unwrap());
+        assert_eq!(uint(&d, "total"), 120);
+        assert_eq!(uint(&d, "offset"), 0);
+        let tunnels = strings(d.get("tunnels"));
+        assert_eq!(tunnels.len(), SAS_PAGE);
+        assert_eq!(tunnels[4], s.tunnels[1].name);
+        assert_eq!(
+            strings(d.get("directions"))[3..5],
+            ["outbound".to_string(), "inbound".to_string()]
+        );
+        assert_eq!(uints(d.get("spis"))[3..6], [0x2000, 0x1001, 0x1002]);
+        assert_eq!(uints(d.get("packets"))[5], 12);
+        assert_eq!(uints(d.get("bytes"))[5], 1200);
+        assert_eq!(uints(d.get("auth_failures"))[5], 2);
+        assert_eq!(uints(d.get("replays"))[5], 4);
+        assert_eq!(uints(d.get("last_seqs"))[5], 14);
+        for k in [
+            "directions",
+            "spis",
+            "packets",
+            "bytes",
+            "auth_failures",
+            "replays",
+            "last_seqs",
+        ] {
+            match d.get(k) {
+                Some(Value::Array(Array::UInt(x))) => assert_eq!(x.len(), SAS_PAGE, "{k}"),
+                Some(Value::Array(Array::String(x))) => assert_eq!(x.len(), SAS_PAGE, "{k}"),
+                other => panic!("{k}: {other:?}"),
+            }
+        }
+        let d = dict(sas(&s, Some("64")).unwrap());
+        assert_eq!(strings(d.get("tunnels")).len(), 120 - 64);
+        assert_eq!(uints(d.get("packets"))[0], s.sas[64].packets);
+        assert!(strings(dict(sas(&s, Some("120")).unwrap()).get("tunnels")).is_empty());
+        assert!(sas(&s, Some("121")).is_err());
+        assert!(sas(&s, Some("x")).is_err());
+        // Without IPsec: an empty but well-formed answer.
+        let d = dict(sas(&snap(2), None).unwrap());
+        assert_eq!(uint(&d, "total"), 0);
+        assert!(uints(d.get("spis")).is_empty());
+    }
+
+    #[test]
+    fn an_ipsec_tunnel_lists_its_own_sas() {
+        let mut s = snap(4);
+        let (gre, ipsec, other) = (
+            s.tunnels[0].name.clone(),
+            s.tunnels[1].name.clone(),
+            s.tunnels[3].name.clone(),
+        );
+        s.sas = vec![
+            sa(&other, 0, 99),
+            sa(&ipsec, 0, 7),
+            sa(&ipsec, 1, 5),
+            sa(&other, 1, 98),
+        ];
+        let d = dict(tunnel(&s, Some(&ipsec)).unwrap());
+        assert_eq!(
+            strings(d.get("sa_directions")),
+            ["outbound".to_string(), "inbound".to_string()]
+        );
+        assert_eq!(uints(d.get("sa_spis")), [0x2000, 0x1001]);
+        assert_eq!(uints(d.get("sa_packets")), [7, 5]);
+        assert_eq!(uints(d.get("sa_bytes")), [700, 500]);
+        assert_eq!(uints(d.get("sa_auth_failures")), [0, 1]);
+        assert_eq!(uints(d.get("sa_replays")), [0, 2]);
+        assert_eq!(uints(d.get("sa_last_seqs")), [7, 6]);
+        // A GRE tunnel has no SA fields; an IPsec tunnel without SAs has empty ones.
+        let d = dict(tunnel(&s, Some(&gre)).unwrap());
+        assert!(d.entries().iter().all(|(k, _)| !k.starts_with("sa_")));
+        s.sas.clear();
+        let d = dict(tunnel(&s, Some(&ipsec)).unwrap());
+        assert!(uints(d.get("sa_spis")).is_empty());
     }
 
     #[test]

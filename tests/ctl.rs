@@ -268,10 +268,17 @@ fn show_commands_and_lookup_agree_with_the_packets() {
     let drops = ctl_ok(&prefix, "show drops");
     let drops_port = ctl_ok(&prefix, "show drops --port");
     let drops_core = ctl(&prefix, "show drops --core");
+    let sas = ctl_ok(&prefix, "show sas");
+    let sas_json = ctl_ok(&prefix, "--json show sas");
     let lookup = ctl_ok(&prefix, "lookup 192.0.2.99 172.16.9.7 udp 5 53");
     let json = ctl_ok(&prefix, "--json show ports");
     let bad_admin = ctl(&prefix, "tunnel nope admin down");
     let log = stop(child);
+    // A GRE-only appliance has no SA, and says so.
+    assert_eq!(sas, "no IPsec SA\n");
+    let sas_json: Value = serde_json::from_str(sas_json.trim()).unwrap();
+    assert_eq!(sas_json["/conduit/sas"]["total"], 0, "{sas_json}");
+    assert_eq!(sas_json["/conduit/sas"]["spis"], serde_json::json!([]));
 
     // Which way each flow actually went, from the output capture.
     let mut took: HashMap<Flow, String> = HashMap::new();

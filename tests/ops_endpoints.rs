@@ -9,13 +9,14 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
+use conduit_packet::esp::sa::SaDirection;
 use conduit_packet::route::Health;
 use conduit_test_support::eal;
 use conduit_test_support::telemetry::query;
 use control::config::TunnelKind;
 use control::metrics::{
     ApplianceMetrics, CoreMetrics, DropCount, Format, MetricsHub, PoolMetrics, PortMetrics,
-    ProcessMetrics, RttHistogram, RttSummary, Snapshot, TunnelMetrics, TunnelStatus,
+    ProcessMetrics, RttHistogram, RttSummary, SaMetrics, Snapshot, TunnelMetrics, TunnelStatus,
 };
 use serde_json::{json, Value as Json};
 
@@ -110,6 +111,28 @@ fn snapshot() -> Snapshot {
             in_use: 100,
             capacity: 4095,
         }],
+        sas: vec![
+            SaMetrics {
+                tunnel: "ipsec.b".into(),
+                direction: SaDirection::Outbound,
+                spi: 0x2000,
+                packets: 30,
+                bytes: 3000,
+                auth_failures: 0,
+                replays: 0,
+                last_seq: 30,
+            },
+            SaMetrics {
+                tunnel: "ipsec.b".into(),
+                direction: SaDirection::Inbound,
+                spi: 0x1000,
+                packets: 25,
+                bytes: 2500,
+                auth_failures: 2,
+                replays: 1,
+                last_seq: 27,
+            },
+        ],
         process: ProcessMetrics::read(),
     }
 }
@@ -133,6 +156,7 @@ fn telemetry_commands_over_a_real_eal() {
             "/conduit/ports",
             "/conduit/cores",
             "/conduit/drops",
+            "/conduit/sas",
         ],
     );
     assert_eq!(
@@ -190,6 +214,21 @@ fn telemetry_commands_over_a_real_eal() {
     for (i, r) in conduit_packet::pipeline::DropReason::all().enumerate() {
         assert_eq!(drops[r.as_str()], json!(i as u64 * 3), "{}", r.as_str());
     }
+    assert_eq!(
+        a[8],
+        json!({"/conduit/sas": {
+            "total": 2, "offset": 0, "tunnels": ["ipsec.b", "ipsec.b"],
+            "directions": ["outbound", "inbound"], "spis": [0x2000, 0x1000],
+            "packets": [30, 25], "bytes": [3000, 2500], "auth_failures": [0, 2],
+            "replays": [0, 1], "last_seqs": [30, 27],
+        }})
+    );
+    // The IPsec tunnel lists its SAs; the GRE tunnel has none.
+    let b = &a[3]["/conduit/tunnel"];
+    assert_eq!(b["sa_spis"], json!([0x2000, 0x1000]));
+    assert_eq!(b["sa_directions"], json!(["outbound", "inbound"]));
+    assert_eq!(b["sa_auth_failures"], json!([0, 2]));
+    assert_eq!(b["sa_last_seqs"], json!([30, 27]));
 
     // Answers follow the hub: publish a change and read it back.
     let mut s = snapshot();
@@ -345,6 +384,15 @@ fn scrape_and_check(url: &str, format: Format) -> Samples {
         1.0
     );
     assert_eq!(sample("conduit_uptime_seconds", json!({})), 90.0);
+    let sa_in = json!({"tunnel": "ipsec.b", "direction": "inbound", "spi": "0x00001000"});
+    assert_eq!(sample("conduit_sa_packets_total", sa_in.clone()), 25.0);
+    assert_eq!(sample("conduit_sa_auth_failures_total", sa_in.clone()), 2.0);
+    assert_eq!(sample("conduit_sa_replays_total", sa_in.clone()), 1.0);
+    assert_eq!(sample("conduit_sa_last_sequence", sa_in), 27.0);
+    let sa_out = json!({"tunnel": "ipsec.b", "direction": "outbound", "spi": "0x00002000"});
+    assert_eq!(sample("conduit_sa_bytes_total", sa_out.clone()), 3000.0);
+    assert_eq!(sample("conduit_sa_last_sequence", sa_out), 30.0);
+    assert_eq!(family("conduit_sa_last_sequence")["type"], "gauge");
     // The escaped quotes in the config path come back intact.
     assert_eq!(
         sample(

@@ -25,7 +25,8 @@
 //! t.rtt = recent.summary(now);           // the tunnel's RttWindow: the last 60 s of replies
 //! t.rtt_histogram = Some(RttHistogram::from_micros(&rtt)); // every reply since start
 //! t.rx_pps = rx_meter.update(now, t.rx_packets);          // RateMeter, one per counter
-//! hub.publish(Snapshot { appliance, tunnels, ports, cores, drops, pools, process });
+//! let sas = SaMetrics::all(plane.ipsec(), |id| plane.tunnels().get(id.0 as usize).map(|t| t.name.as_str()));
+//! hub.publish(Snapshot { appliance, tunnels, ports, cores, drops, pools, sas, process });
 //! // shutdown: server.stop() (or drop it)
 //! ```
 //!
@@ -38,8 +39,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use conduit_packet::esp::sa::{IpsecConfig, SaCounter, SaDirection, SaShared};
 use conduit_packet::pipeline::TunnelKind;
-use conduit_packet::route::{AdminState, Health};
+use conduit_packet::route::{AdminState, Health, TunnelId};
 
 use crate::health::HealthCounters;
 
@@ -58,6 +60,9 @@ pub struct Snapshot {
     pub drops: Vec<DropCount>,
     /// Packet mempools (DPDK), by name.
     pub pools: Vec<PoolMetrics>,
+    /// The IPsec SAs of the running configuration: by tunnel in configuration order, each
+    /// tunnel's outbound SA first, then its inbound ones in configuration order.
+    pub sas: Vec<SaMetrics>,
     /// The process's own resources, read from `/proc` by the control thread; `None` where
     /// that failed (not Linux).
     pub process: Option<ProcessMetrics>,
@@ -330,6 +335,84 @@ pub struct CoreMetrics {
     pub busy_cycles: u64,
     /// RX polls (bursts attempted).
     pub polls: u64,
+}
+
+/// One IPsec SA's counters, summed over the workers (and the control thread's probes). The
+/// key is not part of it: telemetry and metrics must never carry one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SaMetrics {
+    /// The tunnel the SA belongs to.
+    pub tunnel: String,
+    pub direction: SaDirection,
+    pub spi: u32,
+    /// Packets encrypted (outbound) or authenticated and decrypted (inbound).
+    pub packets: u64,
+    /// Their ESP payload bytes (the inner packets).
+    pub bytes: u64,
+    /// Inbound packets whose ICV did not verify.
+    pub auth_failures: u64,
+    /// Inbound packets refused by the anti-replay window.
+    pub replays: u64,
+    /// The last sequence number sent (outbound) or the highest authenticated (inbound); 0
+    /// before the first.
+    pub last_seq: u64,
+}
+
+impl SaMetrics {
+    /// The SA's counters as they are now.
+    pub fn read(tunnel: &str, direction: SaDirection, spi: u32, shared: &SaShared) -> Self {
+        SaMetrics {
+            tunnel: tunnel.to_string(),
+            direction,
+            spi,
+            packets: shared.total(SaCounter::Packets),
+            bytes: shared.total(SaCounter::Bytes),
+            auth_failures: shared.total(SaCounter::AuthFailures),
+            replays: shared.total(SaCounter::Replays),
+            last_seq: shared.total(SaCounter::LastSeq),
+        }
+    }
+
+    /// Every SA of `ipsec`, in the order of [`Snapshot::sas`]; `tunnel_name` names a tunnel id
+    /// (an id it does not know is shown as `#<id>`).
+    pub fn all<'a>(
+        ipsec: &IpsecConfig,
+        tunnel_name: impl Fn(TunnelId) -> Option<&'a str>,
+    ) -> Vec<SaMetrics> {
+        let mut out = Vec::new();
+        for (id, sas) in &ipsec.tunnels {
+            let fallback;
+            let name = match tunnel_name(*id) {
+                Some(n) => n,
+                None => {
+                    fallback = format!("#{}", id.0);
+                    &fallback
+                }
+            };
+            if let Some(o) = &sas.outbound {
+                out.push(SaMetrics::read(
+                    name,
+                    SaDirection::Outbound,
+                    o.spi,
+                    &o.shared,
+                ));
+            }
+            for i in &sas.inbound {
+                out.push(SaMetrics::read(
+                    name,
+                    SaDirection::Inbound,
+                    i.spi,
+                    &i.shared,
+                ));
+            }
+        }
+        out
+    }
+
+    /// The SPI as operators and `ip xfrm` write it: `0x` and eight hex digits.
+    pub fn spi_hex(&self) -> String {
+        format!("{:#010x}", self.spi)
+    }
 }
 
 /// Drops of one reason.

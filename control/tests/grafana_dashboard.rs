@@ -186,7 +186,7 @@ fn dashboard_queries_only_exported_metrics() {
             used.insert(n);
         }
     }
-    // What the dashboard exists for: states, traffic, drops, RTT, heartbeat, reloads.
+    // What the dashboard exists for: states, traffic, drops, RTT, heartbeat, reloads, IPsec.
     for needed in [
         "conduit_tunnel_state",
         "conduit_tunnel_rx_packets_total",
@@ -195,6 +195,9 @@ fn dashboard_queries_only_exported_metrics() {
         "conduit_tunnel_rtt_seconds_bucket",
         "conduit_control_loop_last_iteration_timestamp_seconds",
         "conduit_reloads_total",
+        "conduit_sa_packets_total",
+        "conduit_sa_auth_failures_total",
+        "conduit_sa_last_sequence",
     ] {
         assert!(
             used.contains(needed),

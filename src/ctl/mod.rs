@@ -80,6 +80,8 @@ pub enum Show {
     Ports,
     /// Per-worker counters.
     Cores,
+    /// IPsec SAs: packets, bytes, authentication failures, replays, last sequence number.
+    Sas,
 }
 
 #[derive(Subcommand, Debug)]
@@ -174,6 +176,21 @@ impl Session<'_> {
         }
     }
 
+    /// Every SA's row, page by page.
+    fn sa_rows(&mut self) -> Result<Vec<Vec<String>>> {
+        let mut rows = Vec::new();
+        loop {
+            let r = self.call(&format!("/conduit/sas,{}", rows.len()))?;
+            let page = sa_rows(&r, "", true);
+            let total = r["total"].as_u64().unwrap_or(0) as usize;
+            let empty = page.is_empty();
+            rows.extend(page);
+            if empty || rows.len() >= total {
+                return Ok(rows);
+            }
+        }
+    }
+
     fn tunnel(&mut self, name: &str) -> Result<Value> {
         // The appliance answers an unknown name with DPDK's bare `null`.
         self.call(&format!("/conduit/tunnel,{name}")).map_err(|e| {
@@ -250,13 +267,21 @@ impl Session<'_> {
                 // this client does not know yet.
                 let known = DETAIL_ORDER.iter().filter_map(|&k| Some((k, r.get(k)?)));
                 let extra = entries(&r)
-                    .filter(|(k, _)| !DETAIL_ORDER.contains(&k.as_str()))
+                    .filter(|(k, _)| {
+                        !DETAIL_ORDER.contains(&k.as_str()) && !k.starts_with(SA_PREFIX)
+                    })
                     .map(|(k, v)| (k.as_str(), v));
                 let rows: Vec<Vec<String>> = known
                     .chain(extra)
                     .map(|(k, v)| vec![format!("{k}:"), text(v)])
                     .collect();
-                table(&[], &rows)
+                let mut out = table(&[], &rows);
+                // An IPsec tunnel's SAs, as in `show sas`.
+                if r.get(format!("{SA_PREFIX}spis")).is_some() {
+                    out.push('\n');
+                    out.push_str(&table(&SA_COLUMNS[1..], &sa_rows(&r, SA_PREFIX, false)));
+                }
+                out
             }
             Show::Routes { prefix } => {
                 let mut rows = Vec::new();
@@ -343,6 +368,14 @@ impl Session<'_> {
                     &rows,
                 )
             }
+            Show::Sas => {
+                let rows = self.sa_rows()?;
+                if rows.is_empty() {
+                    "no IPsec SA\n".to_string()
+                } else {
+                    table(&SA_COLUMNS, &rows)
+                }
+            }
             Show::Cores => {
                 let r = self.call("/conduit/cores")?;
                 let keys = ["rx_packets", "tx_packets", "busy_cycles", "polls"];
@@ -388,6 +421,56 @@ const TUNNEL_COLUMNS: [&str; 14] = [
     "NAME", "KIND", "STATE", "PENALTY", "RTT_P50", "RTT_P99", "CHANGED", "WHY", "RX_PKTS",
     "RX_BYTES", "RX_PPS", "TX_PKTS", "TX_BYTES", "TX_PPS",
 ];
+
+/// The columns of `show sas` (`show tunnel` leaves out the first).
+const SA_COLUMNS: [&str; 8] = [
+    "TUNNEL",
+    "DIR",
+    "SPI",
+    "PACKETS",
+    "BYTES",
+    "AUTH_FAIL",
+    "REPLAYS",
+    "LAST_SEQ",
+];
+
+/// What starts the names of an IPsec tunnel's SA arrays in `/conduit/tunnel`.
+const SA_PREFIX: &str = "sa_";
+
+/// The rows of the column-wise SA arrays of `r` named `<prefix>directions`, ...: `in`/`out`
+/// and the SPI in hex as `ip xfrm` shows it; with the tunnel names (`tunnels`) first if
+/// `with_tunnel`.
+fn sa_rows(r: &Value, prefix: &str, with_tunnel: bool) -> Vec<Vec<String>> {
+    let col = |k: &str| {
+        r[format!("{prefix}{k}")]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    };
+    let (tunnels, directions, spis) = (col("tunnels"), col("directions"), col("spis"));
+    let counters = ["packets", "bytes", "auth_failures", "replays", "last_seqs"].map(col);
+    (0..spis.len())
+        .map(|i| {
+            let mut row = Vec::with_capacity(SA_COLUMNS.len());
+            if with_tunnel {
+                row.push(tunnels.get(i).map(text).unwrap_or_default());
+            }
+            let dir = match directions.get(i).and_then(Value::as_str) {
+                Some("outbound") => "out".to_string(),
+                Some("inbound") => "in".to_string(),
+                other => other.unwrap_or("-").to_string(),
+            };
+            row.push(dir);
+            row.push(
+                spis[i]
+                    .as_u64()
+                    .map_or_else(|| text(&spis[i]), |spi| format!("{spi:#010x}")),
+            );
+            row.extend(counters.iter().map(|c| c.get(i).map_or("-".into(), text)));
+            row
+        })
+        .collect()
+}
 
 /// The columns of a route table (`show routes`, `lookup`).
 const ROUTE_COLUMNS: [&str; 7] = [
@@ -616,6 +699,37 @@ mod tests {
         assert_eq!(ago(4_200), "4.2s ago");
         assert_eq!(ago(185_000), "3m05s ago");
         assert_eq!(ago(7_800_000), "2h10m ago");
+    }
+
+    #[test]
+    fn sas_table_shows_spis_in_hex() {
+        let page = serde_json::json!({
+            "total": 3, "offset": 0,
+            "tunnels": ["site-c", "site-c", "site-d"],
+            "directions": ["outbound", "inbound", "inbound"],
+            "spis": [0x2000, 0x1000, 0xdead_beef_u32],
+            "packets": [15, 7, 0], "bytes": [1420, 700, 0], "auth_failures": [0, 2, 0],
+            "replays": [0, 1, 0], "last_seqs": [15, 40, 0],
+        });
+        let t = table(&SA_COLUMNS, &sa_rows(&page, "", true));
+        assert_eq!(
+            t,
+            "TUNNEL  DIR  SPI         PACKETS  BYTES  AUTH_FAIL  REPLAYS  LAST_SEQ\n\
+             site-c  out  0x00002000  15       1420   0          0        15\n\
+             site-c  in   0x00001000  7        700    2          1        40\n\
+             site-d  in   0xdeadbeef  0        0      0          0        0\n"
+        );
+        // The same arrays inside `/conduit/tunnel`, prefixed, without tunnel names.
+        let detail = serde_json::json!({
+            "name": "site-c", "sa_directions": ["inbound"], "sa_spis": [0x1001],
+            "sa_packets": [1], "sa_bytes": [2], "sa_auth_failures": [3], "sa_replays": [4],
+            "sa_last_seqs": [5],
+        });
+        assert_eq!(
+            sa_rows(&detail, SA_PREFIX, false),
+            [["in", "0x00001001", "1", "2", "3", "4", "5"].map(String::from)]
+        );
+        assert!(sa_rows(&serde_json::json!({"total": 0}), "", true).is_empty());
     }
 
     #[test]

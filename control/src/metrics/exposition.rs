@@ -23,6 +23,9 @@
 //!   metrics (gauges of value 1 in the 0.0.4 format) carrying versions and tunnel kinds as
 //!   labels, joined on only when needed.
 //! - **Timestamps** (`..._timestamp_seconds`) are Unix times, as Prometheus' `time()`.
+//! - **IPsec SAs** (`conduit_sa_*`) are labelled `tunnel`, `direction` (`outbound`, `inbound`)
+//!   and `spi` (`0x` and eight hex digits): a rekey adds an SA's series and removes the old
+//!   one's, so `sum by (tunnel, direction)` follows a tunnel across rekeys.
 
 use std::fmt::{self, Write as _};
 use std::sync::Arc;
@@ -38,7 +41,7 @@ use prometheus_client::registry::Registry;
 
 use super::{
     ApplianceMetrics, CoreMetrics, DropCount, PoolMetrics, PortMetrics, ProcessMetrics,
-    RttHistogram, Snapshot, TunnelMetrics, TunnelStatus, RTT_BUCKETS_SECONDS,
+    RttHistogram, SaMetrics, Snapshot, TunnelMetrics, TunnelStatus, RTT_BUCKETS_SECONDS,
 };
 
 /// `Content-Type` of the Prometheus text format 0.0.4.
@@ -166,6 +169,7 @@ impl Collector for SnapshotCollector {
         tunnel_probes(&mut e, &s.tunnels)?;
         tunnel_rtt(&mut e, &s.tunnels)?;
         tunnel_traffic(&mut e, &s.tunnels)?;
+        sas(&mut e, &s.sas)?;
         ports(&mut e, &s.ports)?;
         cores(&mut e, &s.cores)?;
         drops(&mut e, &s.drops)?;
@@ -524,6 +528,67 @@ fn tunnel_traffic(e: &mut DescriptorEncoder, t: &[TunnelMetrics]) -> fmt::Result
         per(e, (name, COUNTER, help), "tunnel", t, tunnel_name, |x| {
             Value::Count(f(x))
         })?;
+    }
+    Ok(())
+}
+
+/// The counters of each IPsec SA, labelled by tunnel, direction (`outbound`, `inbound`) and
+/// SPI (`0x` and eight hex digits, as `ip xfrm` shows it).
+fn sas(e: &mut DescriptorEncoder, sas: &[SaMetrics]) -> fmt::Result {
+    type Field = fn(&SaMetrics) -> u64;
+    let families: [(&str, MetricType, &str, Field); 5] = [
+        (
+            "conduit_sa_packets",
+            COUNTER,
+            "Packets encrypted (outbound) or authenticated and decrypted (inbound) with the IPsec SA.",
+            |x| x.packets,
+        ),
+        (
+            "conduit_sa_bytes",
+            COUNTER,
+            "ESP payload bytes (inner packets) encrypted or decrypted with the IPsec SA.",
+            |x| x.bytes,
+        ),
+        (
+            "conduit_sa_auth_failures",
+            COUNTER,
+            "Inbound ESP packets whose ICV did not verify with the IPsec SA.",
+            |x| x.auth_failures,
+        ),
+        (
+            "conduit_sa_replays",
+            COUNTER,
+            "Inbound ESP packets the IPsec SA's anti-replay window refused.",
+            |x| x.replays,
+        ),
+        (
+            "conduit_sa_last_sequence",
+            GAUGE,
+            "Last ESP sequence number sent (outbound) or highest authenticated (inbound) on the IPsec SA; 0 before the first.",
+            |x| x.last_seq,
+        ),
+    ];
+    let spis: Vec<String> = sas.iter().map(SaMetrics::spi_hex).collect();
+    for (name, ty, help, f) in families {
+        labelled(
+            e,
+            name,
+            help,
+            ty,
+            sas.iter().zip(&spis).map(|(x, spi)| {
+                let labels = vec![
+                    ("tunnel", Esc(&x.tunnel)),
+                    ("direction", Esc(x.direction.as_str())),
+                    ("spi", Esc(spi)),
+                ];
+                let v = if matches!(ty, MetricType::Counter) {
+                    Value::Count(f(x))
+                } else {
+                    gauge(f(x))
+                };
+                (labels, v)
+            }),
+        )?;
     }
     Ok(())
 }

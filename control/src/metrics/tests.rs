@@ -1,4 +1,5 @@
 use super::*;
+use conduit_packet::esp::sa::{InboundSa, OutboundSa, SaKey, TunnelSas};
 use std::collections::{BTreeMap, HashSet};
 
 /// A snapshot with awkward names: quotes, backslashes and newlines in labels.
@@ -103,6 +104,9 @@ pub(crate) fn sample_snapshot() -> Snapshot {
             in_use: 1536,
             capacity: 8191,
         }],
+        sas: SaMetrics::all(&sample_ipsec(), |id| {
+            ["gre-a", "ipsec.b"].get(id.0 as usize).copied()
+        }),
         process: Some(ProcessMetrics {
             cpu_seconds: 81.25,
             resident_memory_bytes: 52_428_800,
@@ -111,6 +115,61 @@ pub(crate) fn sample_snapshot() -> Snapshot {
             open_fds: 23,
             max_fds: 1024,
         }),
+    }
+}
+
+/// The key of every sample SA: bytes that would stand out in any output.
+const SAMPLE_KEY: SaKey = SaKey {
+    key: [0xA5; conduit_packet::esp::sa::KEY_LEN],
+    salt: [0x5A; conduit_packet::esp::sa::SALT_LEN],
+};
+
+/// Tunnel 1 (`ipsec.b`) with an outbound SA (SPI 0x2000) and two inbound ones (0x1000 with
+/// traffic, failures and replays; 0x1001 unused yet), counted by two workers and the control
+/// thread (writer 2).
+fn sample_ipsec() -> IpsecConfig {
+    let out = SaShared::new(3);
+    out.add(0, SaCounter::Packets, 10);
+    out.add(2, SaCounter::Packets, 5);
+    out.add(0, SaCounter::Bytes, 1000);
+    out.add(2, SaCounter::Bytes, 420);
+    out.see_seq(0, 9);
+    out.see_seq(2, 15);
+    let in_old = SaShared::new(3);
+    in_old.add(0, SaCounter::Packets, 6);
+    in_old.add(1, SaCounter::Packets, 1);
+    in_old.add(1, SaCounter::Bytes, 700);
+    in_old.add(0, SaCounter::AuthFailures, 2);
+    in_old.add(1, SaCounter::Replays, 1);
+    in_old.see_seq(1, 40);
+    in_old.see_seq(0, 39);
+    IpsecConfig {
+        iv_prefix: Default::default(),
+        tunnels: vec![(
+            TunnelId(1),
+            TunnelSas {
+                outbound: Some(OutboundSa {
+                    spi: 0x2000,
+                    key: SAMPLE_KEY,
+                    shared: out,
+                }),
+                inbound: vec![
+                    InboundSa {
+                        spi: 0x1000,
+                        key: SAMPLE_KEY,
+                        replay_window: 64,
+                        shared: in_old,
+                    },
+                    InboundSa {
+                        spi: 0x1001,
+                        key: SAMPLE_KEY,
+                        replay_window: 64,
+                        shared: SaShared::new(3),
+                    },
+                ],
+                nat_t: false,
+            },
+        )],
     }
 }
 
@@ -526,10 +585,109 @@ fn values_land_in_their_series() {
         v("conduit_drops_total", &[("reason", "no_route")]),
         Some(42.0)
     );
+
+    let sa = |dir: &'static str, spi: &'static str| {
+        [("tunnel", "ipsec.b"), ("direction", dir), ("spi", spi)]
+    };
+    let out = sa("outbound", "0x00002000");
+    assert_eq!(v("conduit_sa_packets_total", &out), Some(15.0));
+    assert_eq!(v("conduit_sa_bytes_total", &out), Some(1420.0));
+    assert_eq!(v("conduit_sa_auth_failures_total", &out), Some(0.0));
+    assert_eq!(v("conduit_sa_replays_total", &out), Some(0.0));
+    assert_eq!(v("conduit_sa_last_sequence", &out), Some(15.0));
+    let old = sa("inbound", "0x00001000");
+    assert_eq!(v("conduit_sa_packets_total", &old), Some(7.0));
+    assert_eq!(v("conduit_sa_bytes_total", &old), Some(700.0));
+    assert_eq!(v("conduit_sa_auth_failures_total", &old), Some(2.0));
+    assert_eq!(v("conduit_sa_replays_total", &old), Some(1.0));
+    assert_eq!(v("conduit_sa_last_sequence", &old), Some(40.0));
+    let new = sa("inbound", "0x00001001");
+    assert_eq!(v("conduit_sa_packets_total", &new), Some(0.0));
+    assert_eq!(v("conduit_sa_last_sequence", &new), Some(0.0));
+    // Only the three SAs, and only for the IPsec tunnel.
+    let sa_series: Vec<_> = s
+        .iter()
+        .filter(|x| x.name.starts_with("conduit_sa_"))
+        .collect();
+    assert_eq!(sa_series.len(), 5 * 3);
+    assert!(sa_series
+        .iter()
+        .all(|x| x.labels["tunnel"] == "ipsec.b" && x.labels.len() == 3));
     assert_eq!(
         v("conduit_drops_total", &[("reason", "gre_key_mismatch")]),
         Some(0.0)
     );
+}
+
+#[test]
+fn sa_metrics_sum_the_writers_in_configuration_order() {
+    let mut ipsec = sample_ipsec();
+    // A tunnel the namer does not know, with only an inbound SA.
+    ipsec.tunnels.push((
+        TunnelId(7),
+        TunnelSas {
+            inbound: vec![InboundSa {
+                spi: 0xdead_beef,
+                key: SAMPLE_KEY,
+                replay_window: 0,
+                shared: SaShared::new(1),
+            }],
+            ..Default::default()
+        },
+    ));
+    let sas = SaMetrics::all(&ipsec, |id| (id.0 == 1).then_some("ipsec.b"));
+    let got: Vec<_> = sas
+        .iter()
+        .map(|s| {
+            (
+                s.tunnel.as_str(),
+                s.direction,
+                s.spi_hex(),
+                [s.packets, s.bytes, s.auth_failures, s.replays, s.last_seq],
+            )
+        })
+        .collect();
+    use SaDirection::{Inbound, Outbound};
+    assert_eq!(
+        got,
+        [
+            (
+                "ipsec.b",
+                Outbound,
+                "0x00002000".into(),
+                [15, 1420, 0, 0, 15]
+            ),
+            ("ipsec.b", Inbound, "0x00001000".into(), [7, 700, 2, 1, 40]),
+            ("ipsec.b", Inbound, "0x00001001".into(), [0, 0, 0, 0, 0]),
+            ("#7", Inbound, "0xdeadbeef".into(), [0, 0, 0, 0, 0]),
+        ]
+    );
+    // Counters are read when the snapshot is taken, not frozen at configuration.
+    let o = ipsec.tunnels[0].1.outbound.as_ref().unwrap();
+    o.shared.add(1, SaCounter::Packets, 1);
+    o.shared.see_seq(1, 16);
+    let again = SaMetrics::all(&ipsec, |_| Some("x"));
+    assert_eq!((again[0].packets, again[0].last_seq), (16, 16));
+}
+
+#[test]
+fn sa_keys_appear_nowhere() {
+    let snap = sample_snapshot();
+    // The check means something only with SAs in the snapshot.
+    assert_eq!(snap.sas.len(), 3);
+    let key_hex = [
+        "a5a5a5a5", "A5A5A5A5", "5a5a5a5a", "5A5A5A5A", "165, 165", "[165",
+    ];
+    for text in [
+        render_prometheus(&snap),
+        render_openmetrics(&snap),
+        format!("{snap:?}"),
+        format!("{:?}", sample_ipsec()),
+    ] {
+        for k in key_hex {
+            assert!(!text.contains(k), "{k} in {text}");
+        }
+    }
 }
 
 #[test]
