@@ -608,6 +608,11 @@ impl PacketBuf for Mbuf {
     }
 
     #[inline(always)]
+    fn append(&mut self, len: u16) -> Option<&mut [u8]> {
+        Mbuf::append(self, len)
+    }
+
+    #[inline(always)]
     fn adj(&mut self, len: u16) -> bool {
         Mbuf::adj(self, len)
     }

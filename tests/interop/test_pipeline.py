@@ -173,7 +173,7 @@ def test_gre_rejections_are_counted(replay):
     assert out == [], [p.summary() for p in out]
     d = drops(replay.log)
     assert sum(d.values()) == len(cases), (d, replay.log)
-    for reason in ["gre_unknown_remote", "gre_key_missing", "gre_key_mismatch", "esp_no_sa"]:
+    for reason in ["gre_unknown_remote", "gre_key_missing", "gre_key_mismatch", "esp_unknown_spi"]:
         assert d.get(reason, 0) >= 1, (reason, d)
 
 

@@ -11,7 +11,8 @@ use std::net::Ipv4Addr;
 use std::sync::{Arc, OnceLock};
 
 use crate::pipeline::{
-    Context, ContextConfig, Control, Outcome, PacketBuf, PortConfig, Tunnel, VecBuf, Verdict,
+    Context, ContextConfig, Control, Outcome, PacketBuf, PortConfig, Tunnel, TunnelKind, VecBuf,
+    Verdict,
 };
 use crate::route::{ForwardingTable, Health, Route, TunnelId};
 use crate::wire::{EtherType, EthernetAddress, EthernetFrame, GrePacket, IpProtocol, Ipv4Packet};
@@ -156,6 +157,43 @@ pub fn check_gre_frame(frame: &[u8], tunnel: &Tunnel) -> Vec<u8> {
     inner.packet().to_vec()
 }
 
+/// Checks an outgoing ESP frame of `tunnel` (Ethernet to the gateway from port 0, outer IPv4 from
+/// the tunnel's local to its remote endpoint with a valid checksum, ESP or ESP in UDP 4500 with a
+/// zero checksum, room for IV, trailer and ICV, and a ciphertext of a multiple of 4 bytes);
+/// returns the ESP packet (SPI onwards). The contents are opaque here.
+pub fn check_esp_frame<'a>(frame: &'a [u8], tunnel: &Tunnel) -> &'a [u8] {
+    let eth = EthernetFrame::new_checked(frame).unwrap();
+    assert_eq!(
+        (eth.dst_addr(), eth.src_addr(), eth.ethertype()),
+        (GW, P0, EtherType::Ipv4)
+    );
+    let ip = Ipv4Packet::new_checked(&frame[14..]).unwrap();
+    assert!(ip.verify_checksum());
+    assert_eq!(usize::from(ip.total_len()), frame.len() - 14);
+    assert_eq!(
+        (ip.src_addr(), ip.dst_addr()),
+        (tunnel.local, tunnel.remote)
+    );
+    assert_eq!(ip.ttl(), tunnel.ttl);
+    assert!(!ip.is_fragment());
+    let at = 14 + ip.header_len();
+    let esp = match ip.protocol() {
+        IpProtocol::Esp => &frame[at..],
+        IpProtocol::Udp => {
+            let udp = &frame[at..];
+            assert_eq!(&udp[..4], &[0x11, 0x94, 0x11, 0x94], "port 4500 both ways");
+            assert_eq!(usize::from(u16::from_be_bytes([udp[4], udp[5]])), udp.len());
+            assert_eq!(&udp[6..8], &[0, 0], "no UDP checksum");
+            &udp[8..]
+        }
+        p => panic!("outer protocol {p:?}"),
+    };
+    assert!(esp.len() >= 8 + 8 + 20 + 2 + 16);
+    assert_eq!((esp.len() - 8 - 8 - 16) % 4, 0);
+    assert!(esp[..4] != [0; 4]);
+    esp
+}
+
 /// Checks the invariants every outcome must satisfy, whatever the input was: buffer accounting
 /// (`capacity` is headroom + frame length at the start), and that whatever is to be transmitted
 /// parses with valid checksums, to the gateway MAC, in the right tunnel.
@@ -176,6 +214,9 @@ pub fn check_outcome(
         } => {
             assert_eq!(port, ctx.gateway_port());
             match tunnel {
+                Some(t) if ctx.tunnel(t).unwrap().kind == TunnelKind::Ipsec => {
+                    check_esp_frame(buf.data(), ctx.tunnel(t).unwrap());
+                }
                 Some(t) => {
                     check_gre_frame(buf.data(), ctx.tunnel(t).unwrap());
                 }

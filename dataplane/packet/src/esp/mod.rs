@@ -9,5 +9,6 @@ pub mod cipher;
 pub mod iv;
 pub mod padding;
 pub mod replay;
+pub mod runtime;
 pub mod sa;
 pub mod seq;

@@ -41,6 +41,12 @@ impl OutboundSeq {
         u32::try_from(n).ok()
     }
 
+    /// Makes `next` the next number handed out: the tests' way to the end of the space.
+    #[cfg(test)]
+    pub(crate) fn skip_to(&self, next: u32) {
+        self.next.store(u64::from(next), Ordering::Relaxed);
+    }
+
     /// The last number handed out (0: none yet).
     pub fn last(&self) -> u32 {
         let n = self.next.load(Ordering::Relaxed).saturating_sub(1);

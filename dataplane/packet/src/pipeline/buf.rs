@@ -12,6 +12,10 @@ pub trait PacketBuf {
     /// Grows the packet at the front by `len` bytes of headroom and returns them (content
     /// unspecified); `None`, and no change, when the headroom is too small.
     fn prepend(&mut self, len: u16) -> Option<&mut [u8]>;
+    /// Grows the packet at the end by `len` bytes of tailroom and returns them (content
+    /// unspecified); `None`, and no change, when the tailroom is too small. ESP appends its
+    /// trailer and ICV with it.
+    fn append(&mut self, len: u16) -> Option<&mut [u8]>;
     /// Removes `len` bytes from the front; `false`, and no change, if the packet is shorter.
     fn adj(&mut self, len: u16) -> bool;
     /// Removes `len` bytes from the end; `false`, and no change, if the packet is shorter.
@@ -131,6 +135,11 @@ impl PacketBuf for VecBuf {
         }
         self.start -= len;
         Some(&mut self.buf[self.start..self.start + len])
+    }
+
+    #[inline(always)]
+    fn append(&mut self, len: u16) -> Option<&mut [u8]> {
+        VecBuf::append(self, usize::from(len))
     }
 
     #[inline(always)]

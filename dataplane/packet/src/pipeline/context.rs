@@ -7,11 +7,14 @@
 
 use core::fmt;
 use core::net::Ipv4Addr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use thiserror::Error;
 
-use crate::esp::sa::IpsecConfig;
+use crate::esp::iv::IvPrefix;
+use crate::esp::replay::{MAX_WINDOW, MIN_WINDOW};
+use crate::esp::sa::{IpsecConfig, SaDirection, SaKey, SaShared, MAX_INBOUND};
 use crate::route::{ecmp, EcmpMode, ForwardingTable, GroupId, NextHop, TunnelId};
 use crate::wire::{esp, ethernet, gre, ipv4, tcp, EtherType, EthernetAddress, IpProtocol};
 
@@ -59,10 +62,19 @@ pub const ESP_IV_LEN: u16 = 8;
 pub const ESP_ICV_LEN: u16 = 16;
 /// ESP trailer after the padding: pad length and next header.
 pub const ESP_TRAILER_LEN: u16 = 2;
+/// UDP header of ESP in UDP (NAT-T, RFC 3948).
+pub const NAT_T_UDP_LEN: u16 = 8;
+/// The UDP port of NAT-T, source and destination (RFC 3948).
+pub const NAT_T_PORT: u16 = 4500;
+/// SPIs below this are reserved (RFC 4303 §2.1: 1..=255 by IANA, 0 for local use).
+pub const MIN_SPI: u32 = 256;
 
 /// Ethernet + outer IPv4 + GRE with key.
 pub(crate) const MAX_ENCAP_LEN: usize =
     ethernet::HEADER_LEN + (OUTER_IPV4_LEN + GRE_HEADER_LEN + GRE_KEY_LEN) as usize;
+/// Ethernet + outer IPv4 + NAT-T UDP + ESP header (SPI, sequence number).
+pub(crate) const MAX_ESP_ENCAP_LEN: usize =
+    ethernet::HEADER_LEN + (OUTER_IPV4_LEN + NAT_T_UDP_LEN + ESP_HEADER_LEN) as usize;
 
 /// Tunnel encapsulation: the config file's `kind` (`gre`, `ipsec`) and the packet path's alike.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -74,8 +86,8 @@ pub(crate) const MAX_ENCAP_LEN: usize =
 pub enum TunnelKind {
     /// GRE (RFC 2784, key of RFC 2890).
     Gre,
-    /// ESP tunnel mode with AES-GCM-256 (RFC 4303, RFC 4106), static SAs (not yet in the
-    /// dataplane: packets routed to it are dropped `EspNoSa`).
+    /// ESP tunnel mode with AES-GCM-256 (RFC 4303, RFC 4106), static SAs
+    /// ([`ContextConfig::ipsec`]).
     Ipsec,
 }
 
@@ -329,6 +341,26 @@ pub enum ContextError {
     AmbiguousGre { tunnel: TunnelId, other: TunnelId },
     #[error("the forwarding table routes to {0}, which is not configured")]
     MissingTunnel(TunnelId),
+    #[error("SAs are configured for {0}, which is not configured")]
+    SasForUnknownTunnel(TunnelId),
+    #[error("{0} has SAs but is not an IPsec tunnel")]
+    SasOnNonIpsecTunnel(TunnelId),
+    #[error("{0} has SAs listed twice")]
+    DuplicateSas(TunnelId),
+    #[error("{tunnel}: {count} inbound SAs, at most {MAX_INBOUND}")]
+    TooManyInboundSas { tunnel: TunnelId, count: usize },
+    #[error("{tunnel}: SPI {spi:#x} is reserved (SPIs start at {MIN_SPI})")]
+    ReservedSpi { tunnel: TunnelId, spi: u32 },
+    #[error("{tunnel}: inbound SPI {spi:#x} is listed twice")]
+    DuplicateSpi { tunnel: TunnelId, spi: u32 },
+    #[error("{tunnel}: replay window {window} must be 0 (off) or {MIN_WINDOW}..={MAX_WINDOW}")]
+    InvalidReplayWindow { tunnel: TunnelId, window: u32 },
+    #[error("{tunnel} and {other} share the remote endpoint and the inbound SPI {spi:#x}")]
+    AmbiguousSpi {
+        tunnel: TunnelId,
+        other: TunnelId,
+        spi: u32,
+    },
 }
 
 /// Key of an empty [`FlatMap`] slot (no valid key is all ones: addresses are checked unicast).
@@ -445,6 +477,37 @@ pub(crate) struct TunnelEntry {
     pub ip_sum: u16,
 }
 
+/// One SA of the context: what a worker's [`EspRuntime`](crate::esp::runtime::EspRuntime)
+/// makes its session and window from.
+#[derive(Debug, Clone)]
+pub(crate) struct SaSlot {
+    pub tunnel: TunnelId,
+    pub direction: SaDirection,
+    pub spi: u32,
+    pub key: SaKey,
+    pub replay_window: u32,
+    pub shared: Arc<SaShared>,
+}
+
+/// An IPsec tunnel's prepared encapsulation.
+#[derive(Debug, Clone)]
+pub(crate) struct EspTunnel {
+    /// Ethernet + outer IPv4 (length, ident, TOS, flags and checksum zero; protocol ESP, or UDP
+    /// with NAT-T) + with NAT-T the UDP header (4500 → 4500, length zero, checksum 0) + the ESP
+    /// header (the outbound SPI, sequence number zero).
+    pub header: [u8; MAX_ESP_ENCAP_LEN],
+    /// 42, or 50 with NAT-T.
+    pub header_len: usize,
+    /// One's-complement sum of the outer IPv4 header as templated.
+    pub ip_sum: u16,
+    pub nat_t: bool,
+    /// The outbound SA's slot; `None`: the tunnel does not send (`esp_no_sa`).
+    pub outbound: Option<u32>,
+}
+
+/// Contexts' IPsec generations: every `Context::new` takes the next.
+static IPSEC_GENERATION: AtomicU64 = AtomicU64::new(1);
+
 /// The immutable per-worker context. `Send + Sync`; shared by reference.
 #[derive(Clone)]
 pub struct Context {
@@ -468,6 +531,19 @@ pub struct Context {
     /// endpoint (docs/behaviour.md §6), unspecified when there is none.
     icmp_source: Ipv4Addr,
     ipv4_options: Ipv4OptionsPolicy,
+    /// Changes with every `Context::new`, kept by `with_table`: the workers' ESP runtimes
+    /// rebuild when it changes.
+    ipsec_generation: u64,
+    iv_prefix: IvPrefix,
+    /// Every SA of every IPsec tunnel; the runtimes mirror it slot for slot.
+    sa_slots: Box<[SaSlot]>,
+    /// By tunnel id (empty without IPsec tunnels).
+    esp_tunnels: Box<[Option<EspTunnel>]>,
+    /// (remote << 32 | inbound SPI) → slot in `sa_slots`.
+    esp_spis: FlatMap,
+    /// (local, remote) pairs of the IPsec tunnels (value unused): their ESP fragments are
+    /// reassembled.
+    esp_pairs: FlatMap,
 }
 
 /// The groups of a modulo-mode table, flattened for the packet path: one 16-byte record per
@@ -659,6 +735,7 @@ impl Context {
         let gre_pairs = FlatMap::build(&pairs).expect("pairs are distinct");
 
         let modulo = check_table(&table, &tunnels)?;
+        let esp = prepare_ipsec(config, &tunnels, gateway_eth)?;
 
         Ok(Context {
             port_macs: config.ports.iter().map(|p| p.mac).collect(),
@@ -680,6 +757,12 @@ impl Context {
                 .copied()
                 .unwrap_or(Ipv4Addr::UNSPECIFIED),
             ipv4_options: config.ipv4_options,
+            ipsec_generation: IPSEC_GENERATION.fetch_add(1, Ordering::Relaxed),
+            iv_prefix: config.ipsec.iv_prefix,
+            sa_slots: esp.slots.into_boxed_slice(),
+            esp_tunnels: esp.tunnels.into_boxed_slice(),
+            esp_spis: esp.spis,
+            esp_pairs: esp.pairs,
         })
     }
 
@@ -840,6 +923,234 @@ impl Context {
     #[inline]
     pub fn ipv4_options(&self) -> Ipv4OptionsPolicy {
         self.ipv4_options
+    }
+
+    /// Identifies this context's SAs: different for every [`Context::new`], the same after
+    /// [`Context::with_table`]. Workers' ESP runtimes rebuild their sessions when it changes.
+    #[inline]
+    pub fn ipsec_generation(&self) -> u64 {
+        self.ipsec_generation
+    }
+
+    /// The IV prefix of every outbound SA.
+    #[inline]
+    pub fn iv_prefix(&self) -> IvPrefix {
+        self.iv_prefix
+    }
+
+    /// Every SA, in the order of the runtimes' slots.
+    #[inline]
+    pub(crate) fn sa_slots(&self) -> &[SaSlot] {
+        &self.sa_slots
+    }
+
+    /// The prepared encapsulation of IPsec tunnel `id`.
+    #[inline]
+    pub(crate) fn esp_tunnel(&self, id: TunnelId) -> Option<&EspTunnel> {
+        self.esp_tunnels.get(id.0 as usize)?.as_ref()
+    }
+
+    /// The slot of the inbound SA with `spi` of a tunnel from `remote` to `local` (host order).
+    #[inline]
+    pub(crate) fn esp_inbound(&self, local: u32, remote: u32, spi: u32) -> Option<u32> {
+        let slot = self
+            .esp_spis
+            .get(u64::from(remote) << 32 | u64::from(spi))?;
+        let sa = self.sa_slots.get(slot as usize)?;
+        let t = self.tunnel(sa.tunnel)?;
+        (u32::from(t.local) == local).then_some(slot)
+    }
+
+    /// The slot's SA.
+    #[inline]
+    pub(crate) fn sa_slot(&self, slot: u32) -> Option<&SaSlot> {
+        self.sa_slots.get(slot as usize)
+    }
+
+    /// Whether an IPsec tunnel runs from `remote` to `local` (host order).
+    #[inline]
+    pub(crate) fn has_esp_pair(&self, local: u32, remote: u32) -> bool {
+        self.esp_pairs.get(pair_key(local, remote)).is_some()
+    }
+}
+
+/// The IPsec parts of a context, before they are boxed.
+struct EspTables {
+    slots: Vec<SaSlot>,
+    tunnels: Vec<Option<EspTunnel>>,
+    spis: FlatMap,
+    pairs: FlatMap,
+}
+
+/// Validates `config.ipsec` against the tunnels and prepares the SA slots, the inbound lookup
+/// and each IPsec tunnel's header template.
+fn prepare_ipsec(
+    config: &ContextConfig,
+    tunnels: &[Option<TunnelEntry>],
+    eth: [u8; ethernet::HEADER_LEN],
+) -> Result<EspTables, ContextError> {
+    let mut slots = Vec::new();
+    let mut esp_tunnels: Vec<Option<EspTunnel>> = Vec::new();
+    let mut spis: Vec<(u64, u32)> = Vec::new();
+    let mut pairs: Vec<(u64, u32)> = Vec::new();
+    let mut seen: Vec<TunnelId> = Vec::new();
+    let any_ipsec = tunnels
+        .iter()
+        .flatten()
+        .any(|e| e.tunnel.kind == TunnelKind::Ipsec);
+    if any_ipsec {
+        esp_tunnels = vec![None; tunnels.len()];
+    }
+    for (id, _) in &config.ipsec.tunnels {
+        match tunnels.get(id.0 as usize) {
+            Some(Some(e)) if e.tunnel.kind == TunnelKind::Ipsec => {}
+            Some(Some(_)) => return Err(ContextError::SasOnNonIpsecTunnel(*id)),
+            _ => return Err(ContextError::SasForUnknownTunnel(*id)),
+        }
+        if seen.contains(id) {
+            return Err(ContextError::DuplicateSas(*id));
+        }
+        seen.push(*id);
+    }
+    let empty = crate::esp::sa::TunnelSas::default();
+    for (i, entry) in tunnels.iter().enumerate() {
+        let Some(entry) = entry.as_ref() else {
+            continue;
+        };
+        let t = &entry.tunnel;
+        if t.kind != TunnelKind::Ipsec {
+            continue;
+        }
+        let id = TunnelId(i as u32);
+        let sas = config
+            .ipsec
+            .tunnels
+            .iter()
+            .find(|(tid, _)| *tid == id)
+            .map_or(&empty, |(_, s)| s);
+        if sas.inbound.len() > MAX_INBOUND {
+            return Err(ContextError::TooManyInboundSas {
+                tunnel: id,
+                count: sas.inbound.len(),
+            });
+        }
+        let outbound = match &sas.outbound {
+            Some(o) => {
+                if o.spi < MIN_SPI {
+                    return Err(ContextError::ReservedSpi {
+                        tunnel: id,
+                        spi: o.spi,
+                    });
+                }
+                slots.push(SaSlot {
+                    tunnel: id,
+                    direction: SaDirection::Outbound,
+                    spi: o.spi,
+                    key: o.key.clone(),
+                    replay_window: 0,
+                    shared: Arc::clone(&o.shared),
+                });
+                Some(slots.len() as u32 - 1)
+            }
+            None => None,
+        };
+        for (n, sa) in sas.inbound.iter().enumerate() {
+            if sa.spi < MIN_SPI {
+                return Err(ContextError::ReservedSpi {
+                    tunnel: id,
+                    spi: sa.spi,
+                });
+            }
+            if sas.inbound[..n].iter().any(|o| o.spi == sa.spi) {
+                return Err(ContextError::DuplicateSpi {
+                    tunnel: id,
+                    spi: sa.spi,
+                });
+            }
+            if sa.replay_window != 0 && !(MIN_WINDOW..=MAX_WINDOW).contains(&sa.replay_window) {
+                return Err(ContextError::InvalidReplayWindow {
+                    tunnel: id,
+                    window: sa.replay_window,
+                });
+            }
+            let key = u64::from(u32::from(t.remote)) << 32 | u64::from(sa.spi);
+            if let Some(&(_, other)) = spis.iter().find(|(k, _)| *k == key) {
+                return Err(ContextError::AmbiguousSpi {
+                    tunnel: slots[other as usize].tunnel,
+                    other: id,
+                    spi: sa.spi,
+                });
+            }
+            slots.push(SaSlot {
+                tunnel: id,
+                direction: SaDirection::Inbound,
+                spi: sa.spi,
+                key: sa.key.clone(),
+                replay_window: sa.replay_window,
+                shared: Arc::clone(&sa.shared),
+            });
+            spis.push((key, slots.len() as u32 - 1));
+        }
+        let pair = pair_key(u32::from(t.local), u32::from(t.remote));
+        if !pairs.iter().any(|&(k, _)| k == pair) {
+            pairs.push((pair, 0));
+        }
+        esp_tunnels[i] = Some(esp_template(
+            t,
+            sas.outbound.as_ref().map_or(0, |o| o.spi),
+            sas.nat_t,
+            outbound,
+            eth,
+        ));
+    }
+    Ok(EspTables {
+        slots,
+        tunnels: esp_tunnels,
+        spis: FlatMap::build(&spis).expect("checked distinct"),
+        pairs: FlatMap::build(&pairs).expect("deduplicated"),
+    })
+}
+
+/// The header template of an IPsec tunnel sending on `spi`.
+fn esp_template(
+    t: &Tunnel,
+    spi: u32,
+    nat_t: bool,
+    outbound: Option<u32>,
+    eth: [u8; ethernet::HEADER_LEN],
+) -> EspTunnel {
+    let mut header = [0u8; MAX_ESP_ENCAP_LEN];
+    header[..ethernet::HEADER_LEN].copy_from_slice(&eth);
+    let ip_end = ethernet::HEADER_LEN + ipv4::HEADER_LEN;
+    let ip_sum = {
+        let mut outer = ipv4::Ipv4Header::new(
+            <&mut [u8; ipv4::HEADER_LEN]>::try_from(&mut header[ethernet::HEADER_LEN..ip_end])
+                .expect("20 bytes"),
+        );
+        outer.set_header_len(ipv4::HEADER_LEN);
+        outer.set_ttl(t.ttl);
+        outer.set_protocol(if nat_t {
+            IpProtocol::Udp
+        } else {
+            IpProtocol::Esp
+        });
+        outer.set_src_addr(t.local);
+        outer.set_dst_addr(t.remote);
+        outer.sum()
+    };
+    let mut at = ip_end;
+    if nat_t {
+        header[at..at + 2].copy_from_slice(&NAT_T_PORT.to_be_bytes());
+        header[at + 2..at + 4].copy_from_slice(&NAT_T_PORT.to_be_bytes());
+        at += usize::from(NAT_T_UDP_LEN);
+    }
+    header[at..at + 4].copy_from_slice(&spi.to_be_bytes());
+    EspTunnel {
+        header,
+        header_len: at + usize::from(ESP_HEADER_LEN),
+        ip_sum,
+        nat_t,
+        outbound,
     }
 }
 

@@ -1,7 +1,8 @@
 //! The per-packet classify-and-rewrite core of a worker: pure Rust over a [`PacketBuf`], with no
 //! DPDK call, so every path is unit-tested, property-tested and fuzzed without EAL.
 //!
-//! A worker owns one [`WorkerState`] (outer IPv4 identification counter, ICMP error token bucket)
+//! A worker owns one [`WorkerState`] (outer IPv4 identification counter, ICMP error token bucket,
+//! ESP sessions and replay windows)
 //! and one [`Reassembler`], and shares an immutable [`Context`] built by the control side (MACs,
 //! local endpoints, interface addresses, the tunnel table and the [`ForwardingTable`]). For each
 //! received frame it calls [`process`], which validates every layer it reads, rewrites the frame
@@ -14,8 +15,9 @@
 //! |---|---|
 //! | IPv4 to a customer route | TTL − 1, MSS clamp, GRE-encapsulate → `Forward { tunnel: Some }` |
 //! | GRE from a configured remote to a local endpoint | validate, decapsulate, route the inner packet: customer route → re-encapsulate (transit); none → plain to the gateway (internet egress) |
-//! | ESP to a local endpoint | `Drop(EspNoSa)` until IPsec lands |
-//! | outer fragment of GRE/ESP to a local endpoint | `Reassemble` (feed [`Reassembler`], then `process` the result) |
+//! | IPv4 to a customer route through an IPsec tunnel | TTL − 1, MSS clamp, ESP-encapsulate (AES-GCM through the worker's [`EspRuntime`](crate::esp::runtime::EspRuntime)) → `Forward { tunnel: Some }` |
+//! | ESP (or ESP in UDP to port 4500) to a local endpoint | SA of (remote, SPI), replay check, ICV, decrypt, trailer, route the inner packet like GRE's |
+//! | outer fragment of GRE/ESP (or UDP from an IPsec remote) to a local endpoint | `Reassemble` (feed [`Reassembler`], then `process` the result) |
 //! | ARP request for a local endpoint or a rx-port address | ARP reply in place → `Reply` |
 //! | ICMP echo request to any of our addresses | echo reply in place → `Reply` (through the tunnel it came from, if any) |
 //! | ICMP echo reply carrying our probe identity | `ToControl(Probe)` |
@@ -77,7 +79,8 @@ pub use context::{
 /// Tunnel defaults and the header lengths they derive from, shared with the config.
 pub use context::{
     DEFAULT_TTL, ESP_HEADER_LEN, ESP_ICV_LEN, ESP_IV_LEN, ESP_TRAILER_LEN, ETHERNET_MTU,
-    GRE_HEADER_LEN, GRE_KEY_LEN, MAX_MTU, MIN_MSS, MIN_MTU, OUTER_IPV4_LEN,
+    GRE_HEADER_LEN, GRE_KEY_LEN, MAX_MTU, MIN_MSS, MIN_MTU, MIN_SPI, NAT_T_PORT, NAT_T_UDP_LEN,
+    OUTER_IPV4_LEN,
 };
 pub use fragment::{write_fragment, Fragment, FragmentPlan};
 pub use options::{Ipv4OptionsPolicy, OPTION_LSRR, OPTION_SSRR};

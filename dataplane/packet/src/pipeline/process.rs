@@ -15,12 +15,16 @@ use crate::wire::{
 
 use super::buf::PacketBuf;
 use super::context::{
-    Context, Local, TunnelEntry, TunnelKind, GRE_KEY_LEN, MAX_ENCAP_LEN, PROBE_MAGIC,
+    Context, Local, TunnelEntry, TunnelKind, ESP_HEADER_LEN, ESP_ICV_LEN, ESP_IV_LEN,
+    ESP_TRAILER_LEN, GRE_KEY_LEN, MAX_ENCAP_LEN, NAT_T_PORT, NAT_T_UDP_LEN, OUTER_IPV4_LEN,
+    PROBE_MAGIC,
 };
 use super::fragment::check_options;
 use super::options;
 use super::state::WorkerState;
 use super::verdict::{Control, DropReason, Outcome, Verdict};
+use crate::esp::sa::{SaCounter, AAD_LEN, ICV_LEN};
+use crate::esp::{iv, padding};
 
 const ETH_LEN: usize = ethernet::HEADER_LEN;
 /// Ethernet + outer IPv4 + keyless GRE.
@@ -303,21 +307,12 @@ fn encap<B: PacketBuf>(
     } else {
         0
     };
-    // The template's checksum sum plus the four fields patched (one's-complement sum of five
-    // 16-bit values: at most 5 * 0xffff, so two folds).
-    let acc = u32::from(entry.ip_sum)
-        + u32::from(ip.tos)
-        + u32::from(len)
-        + u32::from(ident)
-        + u32::from(flags);
-    let acc = (acc & 0xffff) + (acc >> 16);
-    let sum = ((acc & 0xffff) + (acc >> 16)) as u16;
     let outer = Outer {
         tos: ip.tos,
         len,
         ident,
         flags,
-        checksum: !sum,
+        checksum: outer_checksum(entry.ip_sum, ip.tos, len, ident, flags),
     };
     // The packet now holds the header and at least the 20-byte inner IPv4 header.
     let data = pkt.data_mut();
@@ -336,6 +331,139 @@ fn encap<B: PacketBuf>(
             .ok_or(DropReason::Headroom)?;
         fill_encap(h, entry, outer, forwarded)
     }
+}
+
+/// The outer IPv4 header checksum from the template's sum and the four fields patched
+/// (one's-complement sum of five 16-bit values: at most 5 * 0xffff, so two folds).
+#[inline(always)]
+fn outer_checksum(template_sum: u16, tos: u8, len: u16, ident: u16, flags: u16) -> u16 {
+    let acc = u32::from(template_sum)
+        + u32::from(tos)
+        + u32::from(len)
+        + u32::from(ident)
+        + u32::from(flags);
+    let acc = (acc & 0xffff) + (acc >> 16);
+    !(((acc & 0xffff) + (acc >> 16)) as u16)
+}
+
+/// Encapsulates the IPv4 packet at `ip_off` into tunnel `id` (whose entry is `entry`): GRE, or
+/// ESP for an IPsec tunnel.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn encap_to<B: PacketBuf>(
+    ctx: &Context,
+    id: TunnelId,
+    entry: &TunnelEntry,
+    pkt: &mut B,
+    ip_off: usize,
+    ip: &IpInfo,
+    state: &mut WorkerState,
+    forwarded: bool,
+) -> Result<()> {
+    if entry.tunnel.kind == TunnelKind::Ipsec {
+        encap_esp(
+            ctx,
+            id,
+            pkt,
+            ip_off,
+            ip.total_len,
+            ip.tos,
+            ip.dont_frag && !entry.tunnel.clear_df,
+            state,
+            forwarded,
+        )
+    } else {
+        encap(entry, pkt, ip_off, ip, state, forwarded)
+    }
+}
+
+/// ESP-encapsulates (RFC 4303 tunnel mode, RFC 4106 AES-GCM) the IPv4 packet of `inner_len`
+/// bytes at `ip_off` (exactly trimmed) into IPsec tunnel `id`, decrementing its TTL first if it
+/// is being `forwarded`: Ethernet + outer IPv4 (+ UDP 4500 with NAT-T) + SPI, sequence number
+/// and IV in front, padding to 4 bytes, pad length, next header 4 and the ICV behind (appended
+/// into the tailroom). The sequence number is the SA's next, shared by every worker; the IV is
+/// the appliance's prefix and that number (`esp::iv`).
+///
+/// Out of line: one AEAD call dwarfs the call, and the GRE path stays as it was.
+#[inline(never)]
+#[allow(clippy::too_many_arguments)]
+fn encap_esp<B: PacketBuf>(
+    ctx: &Context,
+    id: TunnelId,
+    pkt: &mut B,
+    ip_off: usize,
+    inner_len: usize,
+    tos: u8,
+    dont_frag: bool,
+    state: &mut WorkerState,
+    forwarded: bool,
+) -> Result<()> {
+    let esp = ctx.esp_tunnel(id).ok_or(DropReason::EspNoSa)?;
+    let slot = esp.outbound.ok_or(DropReason::EspNoSa)?;
+    state.esp.sync(ctx);
+    let ident = state.next_ident();
+    let writer = state.esp.writer();
+    let rt = state.esp.slot(slot).ok_or(DropReason::EspNoSession)?;
+    let cipher = rt.cipher.as_mut().ok_or(DropReason::EspNoSession)?;
+    let pad = padding::pad_len(inner_len);
+    let sealed_len = inner_len + pad + usize::from(ESP_TRAILER_LEN);
+    let hlen = esp.header_len;
+    let front = hlen + usize::from(ESP_IV_LEN);
+    let outer_len = u16::try_from(front - ETH_LEN + sealed_len + usize::from(ESP_ICV_LEN))
+        .map_err(|_| DropReason::MtuExceeded)?;
+    if forwarded {
+        let h = pkt
+            .data_mut()
+            .get_mut(ip_off..)
+            .and_then(Ipv4Header::from_prefix_mut)
+            .ok_or(crate::wire::Error::Ipv4Truncated)?;
+        decrement_ttl(h)?;
+    }
+    // Both buffer changes before the sequence number is taken: a packet dropped for room
+    // wastes no number.
+    pkt.append((pad + usize::from(ESP_TRAILER_LEN) + ICV_LEN) as u16)
+        .ok_or(DropReason::Headroom)?;
+    reframe(pkt, ip_off, front)?;
+    let seq = rt.shared.seq().take().ok_or(DropReason::EspSeqExhausted)?;
+    let frame = pkt
+        .data_mut()
+        .get_mut(..front + sealed_len + ICV_LEN)
+        .ok_or(DropReason::Headroom)?;
+    let (head, rest) = frame.split_at_mut(front);
+    head[..hlen].copy_from_slice(&esp.header[..hlen]);
+    let flags = if dont_frag { FLAG_DF } else { 0 };
+    {
+        let mut h =
+            Ipv4Header::from_prefix_mut(&mut head[ETH_LEN..]).ok_or(DropReason::Headroom)?;
+        h.set_tos(tos);
+        h.set_total_len(outer_len);
+        h.set_ident(ident);
+        h.set_flags_offset(flags);
+        h.set_checksum(outer_checksum(esp.ip_sum, tos, outer_len, ident, flags));
+    }
+    if esp.nat_t {
+        // UDP length; the checksum stays 0 (RFC 3948 §3.1).
+        let udp = ETH_LEN + ipv4::HEADER_LEN;
+        head[udp + 4..udp + 6].copy_from_slice(&(outer_len - OUTER_IPV4_LEN).to_be_bytes());
+    }
+    let spi_off = hlen - usize::from(ESP_HEADER_LEN);
+    head[spi_off + 4..hlen].copy_from_slice(&seq.to_be_bytes());
+    let explicit_iv = ctx.iv_prefix().iv(seq);
+    head[hlen..front].copy_from_slice(&explicit_iv);
+    let mut aad = [0u8; AAD_LEN];
+    aad.copy_from_slice(&head[spi_off..hlen]);
+    let nonce = iv::nonce(rt.salt, &explicit_iv);
+    let (body, icv) = rest.split_at_mut(sealed_len);
+    padding::write_trailer(&mut body[inner_len..], inner_len, IpProtocol::Ipv4.into())
+        .ok_or(DropReason::Headroom)?;
+    let icv: &mut [u8; ICV_LEN] = icv.try_into().map_err(|_| DropReason::Headroom)?;
+    if !cipher.seal(&nonce, &aad, body, icv) {
+        return Err(DropReason::EspNoSession);
+    }
+    rt.shared.add(writer, SaCounter::Packets, 1);
+    rt.shared.add(writer, SaCounter::Bytes, inner_len as u64);
+    rt.shared.see_seq(writer, seq);
+    Ok(())
 }
 
 /// Copies an outer CE mark into an ECN-capable inner header (RFC 6040); returns the new TOS.
@@ -382,10 +510,12 @@ pub fn process<B: PacketBuf>(
     }
 }
 
-/// GRE-encapsulates the IPv4 packet that `pkt` holds (from its first byte; trailing bytes are
-/// trimmed) into `tunnel`, adding the Ethernet header to the gateway: for fragments produced
-/// after a [`Verdict::NeedsFragmentation`]. Fails with `MtuExceeded` if the packet is bigger
-/// than the tunnel MTU, `EspNoSa` for an IPsec tunnel, `Headroom`, or a wire error.
+/// Encapsulates the IPv4 packet that `pkt` holds (from its first byte; trailing bytes are
+/// trimmed) into `tunnel`, GRE or ESP by its kind, adding the Ethernet header to the gateway:
+/// for fragments produced after a [`Verdict::NeedsFragmentation`] and for health-check probes.
+/// Fails with `MtuExceeded` if the packet is bigger than the tunnel MTU, `Headroom` (ESP also
+/// needs tailroom for its trailer and ICV), a wire error, or for an IPsec tunnel `EspNoSa`,
+/// `EspNoSession` or `EspSeqExhausted`.
 pub fn encapsulate<B: PacketBuf>(
     ctx: &Context,
     tunnel: TunnelId,
@@ -393,15 +523,12 @@ pub fn encapsulate<B: PacketBuf>(
     state: &mut WorkerState,
 ) -> Result<()> {
     let entry = ctx.entry(tunnel).ok_or(DropReason::UnknownTunnel)?;
-    if entry.tunnel.kind == TunnelKind::Ipsec {
-        return Err(DropReason::EspNoSa);
-    }
     let ip = parse_ipv4(pkt.data())?;
     if ip.total_len > usize::from(entry.tunnel.mtu) {
         return Err(DropReason::MtuExceeded);
     }
     trim_to(pkt, ip.total_len)?;
-    encap(entry, pkt, 0, &ip, state, false)
+    encap_to(ctx, tunnel, entry, pkt, 0, &ip, state, false)
 }
 
 /// One packet's trip through the pipeline.
@@ -514,7 +641,11 @@ impl<B: PacketBuf> Job<'_, B> {
             }
             IpProtocol::Esp if local == Local::Endpoint => {
                 self.validate_local(ETH_LEN)?;
-                self.classify_esp(ip.header_len, ip.total_len, ip.fragment)
+                self.esp(ip.src, ip.dst, ip.header_len, ip.fragment, ip.tos)
+            }
+            IpProtocol::Udp if local == Local::Endpoint => {
+                self.validate_local(ETH_LEN)?;
+                self.nat_t(ip.src, ip.dst, ip.header_len, ip.fragment, ip.tos)
             }
             IpProtocol::Icmp => {
                 self.validate_local(ETH_LEN)?;
@@ -527,27 +658,155 @@ impl<B: PacketBuf> Job<'_, B> {
         }
     }
 
-    /// ESP to a local endpoint: the header is validated (length, SPI ≠ 0) and the SPI looked up.
-    /// No SA is configured in the dataplane yet, so every well-formed ESP packet ends as
-    /// `EspNoSa`; malformed ones count under their wire error.
+    /// ESP to a local endpoint `dst` from `src` (host order): fragments of a tunnel pair are
+    /// reassembled, the rest decapsulated ([`Self::decap_esp`]).
     ///
     /// Takes the fields it needs rather than the `IpInfo`: an `IpInfo` passed by value to an
     /// out-of-line function goes through memory, which kept the caller's `IpInfo` on the stack
     /// on every packet.
     #[cold]
-    fn classify_esp(
+    fn esp(
         &mut self,
+        src: u32,
+        dst: u32,
         header_len: usize,
-        total_len: usize,
         fragment: bool,
+        tos: u8,
     ) -> Result<Verdict> {
         if fragment {
-            return Err(DropReason::EspNoSa);
+            return if self.ctx.has_esp_pair(dst, src) {
+                Ok(Verdict::Reassemble)
+            } else {
+                Err(DropReason::EspUnknownSpi)
+            };
         }
-        let esp =
-            crate::wire::EspPacket::new_checked(self.payload(ETH_LEN, header_len, total_len))?;
-        let _spi = esp.spi();
-        Err(DropReason::EspNoSa)
+        self.decap_esp(ETH_LEN + header_len, dst, src, tos)
+    }
+
+    /// UDP to a local endpoint `dst` from `src`: ESP in UDP (RFC 3948) when it is to port 4500
+    /// and starts with a non-zero SPI; a zero marker (IKE, not Conduit's) and NAT keepalives
+    /// (one 0xFF byte) are dropped `LocalUnsupported`, as is any other UDP. Fragments from an
+    /// IPsec tunnel's remote are reassembled first (their port is not known yet).
+    #[cold]
+    fn nat_t(
+        &mut self,
+        src: u32,
+        dst: u32,
+        header_len: usize,
+        fragment: bool,
+        tos: u8,
+    ) -> Result<Verdict> {
+        if fragment {
+            return if self.ctx.has_esp_pair(dst, src) {
+                Ok(Verdict::Reassemble)
+            } else {
+                Err(DropReason::LocalUnsupported)
+            };
+        }
+        let udp_off = ETH_LEN + header_len;
+        // The UDP header was validated: 8 bytes, a length between 8 and the IP payload.
+        let udp_end = {
+            let seg = self.pkt.data().get(udp_off..).unwrap_or(&[]);
+            let (Some(&[_, _, d0, d1, l0, l1]), true) = (seg.get(..6), seg.len() >= 8) else {
+                return Err(crate::wire::Error::UdpTruncated.into());
+            };
+            if u16::from_be_bytes([d0, d1]) != NAT_T_PORT {
+                return Err(DropReason::LocalUnsupported);
+            }
+            let len = usize::from(u16::from_be_bytes([l0, l1]));
+            let payload = seg
+                .get(usize::from(NAT_T_UDP_LEN)..len)
+                .ok_or(crate::wire::Error::UdpBadLength)?;
+            match payload {
+                [0xff] => return Err(DropReason::LocalUnsupported),
+                [0, 0, 0, 0, ..] => return Err(DropReason::LocalUnsupported),
+                [_, _, _, _, ..] => {}
+                _ => return Err(DropReason::LocalUnsupported),
+            }
+            udp_off + len
+        };
+        trim_to(self.pkt, udp_end)?;
+        self.decap_esp(udp_off + usize::from(NAT_T_UDP_LEN), dst, src, tos)
+    }
+
+    /// Decapsulates the ESP packet at `esp_off` (running to the end of the trimmed packet) sent
+    /// from `remote` to the local endpoint `local` (host order), with the outer TOS `tos`, and
+    /// routes the inner packet as received from the SA's tunnel. The checks in order: the ESP
+    /// header, the inbound SA of (remote, SPI) to this endpoint, the length (IV, ICV and
+    /// trailer), the session, the replay window (nothing changes yet), the ICV with the
+    /// decryption, then the window moves, then the trailer and the inner IPv4 packet. Nothing
+    /// that fails before the ICV verified touches the SA's state.
+    #[inline(never)]
+    fn decap_esp(&mut self, esp_off: usize, local: u32, remote: u32, tos: u8) -> Result<Verdict> {
+        let ctx = self.ctx;
+        let (spi, seq) = {
+            let esp =
+                crate::wire::EspPacket::new_checked(self.pkt.data().get(esp_off..).unwrap_or(&[]))?;
+            (esp.spi(), esp.sequence_number())
+        };
+        let slot = ctx
+            .esp_inbound(local, remote, spi)
+            .ok_or(DropReason::EspUnknownSpi)?;
+        let tunnel = ctx.sa_slot(slot).ok_or(DropReason::EspUnknownSpi)?.tunnel;
+        self.rx_tunnel = Some(tunnel);
+        let head = usize::from(ESP_HEADER_LEN + ESP_IV_LEN);
+        let sealed_len = self
+            .pkt
+            .len()
+            .checked_sub(esp_off + head + ICV_LEN + usize::from(ESP_TRAILER_LEN))
+            .ok_or(crate::wire::Error::EspTruncated)?
+            + usize::from(ESP_TRAILER_LEN);
+        self.state.esp.sync(ctx);
+        let writer = self.state.esp.writer();
+        let rt = self.state.esp.slot(slot).ok_or(DropReason::EspNoSession)?;
+        let (Some(cipher), Some(window)) = (rt.cipher.as_mut(), rt.replay.as_mut()) else {
+            return Err(DropReason::EspNoSession);
+        };
+        if window.check(seq).is_err() {
+            rt.shared.add(writer, SaCounter::Replays, 1);
+            return Err(DropReason::EspReplay);
+        }
+        let sealed = self
+            .pkt
+            .data_mut()
+            .get_mut(esp_off..esp_off + head + sealed_len + ICV_LEN)
+            .ok_or(crate::wire::Error::EspTruncated)?;
+        let (header, rest) = sealed.split_at_mut(head);
+        let mut aad = [0u8; AAD_LEN];
+        aad.copy_from_slice(&header[..AAD_LEN]);
+        let mut explicit_iv = [0u8; iv::EXPLICIT_IV_LEN];
+        explicit_iv.copy_from_slice(&header[AAD_LEN..]);
+        let (body, icv) = rest.split_at_mut(sealed_len);
+        let icv: &[u8; ICV_LEN] = (&*icv)
+            .try_into()
+            .map_err(|_| crate::wire::Error::EspTruncated)?;
+        if !cipher.open(&iv::nonce(rt.salt, &explicit_iv), &aad, body, icv) {
+            rt.shared.add(writer, SaCounter::AuthFailures, 1);
+            return Err(DropReason::EspAuthFailed);
+        }
+        window.accept(seq);
+        rt.shared.add(writer, SaCounter::Packets, 1);
+        rt.shared.see_seq(writer, seq);
+        let inner_len = match crate::wire::esp::parse_trailer(body) {
+            Ok((inner, IpProtocol::Ipv4)) => inner.len(),
+            _ => return Err(DropReason::EspBadTrailer),
+        };
+        rt.shared.add(writer, SaCounter::Bytes, inner_len as u64);
+        let inner_off = esp_off + head;
+        trim_to(self.pkt, inner_off + inner_len)?;
+        let mut inner = parse_ipv4(self.pkt.data().get(inner_off..).unwrap_or(&[]))?;
+        if inner.header_len > ipv4::HEADER_LEN {
+            options::check(
+                self.pkt.data().get(inner_off..).unwrap_or(&[]),
+                self.ctx.ipv4_options(),
+            )?;
+        }
+        trim_to(self.pkt, inner_off + inner.total_len)?;
+        if tos & ECN_MASK == ECN_CE {
+            let bytes = self.pkt.data_mut().get_mut(inner_off..).unwrap_or(&mut []);
+            inner.tos = propagate_ce(bytes, inner.tos);
+        }
+        self.route(inner_off, inner, Source::Tunnel(tunnel))
     }
 
     /// docs/behaviour.md §2's GRE acceptance rules, then the inner packet is routed.
@@ -632,7 +891,7 @@ impl<B: PacketBuf> Job<'_, B> {
                 DropReason::TtlExceeded,
             );
         }
-        if t.kind == TunnelKind::Ipsec {
+        if t.kind == TunnelKind::Ipsec && ctx.esp_tunnel(id).and_then(|e| e.outbound).is_none() {
             return Err(DropReason::EspNoSa);
         }
         let mss = match source {
@@ -654,7 +913,7 @@ impl<B: PacketBuf> Job<'_, B> {
         if forwarded && l4.syn {
             self.clamp_mss(ip_off, ip.header_len, ip.total_len, mss)?;
         }
-        encap(entry, self.pkt, ip_off, &ip, self.state, forwarded)?;
+        encap_to(ctx, id, entry, self.pkt, ip_off, &ip, self.state, forwarded)?;
         Ok(Verdict::Forward {
             port: ctx.gateway_port(),
             tunnel: Some(id),
@@ -856,7 +1115,7 @@ impl<B: PacketBuf> Job<'_, B> {
                 if ip.total_len > usize::from(entry.tunnel.mtu) {
                     return self.needs_fragmentation(ip_off, ip.header_len, rx, entry.tunnel.mtu);
                 }
-                encap(entry, self.pkt, ip_off, &ip, self.state, false)?;
+                encap_to(ctx, rx, entry, self.pkt, ip_off, &ip, self.state, false)?;
                 Ok(Verdict::Reply {
                     port: ctx.gateway_port(),
                     tunnel: Some(rx),

@@ -1,7 +1,10 @@
-//! Per-worker mutable state of the packet path: the outer IPv4 identification counter and the
-//! token bucket that rate-limits the ICMP errors the worker generates (docs/behaviour.md §6). Time
+//! Per-worker mutable state of the packet path: the outer IPv4 identification counter, the
+//! token bucket that rate-limits the ICMP errors the worker generates (docs/behaviour.md §6) and
+//! the worker's ESP sessions and replay windows ([`EspRuntime`]). Time
 //! is the caller's: a monotonic tick count (TSC cycles in the worker, anything in tests) passed to
 //! every call, so behaviour is deterministic.
+
+use crate::esp::runtime::EspRuntime;
 
 /// A token bucket: starts full with `burst` tokens and refills `rate` tokens per second of
 /// ticks. Integer-only: one token is `ticks_per_sec` units and each tick adds `rate` units.
@@ -57,11 +60,15 @@ impl TokenBucket {
 }
 
 /// What one worker core mutates while processing packets.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct WorkerState {
     ident: u16,
     /// Rate limit of generated ICMP errors (fragmentation needed, time exceeded).
     pub icmp: TokenBucket,
+    /// ESP sessions and replay windows; [`EspRuntime::sync`] it with the context once per
+    /// burst (`process` and `encapsulate` also check it). Without [`Self::set_esp`], ESP
+    /// packets drop `esp_no_session`.
+    pub esp: EspRuntime,
 }
 
 impl WorkerState {
@@ -70,7 +77,13 @@ impl WorkerState {
         WorkerState {
             ident: first_ident,
             icmp,
+            esp: EspRuntime::default(),
         }
+    }
+
+    /// Installs the worker's ESP runtime (its cipher factory and counter writer index).
+    pub fn set_esp(&mut self, esp: EspRuntime) {
+        self.esp = esp;
     }
 
     /// The next outer IPv4 identification.

@@ -141,14 +141,31 @@ drop_reasons! {
     GreUnsupportedProtocol => "gre_unsupported_protocol";
     /// GRE carrying IPv6, which the IPv4-only forwarding table cannot route.
     GreInnerIpv6 => "gre_inner_ipv6";
-    /// ESP to a local endpoint, or a route through an IPsec tunnel: no SA in this dataplane yet.
+    /// A route through an IPsec tunnel that has no outbound SA, or an ESP fragment to a local
+    /// endpoint from an address that is no IPsec tunnel's remote.
     EspNoSa => "esp_no_sa";
+    /// ESP (or ESP in UDP) to a local endpoint whose SPI no inbound SA of a tunnel from this
+    /// remote to this endpoint has.
+    EspUnknownSpi => "esp_unknown_spi";
+    /// ESP whose ICV did not verify (forged, corrupted, or under another key or salt).
+    EspAuthFailed => "esp_auth_failed";
+    /// ESP refused by the SA's anti-replay window (seen already, or older than the window).
+    EspReplay => "esp_replay";
+    /// Authenticated ESP whose trailer is wrong: pad length beyond the payload, padding other
+    /// than 1, 2, 3, ..., or a next header other than IPv4.
+    EspBadTrailer => "esp_bad_trailer";
+    /// No cipher session for the SA (the crypto device refused it, or the worker has none), or
+    /// the device failed on the packet.
+    EspNoSession => "esp_no_session";
+    /// The outbound SA has used all 2^32 - 1 sequence numbers: it must be rekeyed.
+    EspSeqExhausted => "esp_seq_exhausted";
     /// TTL <= 1 on a packet to forward.
     TtlExceeded => "ttl_exceeded";
     /// Bigger than the tunnel MTU with DF set (the ICMP error is a separate `IcmpError` verdict;
     /// a plain `Drop` means it was rate-limited or not allowed).
     MtuExceeded => "mtu_exceeded";
-    /// Not enough headroom to prepend the tunnel headers.
+    /// Not enough headroom to prepend the tunnel headers (or, for ESP, tailroom to append the
+    /// trailer and ICV).
     Headroom => "headroom";
     /// The forwarding table names a tunnel the context does not have (table/context mismatch).
     UnknownTunnel => "unknown_tunnel";

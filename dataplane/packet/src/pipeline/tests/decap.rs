@@ -143,7 +143,7 @@ fn gre_rejections() -> Vec<(&'static str, Vec<u8>, Verdict, Option<TunnelId>)> {
             None,
         ),
         (
-            "ESP without SA",
+            "ESP with an SPI of no SA",
             plain(&ip_packet(
                 R0,
                 E1,
@@ -153,7 +153,7 @@ fn gre_rejections() -> Vec<(&'static str, Vec<u8>, Verdict, Option<TunnelId>)> {
                 false,
                 &[0, 0, 0x10, 1, 0, 0, 0, 1],
             )),
-            drop_(DropReason::EspNoSa),
+            drop_(DropReason::EspUnknownSpi),
             None,
         ),
     ]
@@ -229,7 +229,10 @@ fn esp_to_a_local_endpoint_is_classified_by_spi() {
     let esp = |payload: &[u8]| plain(&ip_packet(R0, E1, IpProtocol::Esp, 64, 0, false, payload));
     let mut well_formed = vec![0, 0, 0x10, 0x01, 0, 0, 0, 1];
     well_formed.extend_from_slice(&[0xab; 32]);
-    assert_eq!(verdict(&esp(&well_formed)), drop_(DropReason::EspNoSa));
+    assert_eq!(
+        verdict(&esp(&well_formed)),
+        drop_(DropReason::EspUnknownSpi)
+    );
     let mut zero_spi = well_formed.clone();
     zero_spi[..4].copy_from_slice(&[0; 4]);
     assert_eq!(

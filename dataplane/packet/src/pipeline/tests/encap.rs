@@ -202,9 +202,17 @@ fn encapsulate_refuses_what_it_cannot_send() {
         encapsulate(ctx(), T0, &mut b, &mut s),
         Err(DropReason::Wire(wire::Error::Ipv4Truncated))
     );
+    let mut b = VecBuf::new(HEADROOM, &ip[..100]);
     assert_eq!(
         encapsulate(ctx(), T3, &mut b, &mut s),
-        Err(DropReason::EspNoSa)
+        Err(DropReason::Wire(wire::Error::Ipv4BadTotalLength))
+    );
+    let small = ip_packet(HOST, a("10.50.1.1"), IpProtocol::Udp, 64, 0, false, &[0; 8]);
+    let mut b = VecBuf::new(HEADROOM, &small);
+    assert_eq!(
+        encapsulate(ctx(), T3, &mut b, &mut s),
+        Err(DropReason::EspNoSa),
+        "an IPsec tunnel without an outbound SA"
     );
     assert_eq!(
         encapsulate(ctx(), TunnelId(42), &mut b, &mut s),

@@ -32,6 +32,7 @@ mod arp_icmp;
 mod classify;
 mod decap;
 mod encap;
+mod esp;
 mod fragmentation;
 mod gateway;
 mod jumbo;

@@ -57,7 +57,7 @@ fn outer_fragments_of_tunnel_packets_are_reassembled_first() {
     Ipv4Packet::new_checked(&mut esp[..])
         .unwrap()
         .fill_checksum();
-    assert_eq!(verdict(&plain(&esp)), drop_(DropReason::EspNoSa));
+    assert_eq!(verdict(&plain(&esp)), drop_(DropReason::EspUnknownSpi));
 }
 
 #[test]
