@@ -419,6 +419,7 @@ fn health_probes_of_an_ipsec_tunnel_leave_as_esp() {
     );
     assert_eq!(code, Some(0), "{log}");
     assert_clean_shutdown(&log);
+    assert!(log.contains("unbuildable 0"), "every probe sealed\n{log}");
     let sent = read_pcap(&tx);
     assert!(sent.len() >= 5, "a probe every 100 ms\n{log}");
     let mut seqs = Vec::new();
