@@ -1,8 +1,9 @@
 //! IPsec through the appliance binary, over net_pcap and the `crypto_aesni_gcm` cryptodev: plain
 //! traffic to a customer prefix leaves as ESP that an independent AES-GCM (the `aes-gcm` crate)
 //! opens to the exact inner packet; ESP sealed here under the inbound SA is decapsulated and
-//! routed; a bad ICV is counted as `esp_auth_failed`; the tunnel's health probes leave as ESP;
-//! the boot epoch is part of every IV and a start without a persisted one is refused. Every mbuf
+//! routed; a bad ICV is counted as `esp_auth_failed`; the tunnel's health probes leave as ESP,
+//! and replies sealed by a live peer keep it healthy; the boot epoch is part of every IV and a
+//! start without a persisted one is refused; the example configs with IPsec start. Every mbuf
 //! and every cipher session is back at shutdown.
 
 mod common;
