@@ -187,6 +187,11 @@ fn boot_epoch(cfg: &Config) -> Result<Option<u16>> {
     let Some(ipsec) = &cfg.ipsec else {
         return Ok(None);
     };
+    // A missing directory is made (as systemd's StateDirectory would); one that cannot be is
+    // reported by the epoch's write below.
+    if let Err(e) = std::fs::create_dir_all(&ipsec.state_dir) {
+        log::debug!("{}: {e}", ipsec.state_dir.display());
+    }
     let epoch = control::ipsec::next_boot_epoch(&ipsec.state_dir)
         .context("IPsec: refusing to start without a persisted boot epoch (ipsec.state_dir must be a writable directory)")?;
     log::info!(

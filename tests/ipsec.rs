@@ -485,8 +485,8 @@ fn a_boot_epoch_that_cannot_be_persisted_refuses_the_start() {
 fn example_starts(file: &str, edit: impl Fn(String) -> String) {
     let name = format!("ipsec-example-{}", file.trim_end_matches(".yaml"));
     let dir = scratch(&name);
-    let state = dir.join("state");
-    std::fs::create_dir(&state).unwrap();
+    // Not there yet: the appliance makes it.
+    let state = dir.join("var").join("state");
     let text = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("configs")
@@ -521,6 +521,11 @@ fn example_starts(file: &str, edit: impl Fn(String) -> String) {
         "{log}"
     );
     assert_clean_shutdown(&log);
+    assert_eq!(
+        std::fs::read_to_string(state.join("boot-epoch")).unwrap(),
+        "1\n",
+        "the missing state directory was made"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
