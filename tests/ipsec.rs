@@ -2,7 +2,8 @@
 //! traffic to a customer prefix leaves as ESP that an independent AES-GCM (the `aes-gcm` crate)
 //! opens to the exact inner packet; ESP sealed here under the inbound SA is decapsulated and
 //! routed; a bad ICV is counted as `esp_auth_failed`; the tunnel's health probes leave as ESP,
-//! and replies sealed by a live peer keep it healthy; the boot epoch is part of every IV and a
+//! and replies sealed by a live peer keep it healthy; a rekey by SIGHUP reaches the running
+//! workers; the boot epoch is part of every IV and a
 //! start without a persisted one is refused; the example configs with IPsec start. Every mbuf
 //! and every cipher session is back at shutdown.
 
