@@ -34,11 +34,13 @@ def pad_for(payload_len: int) -> bytes:
 
 
 def seal(k: bytes, spi: int, seq: int, iv: bytes, inner: bytes, next_header=NEXT_HEADER_IPV4,
-         padding=None) -> bytes:
-    """ESP header + IV + ciphertext + ICV of `inner` (everything after the outer IPv4/UDP)."""
+         padding=None, pad_len=None) -> bytes:
+    """ESP header + IV + ciphertext + ICV of `inner` (everything after the outer IPv4/UDP).
+    `padding` and `pad_len` override the trailer, to seal a malformed one under a valid ICV."""
     assert len(iv) == IV_LEN
     padding = pad_for(len(inner)) if padding is None else padding
-    plain = inner + padding + bytes([len(padding), next_header])
+    pad_len = len(padding) if pad_len is None else pad_len
+    plain = inner + padding + bytes([pad_len, next_header])
     head = struct.pack("!II", spi, seq)
     return head + iv + AESGCM(k[:32]).encrypt(k[32:] + iv, plain, head)
 
