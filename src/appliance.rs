@@ -26,9 +26,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _, Result};
+use conduit_packet::esp::runtime::EspRuntime;
 use conduit_packet::wire::EthernetAddress;
 use control::config::{Config, ForwardMode};
 use control::plane::ControlPlane;
+use dataplane::crypto::{CryptoDev, CryptoPath};
 use dataplane::eal::Eal;
 use dataplane::lcore::{JoinError, LcoreId};
 use dataplane::mempool::Mempool;
@@ -80,6 +82,7 @@ pub fn run(
         return stopped_early();
     }
     let lcores = check_workers(eal, cfg)?;
+    let boot_epoch = boot_epoch(cfg)?;
     let ids = cfg
         .dataplane
         .ports
@@ -97,16 +100,17 @@ pub fn run(
     if let Some(after) = opts.panic_worker_after {
         workers.panic_first_worker_after(after);
     }
-    let (workers, control) = match cfg.dataplane.mode {
-        ForwardMode::Io => (start_io(cfg, &lcores, &mut ports, workers)?, None),
+    let (workers, control, crypto) = match cfg.dataplane.mode {
+        ForwardMode::Io => (start_io(cfg, &lcores, &mut ports, workers)?, None, None),
         ForwardMode::Pipeline => {
             let started = start_pipeline(
-                eal, path, cfg, probe_path, &lcores, &mut ports, &pool, signals, workers,
+                eal, path, cfg, boot_epoch, probe_path, &lcores, &mut ports, &pool, signals,
+                workers,
             )?;
-            let Some((w, c)) = started else {
+            let Some((w, c, crypto)) = started else {
                 return stopped_early();
             };
-            (w, Some(c))
+            (w, Some(c), crypto)
         }
     };
     let (to_control, requests) = crate::operator::channel();
@@ -125,6 +129,7 @@ pub fn run(
         ops,
         ports,
         lcores,
+        crypto,
         pool,
     };
     let started = Instant::now();
@@ -170,6 +175,25 @@ pub fn check_workers(eal: &Eal, cfg: &Config) -> Result<Vec<LcoreId>> {
         }
     }
     Ok(workers)
+}
+
+/// This start's IPsec boot epoch (`ipsec.state_dir/boot-epoch`, advanced and persisted here,
+/// before anything is sent); `None` without an `ipsec` section. An epoch that cannot be
+/// persisted stops the start: IVs of this start could repeat those of an earlier one.
+fn boot_epoch(cfg: &Config) -> Result<Option<u16>> {
+    let Some(ipsec) = &cfg.ipsec else {
+        return Ok(None);
+    };
+    let epoch = control::ipsec::next_boot_epoch(&ipsec.state_dir)
+        .context("IPsec: refusing to start without a persisted boot epoch (ipsec.state_dir must be a writable directory)")?;
+    log::info!(
+        "IPsec: boot epoch {epoch} ({})",
+        ipsec
+            .state_dir
+            .join(control::ipsec::BOOT_EPOCH_FILE)
+            .display()
+    );
+    Ok(Some(epoch))
 }
 
 /// Whether health probes are sent: in pipeline mode when a tunnel has them, except in replay
@@ -456,14 +480,29 @@ pub fn start_pipeline(
     eal: &Eal,
     path: &Path,
     cfg: &Config,
+    boot_epoch: Option<u16>,
     probe_path: ProbePath,
     lcores: &[LcoreId],
     ports: &mut [Port],
     pool: &Arc<Mempool>,
     signals: &Signals,
     mut workers: Workers,
-) -> Result<Option<(Workers, ControlLoop)>> {
+) -> Result<Option<(Workers, ControlLoop, Option<Arc<CryptoDev>>)>> {
     let macs = port_macs(cfg, ports)?;
+    let crypto = workers::esp_factories(eal, cfg)?;
+    if let (Some(f), Some(ipsec)) = (&crypto, &cfg.ipsec) {
+        log::info!(
+            "IPsec: ESP sealed and opened by cryptodev {} ({}: {}), one queue pair per worker and one for the control thread; instance id {}, boot epoch {}",
+            f.device.name(),
+            f.control.path().as_str(),
+            match f.control.path() {
+                CryptoPath::CpuCrypto => "CPU crypto, synchronous on each worker's core",
+                CryptoPath::Lookaside => "lookaside, one op at a time on each worker's queue pair",
+            },
+            ipsec.instance_id.map_or("unset".to_string(), |i| i.to_string()),
+            boot_epoch.map_or("none".to_string(), |e| e.to_string()),
+        );
+    }
     let (gw_index, _) = cfg
         .gateway_port()
         .context("pipeline mode needs a gateway (checked by the config)")?;
@@ -473,7 +512,7 @@ pub fn start_pipeline(
     else {
         return Ok(None);
     };
-    let (plane, readers) = ControlPlane::new(
+    let (plane, readers) = ControlPlane::with_boot_epoch(
         path,
         cfg.clone(),
         macs,
@@ -481,6 +520,7 @@ pub fn start_pipeline(
         lcores.len(),
         workers::tunnel_capacity(cfg),
         control_loop::fresh_now(),
+        boot_epoch,
     )?;
     let stats = plane.context().table().stats();
     log::info!(
@@ -496,12 +536,26 @@ pub fn start_pipeline(
     let config = workers::worker_config(cfg, eal.tsc_hz());
     let worker_probe_tx = (probe_path == ProbePath::ViaWorker)
         .then(|| Arc::new(ControlTxQueue::new(PROBE_QUEUE_CAPACITY)));
+    let (device, mut worker_ciphers, control_cipher) = match crypto {
+        Some(f) => (
+            Some(f.device),
+            f.workers.into_iter().map(Some).collect(),
+            Some(f.control),
+        ),
+        None => (None, Vec::new(), None),
+    };
+    worker_ciphers.resize_with(lcores.len(), || None);
     let mut built = Vec::new();
     let mut probe_queues = Vec::new();
-    for (q, (queues, reader)) in queues.into_iter().zip(readers).enumerate() {
+    for (q, ((queues, reader), cipher)) in queues
+        .into_iter()
+        .zip(readers)
+        .zip(worker_ciphers)
+        .enumerate()
+    {
         let probes = Arc::new(ProbeQueue::new(PROBE_QUEUE_CAPACITY));
         probe_queues.push(Arc::clone(&probes));
-        let mut w = PipelineWorker::new(&config, q, queues, reader, Arc::clone(pool))
+        let mut w = workers::pipeline_worker(&config, q, queues, reader, Arc::clone(pool), cipher)
             .with_probe_queue(probes);
         if q == 0 {
             if let Some(tx) = &worker_probe_tx {
@@ -531,12 +585,18 @@ pub fn start_pipeline(
             None
         }
     };
+    // The control thread seals the IPsec tunnels' probes on its own queue pair, counting as
+    // the writer after the workers.
+    let mut control_state = config.control_state();
+    if let Some(f) = control_cipher {
+        control_state.set_esp(EspRuntime::new(plane.sa_writer(), Box::new(f)));
+    }
     let control = ControlLoop::new(
         plane,
         probe_queues,
         control_tx,
         Arc::clone(pool),
-        config.control_state(),
+        control_state,
         config.tsc_hz,
     );
     for (w, &lcore_id) in built.into_iter().zip(lcores) {
@@ -545,10 +605,11 @@ pub fn start_pipeline(
             .launch_pipeline(lcore_id, w)
             .with_context(|| format!("launching the worker on {lcore_id:?}"))?;
     }
-    Ok(Some((workers, control)))
+    Ok(Some((workers, control, device)))
 }
 
-/// A running dataplane. Fields drop in order: on an early way out the workers stop first, and
+/// A running dataplane. Fields drop in order: on an early way out the workers stop first
+/// (freeing their cipher sessions), the cryptodev closes after the control loop's sessions, and
 /// the pool goes last, after everything holding its mbufs.
 pub struct Running {
     pub workers: Workers,
@@ -556,6 +617,8 @@ pub struct Running {
     pub ops: Ops,
     pub ports: Vec<Port>,
     pub lcores: Vec<LcoreId>,
+    /// The IPsec cryptodev (pipeline mode with an `ipsec` section).
+    pub crypto: Option<Arc<CryptoDev>>,
     pub pool: Arc<Mempool>,
 }
 
@@ -629,6 +692,7 @@ impl Running {
             ops,
             mut ports,
             lcores,
+            crypto,
             pool,
         } = self;
         ops.stop();
@@ -661,6 +725,14 @@ impl Running {
         }
         // The control loop's TX queue and mbufs go before the leak check.
         drop(control);
+        // The workers (joined) and the control loop freed their sessions: the device closes
+        // now, before EAL's cleanup.
+        if let Some(dev) = crypto {
+            if !all_sessions_freed(&dev) {
+                failed = true;
+            }
+            drop(dev);
+        }
         // Closing the ports returns the mbufs parked in their descriptor rings; anything still
         // out after that is a leak.
         drop(ports);
@@ -677,6 +749,16 @@ impl Running {
             ExitCode::SUCCESS
         })
     }
+}
+
+/// Prints how many cipher sessions are still allocated on `dev`; true when none is.
+fn all_sessions_freed(dev: &CryptoDev) -> bool {
+    let in_use = dev.sessions_in_use();
+    println!("crypto sessions in use after shutdown: {in_use}");
+    if in_use != 0 {
+        log::error!("{in_use} crypto sessions of {} leaked", dev.name());
+    }
+    in_use == 0
 }
 
 /// Prints how many mbufs are still out; true when none is.

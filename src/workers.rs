@@ -1,10 +1,18 @@
 //! How the appliance and `conduit-perf` build their workers from a [`Config`]: one place for
 //! every number a worker needs, so that the benchmark measures exactly the worker that ships.
 
+use std::sync::Arc;
+
 use anyhow::{Context as _, Result};
-use control::config::Config;
+use conduit_packet::esp::runtime::EspRuntime;
+use conduit_packet::esp::sa::MAX_INBOUND;
+use conduit_packet::pipeline::Context;
+use conduit_packet::publish::Reader;
+use control::config::{Config, TunnelKind};
+use dataplane::crypto::{DpdkCipherFactory, EspCipherFactories};
+use dataplane::eal::Eal;
 use dataplane::mempool::Mempool;
-use dataplane::worker::pipeline::{data_room_for_mtu, WorkerConfig};
+use dataplane::worker::pipeline::{data_room_for_mtu, PipelineWorker, WorkerConfig, WorkerQueues};
 use dataplane::worker::Workers;
 
 /// Tunnel ids the workers' per-tunnel counters cover at least: room for reloads that add
@@ -25,6 +33,58 @@ pub fn worker_config(cfg: &Config, tsc_hz: u64) -> WorkerConfig {
         icmp_burst: cfg.icmp.burst,
         reassembly_max_sets: cfg.reassembly.max_sets as usize,
         reassembly_timeout_ms: cfg.reassembly.timeout_ms,
+    }
+}
+
+/// SAs the cryptodev's session pool has room for, at least: reloads may add IPsec tunnels
+/// beyond those of the start-up config.
+pub const MIN_SA_CAPACITY: usize = 256;
+
+/// SAs (outbound and inbound) the cryptodev's session pool is sized for with `cfg`: every IPsec
+/// tunnel with its outbound and the most inbound SAs it may have, and at least
+/// [`MIN_SA_CAPACITY`]. A reload beyond it gets no sessions for the SAs that do not fit (their
+/// packets drop `esp_no_session`).
+pub fn sa_capacity(cfg: &Config) -> usize {
+    let ipsec = cfg
+        .tunnels
+        .iter()
+        .filter(|t| t.kind == TunnelKind::Ipsec)
+        .count();
+    (ipsec * (1 + MAX_INBOUND)).max(MIN_SA_CAPACITY)
+}
+
+/// The cipher factories of `cfg`'s workers and control thread on the configured cryptodev
+/// (`ipsec.crypto_device`, created as a vdev when EAL has no such device); `None` without an
+/// `ipsec` section (no cryptodev is opened).
+pub fn esp_factories(eal: &Eal, cfg: &Config) -> Result<Option<EspCipherFactories>> {
+    let Some(ipsec) = &cfg.ipsec else {
+        return Ok(None);
+    };
+    let factories = EspCipherFactories::open(
+        eal,
+        &ipsec.crypto_device,
+        cfg.dataplane.workers.len(),
+        sa_capacity(cfg),
+    )
+    .with_context(|| format!("opening the crypto device {}", ipsec.crypto_device))?;
+    Ok(Some(factories))
+}
+
+/// Pipeline worker `index` of a dataplane: the one way the appliance and the benchmark build
+/// one. `cipher` is the worker's own cipher factory (its cryptodev queue pair); without one,
+/// ESP packets drop `esp_no_session`.
+pub fn pipeline_worker(
+    config: &WorkerConfig,
+    index: usize,
+    queues: WorkerQueues,
+    reader: Reader<Context>,
+    pool: Arc<Mempool>,
+    cipher: Option<DpdkCipherFactory>,
+) -> PipelineWorker {
+    let w = PipelineWorker::new(config, index, queues, reader, pool);
+    match cipher {
+        Some(f) => w.with_esp(EspRuntime::new(index, Box::new(f))),
+        None => w,
     }
 }
 

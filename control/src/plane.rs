@@ -15,9 +15,11 @@
 //!   target (default: the customer endpoint). Inner TTL 64.
 //! - **First probes** of the tunnels are staggered evenly over one interval from start-up, so
 //!   a config with many tunnels does not send them all in the same millisecond.
-//! - **IPsec tunnels** cannot carry probes until ESP lands: their probes fail to encapsulate and
-//!   time out, so a health-checked IPsec tunnel is reported down (which is true: it cannot
-//!   carry traffic either). Disable its health check to keep it nominally healthy.
+//! - **IPsec tunnels** are probed like GRE tunnels, through ESP: the control loop seals each
+//!   probe with the tunnel's outbound SA (as writer [`ControlPlane::sa_writer`], on a cryptodev
+//!   queue pair of its own), and a bidirectional reply comes back through an inbound SA. A
+//!   tunnel whose probes cannot be sealed (no outbound SA, sequence numbers used up, no cipher
+//!   session) gets no reply and goes down, which is true: it cannot carry traffic either.
 //! - **Publication**: a new context is built (off the packet path) whenever a tunnel changes
 //!   state or a reload succeeds; it is published with one atomic swap. If the retire list is
 //!   full because a worker has not passed a quiescent point, the publication is retried on the

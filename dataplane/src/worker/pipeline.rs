@@ -31,6 +31,7 @@ use crate::mbuf::{Burst, LinearizeError, Mbuf, MAX_BURST};
 use crate::mempool::{Mempool, DEFAULT_DATA_ROOM};
 use crate::port::FRAME_OVERHEAD;
 use crate::port::{RxQueue, TxQueue};
+use conduit_packet::esp::runtime::EspRuntime;
 use conduit_packet::pipeline::trace::{TraceBuffer, TraceFlow, TraceRecord};
 use conduit_packet::pipeline::{
     encapsulate, process, read_probe_echo, write_fragment, Context, Control, DropReason,
@@ -285,6 +286,13 @@ impl PipelineWorker {
         self
     }
 
+    /// Seals and opens ESP with `esp` (the worker's cipher factory on its own cryptodev queue
+    /// pair, counting as writer `index`); without it every ESP packet drops `esp_no_session`.
+    pub fn with_esp(mut self, esp: EspRuntime) -> Self {
+        self.io.state.set_esp(esp);
+        self
+    }
+
     /// Transmits the frames the control thread queues in `queue` on `port` (checked once per
     /// loop turn: one atomic load when it is empty).
     pub fn with_control_tx(mut self, queue: Arc<ControlTxQueue>, port: u16) -> Self {
@@ -301,6 +309,9 @@ impl PipelineWorker {
             let mut rx_total = 0u64;
             let mut busy_polls = 0u64;
             let ctx = self.slot.read();
+            // One compare unless the context's SAs changed: then the sessions of new SAs are
+            // made here, before a packet needs them, and those of removed SAs are freed.
+            self.io.state.esp.sync(ctx);
             for port in 0..self.rx.len() {
                 let n = self.rx[port].rx_burst(&mut inb, self.burst_size);
                 if n == 0 {

@@ -1,0 +1,540 @@
+//! IPsec through the appliance binary, over net_pcap and the `crypto_aesni_gcm` cryptodev: plain
+//! traffic to a customer prefix leaves as ESP that an independent AES-GCM (the `aes-gcm` crate)
+//! opens to the exact inner packet; ESP sealed here under the inbound SA is decapsulated and
+//! routed; a bad ICV is counted as `esp_auth_failed`; the tunnel's health probes leave as ESP;
+//! the boot epoch is part of every IV and a start without a persisted one is refused. Every mbuf
+//! and every cipher session is back at shutdown.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read};
+use std::net::Ipv4Addr;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use aes_gcm::aead::AeadInPlace;
+use aes_gcm::{Aes256Gcm, KeyInit, Nonce, Tag};
+use common::*;
+use conduit_test_support::frames::{self, ethernet, udp, Ipv4, ETHERTYPE_IPV4};
+
+/// net_pcap0's MAC (the PMD derives it from the port index) and the gateway's static one.
+const PORT_MAC: [u8; 6] = [0x02, 0x70, 0x63, 0x61, 0x70, 0x00];
+const GW_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0xfe];
+const LOCAL: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
+const REMOTE: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
+const INSTANCE: u16 = 7;
+const OUT_SPI: u32 = 0x2000;
+const IN_SPI: u32 = 0x1000;
+/// 32-byte key then 4-byte salt, as the config writes them.
+const OUT_KEY: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1fcafebabe";
+const IN_KEY: &str = "f0e0d0c0b0a090807060504030201000f1e1d1c1b1a191817161514131211101deadbeef";
+
+fn hex(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+fn config(state_dir: &Path, health: &str) -> String {
+    format!(
+        "dataplane:
+  ports:
+    - device: net_pcap0
+      ipv4: 192.0.2.10/24
+  workers: [1]
+  mode: pipeline
+local_endpoints: [203.0.113.1]
+gateway:
+  ipv4: 192.0.2.1
+  mac: \"02:00:00:00:00:fe\"
+  port: net_pcap0
+ipsec:
+  instance_id: {INSTANCE}
+  crypto_device: crypto_aesni_gcm
+  state_dir: {state}
+tunnels:
+  - name: site-a
+    kind: ipsec
+    local: 203.0.113.1
+    remote: 198.51.100.1
+    interface_address: 10.255.0.0/31
+    health_check: {health}
+    ipsec:
+      outbound: {{spi: {OUT_SPI}, key: 0x{OUT_KEY}}}
+      inbound:
+        - {{spi: {IN_SPI}, key: 0x{IN_KEY}}}
+routes:
+  - {{prefix: 172.16.0.0/16, tunnel: site-a, priority: 100}}
+stats:
+  interval_ms: 0
+",
+        state = state_dir.display(),
+    )
+}
+
+/// An ESP packet's fields after opening.
+struct Opened {
+    spi: u32,
+    seq: u32,
+    iv: [u8; 8],
+    /// The inner packet, padding and trailer removed.
+    inner: Vec<u8>,
+}
+
+/// Opens the ESP payload `esp` (SPI onwards) under `keymat` with the independent AES-GCM, and
+/// checks the RFC 4303 trailer: padding 1, 2, 3, ..., to 4-byte alignment, next header 4.
+fn open_esp(keymat: &str, esp: &[u8]) -> Opened {
+    let k = hex(keymat);
+    let spi = u32::from_be_bytes(esp[0..4].try_into().unwrap());
+    let seq = u32::from_be_bytes(esp[4..8].try_into().unwrap());
+    let iv: [u8; 8] = esp[8..16].try_into().unwrap();
+    let mut nonce = [0u8; 12];
+    nonce[..4].copy_from_slice(&k[32..36]);
+    nonce[4..].copy_from_slice(&iv);
+    let (body, icv) = esp[16..].split_at(esp.len() - 16 - 16);
+    let mut data = body.to_vec();
+    Aes256Gcm::new_from_slice(&k[..32])
+        .unwrap()
+        .decrypt_in_place_detached(
+            Nonce::from_slice(&nonce),
+            &esp[..8],
+            &mut data,
+            Tag::from_slice(icv),
+        )
+        .expect("the ICV verifies under the outbound SA's key");
+    assert_eq!(
+        data.len() % 4,
+        0,
+        "payload, padding, pad length and next header end 4-byte aligned"
+    );
+    let next = data.pop().unwrap();
+    let pad = usize::from(data.pop().unwrap());
+    assert_eq!(next, 4, "next header: IPv4");
+    let padding = data.split_off(data.len() - pad);
+    assert_eq!(
+        padding,
+        (1..=pad as u8).collect::<Vec<_>>(),
+        "RFC 4303 padding"
+    );
+    assert!(pad < 4, "the least padding that aligns");
+    Opened {
+        spi,
+        seq,
+        iv,
+        inner: data,
+    }
+}
+
+/// `inner` sealed under `keymat` as ESP (SPI onwards), sequence `seq`, RFC 4303 padding.
+fn seal_esp(keymat: &str, spi: u32, seq: u32, inner: &[u8]) -> Vec<u8> {
+    let k = hex(keymat);
+    let mut data = inner.to_vec();
+    let pad = (4 - (data.len() + 2) % 4) % 4;
+    data.extend((1..=pad as u8).chain([pad as u8, 4]));
+    let iv = [0x11, 0x22, 0x33, 0x44, 0, 0, 0, seq as u8];
+    let mut nonce = [0u8; 12];
+    nonce[..4].copy_from_slice(&k[32..36]);
+    nonce[4..].copy_from_slice(&iv);
+    let mut head = Vec::new();
+    head.extend(spi.to_be_bytes());
+    head.extend(seq.to_be_bytes());
+    let tag = Aes256Gcm::new_from_slice(&k[..32])
+        .unwrap()
+        .encrypt_in_place_detached(Nonce::from_slice(&nonce), &head, &mut data)
+        .unwrap();
+    [&head[..], &iv, &data, tag.as_slice()].concat()
+}
+
+/// The IPv4 packet of an Ethernet frame, checked: IPv4 EtherType, valid header checksum, total
+/// length equal to what the frame carries.
+fn ip_of(frame: &[u8]) -> &[u8] {
+    assert_eq!(&frame[12..14], &ETHERTYPE_IPV4.to_be_bytes(), "IPv4 frame");
+    let ip = &frame[14..];
+    assert_eq!(frames::checksum(&ip[..20]), 0, "IPv4 header checksum");
+    assert_eq!(
+        usize::from(u16::from_be_bytes([ip[2], ip[3]])),
+        ip.len(),
+        "total length is the frame's"
+    );
+    ip
+}
+
+fn addr(b: &[u8]) -> Ipv4Addr {
+    Ipv4Addr::new(b[0], b[1], b[2], b[3])
+}
+
+/// The `drop <reason> <n>` lines of the final statistics.
+fn drops(log: &str) -> BTreeMap<String, u64> {
+    log.lines()
+        .filter_map(|l| l.strip_prefix("drop "))
+        .map(|l| {
+            let mut it = l.split_whitespace();
+            (
+                it.next().unwrap().to_string(),
+                it.next().unwrap().parse().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// `--vdev crypto_aesni_gcm` (the device the config names) and net_pcap over `rx`/`tx`.
+fn args_for(name: &str, rx: &Path, tx: &Path, cfg: &Path, exit_when_idle: bool) -> Vec<String> {
+    let mut args = eal_args(name);
+    args.extend([
+        "--vdev".to_string(),
+        "crypto_aesni_gcm".to_string(),
+        "--vdev".to_string(),
+        format!(
+            "net_pcap0,rx_pcap={},tx_pcap={}",
+            rx.display(),
+            tx.display()
+        ),
+        "--".to_string(),
+        "--config".to_string(),
+        cfg.display().to_string(),
+    ]);
+    if exit_when_idle {
+        args.extend(["--exit-when-idle".to_string(), "500".to_string()]);
+    }
+    args
+}
+
+/// The shutdown checks every clean run passes.
+fn assert_clean_shutdown(log: &str) {
+    assert!(
+        log.contains("mbufs in use after shutdown: 0 of"),
+        "every mbuf back in the pool\n{log}"
+    );
+    assert!(
+        log.contains("crypto sessions in use after shutdown: 0"),
+        "every cipher session freed before the cryptodev closes\n{log}"
+    );
+}
+
+#[test]
+fn traffic_is_sealed_opened_and_authenticated_end_to_end() {
+    let name = "ipsec-traffic";
+    let dir = scratch(name);
+    let (rx, tx, cfg, state) = (
+        dir.join("in.pcap"),
+        dir.join("out.pcap"),
+        dir.join("c.yaml"),
+        dir.join("state"),
+    );
+    std::fs::create_dir(&state).unwrap();
+    std::fs::write(&cfg, config(&state, "{enabled: false}")).unwrap();
+    let host = Ipv4Addr::new(8, 8, 8, 8);
+    let customer = Ipv4Addr::new(172, 16, 0, 10);
+    // 1. Plain, from the internet to the customer prefix: leaves as ESP.
+    let to_customer = Ipv4::new(host, customer, frames::UDP)
+        .ident(0x1234)
+        .packet(&udp(host, customer, 53, 4000, b"answer from the internet"));
+    // 2. ESP from the customer's site under the inbound SA: decapsulated, routed plain.
+    let from_customer = Ipv4::new(customer, host, frames::UDP)
+        .ident(0x4321)
+        .packet(&udp(
+            customer,
+            host,
+            4000,
+            53,
+            b"a question, through the tunnel",
+        ));
+    let esp_in =
+        Ipv4::new(REMOTE, LOCAL, frames::ESP).packet(&seal_esp(IN_KEY, IN_SPI, 1, &from_customer));
+    // 3. The same with one ICV bit flipped (sequence 2): esp_auth_failed.
+    let mut forged = seal_esp(IN_KEY, IN_SPI, 2, &from_customer);
+    *forged.last_mut().unwrap() ^= 1;
+    let esp_forged = Ipv4::new(REMOTE, LOCAL, frames::ESP).packet(&forged);
+    let input: Vec<Vec<u8>> = [&to_customer, &esp_in, &esp_forged]
+        .iter()
+        .map(|ip| ethernet(PORT_MAC, GW_MAC, ETHERTYPE_IPV4, ip))
+        .collect();
+    write_pcap(&rx, &input);
+
+    let out = run(&args_for(name, &rx, &tx, &cfg, true));
+    let log = text(&out);
+    assert!(out.status.success(), "{log}");
+    assert_clean_shutdown(&log);
+    assert!(
+        log.contains("IPsec: ESP sealed and opened by cryptodev crypto_aesni_gcm (cpu_crypto"),
+        "the start-up log names the device and the path\n{log}"
+    );
+    assert!(
+        log.contains("IPsec: boot epoch 1"),
+        "a fresh state_dir starts at 1\n{log}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(state.join("boot-epoch")).unwrap(),
+        "1\n"
+    );
+    let d = drops(&log);
+    assert_eq!(d.get("esp_auth_failed"), Some(&1), "{log}");
+    for reason in [
+        "esp_no_session",
+        "esp_unknown_spi",
+        "esp_no_sa",
+        "esp_bad_trailer",
+    ] {
+        assert_eq!(d.get(reason).copied().unwrap_or(0), 0, "{reason}\n{log}");
+    }
+
+    let sent = read_pcap(&tx);
+    assert_eq!(
+        sent.len(),
+        2,
+        "the ESP packet and the decapsulated one\n{log}"
+    );
+    let mut esp_out = None;
+    let mut plain_out = None;
+    for f in &sent {
+        assert_eq!(&f[..6], &GW_MAC, "to the gateway");
+        assert_eq!(&f[6..12], &PORT_MAC, "from our port");
+        let ip = ip_of(f);
+        match ip[9] {
+            frames::ESP => esp_out = Some(ip.to_vec()),
+            frames::UDP => plain_out = Some(ip.to_vec()),
+            p => panic!("unexpected protocol {p}"),
+        }
+    }
+
+    // The ESP packet: from our endpoint to the remote one, under the outbound SA, sequence 1,
+    // IV = instance id ‖ boot epoch ‖ sequence number; inside, the packet with TTL − 1.
+    let esp_out = esp_out.expect("an ESP packet toward the remote endpoint");
+    assert_eq!(
+        (addr(&esp_out[12..16]), addr(&esp_out[16..20])),
+        (LOCAL, REMOTE)
+    );
+    let o = open_esp(OUT_KEY, &esp_out[20..]);
+    assert_eq!((o.spi, o.seq), (OUT_SPI, 1));
+    let mut iv = [0u8; 8];
+    iv[..2].copy_from_slice(&INSTANCE.to_be_bytes());
+    iv[2..4].copy_from_slice(&1u16.to_be_bytes());
+    iv[4..].copy_from_slice(&1u32.to_be_bytes());
+    assert_eq!(o.iv, iv, "instance ‖ boot epoch ‖ sequence");
+    let expected_inner = Ipv4::new(host, customer, frames::UDP)
+        .ident(0x1234)
+        .ttl(63)
+        .packet(&udp(host, customer, 53, 4000, b"answer from the internet"));
+    assert_eq!(o.inner, expected_inner, "the exact inner packet, TTL − 1");
+
+    // The decapsulated packet: the inner one, TTL − 1, to the internet.
+    let expected_plain = Ipv4::new(customer, host, frames::UDP)
+        .ident(0x4321)
+        .ttl(63)
+        .packet(&udp(
+            customer,
+            host,
+            4000,
+            53,
+            b"a question, through the tunnel",
+        ));
+    assert_eq!(plain_out.expect("the decapsulated packet"), expected_plain);
+
+    // A second start advances the boot epoch, so its IVs differ from the first start's.
+    let out = run(&args_for(&format!("{name}-2"), &rx, &tx, &cfg, true));
+    let log = text(&out);
+    assert!(out.status.success(), "{log}");
+    assert!(log.contains("IPsec: boot epoch 2"), "{log}");
+    let sent = read_pcap(&tx);
+    let esp = sent
+        .iter()
+        .map(|f| ip_of(f))
+        .find(|ip| ip[9] == frames::ESP)
+        .unwrap();
+    let o = open_esp(OUT_KEY, &esp[20..]);
+    assert_eq!(&o.iv[..4], &[0, INSTANCE as u8, 0, 2]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Runs the appliance until `until` appears in its stderr and `then` more time has passed,
+/// then stops it with SIGTERM; returns its exit code and everything it printed.
+fn run_then_stop(args: &[String], until: &str, then: Duration) -> (Option<i32>, String) {
+    let mut child = Command::new(CONDUIT)
+        .args(args)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (seen_tx, seen_rx) = std::sync::mpsc::channel();
+    let wanted = until.to_string();
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in BufReader::new(stderr).lines() {
+            let line = line.unwrap_or_default();
+            if line.contains(&wanted) {
+                let _ = seen_tx.send(());
+            }
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    let seen = seen_rx.recv_timeout(Duration::from_secs(60)).is_ok();
+    if seen {
+        std::thread::sleep(then);
+    }
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let started = Instant::now();
+    let exit = child.wait().unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "must stop promptly"
+    );
+    let mut stdout = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut stdout)
+        .unwrap();
+    let log = format!("{stdout}\n--- stderr\n{}", reader.join().unwrap());
+    assert!(seen, "never logged {until:?}\n{log}");
+    (exit.code(), log)
+}
+
+#[test]
+fn health_probes_of_an_ipsec_tunnel_leave_as_esp() {
+    let name = "ipsec-probes";
+    let dir = scratch(name);
+    let (rx, tx, cfg, state) = (
+        dir.join("in.pcap"),
+        dir.join("out.pcap"),
+        dir.join("c.yaml"),
+        dir.join("state"),
+    );
+    std::fs::create_dir(&state).unwrap();
+    std::fs::write(&cfg, config(&state, "{rate: high}")).unwrap();
+    write_pcap(&rx, &[]);
+    let (code, log) = run_then_stop(
+        &args_for(name, &rx, &tx, &cfg, false),
+        "pipeline over",
+        Duration::from_millis(1500),
+    );
+    assert_eq!(code, Some(0), "{log}");
+    assert_clean_shutdown(&log);
+    let sent = read_pcap(&tx);
+    assert!(sent.len() >= 5, "a probe every 100 ms\n{log}");
+    let mut seqs = Vec::new();
+    for f in &sent {
+        let ip = ip_of(f);
+        assert_eq!(ip[9], frames::ESP, "every probe is ESP");
+        assert_eq!((addr(&ip[12..16]), addr(&ip[16..20])), (LOCAL, REMOTE));
+        let o = open_esp(OUT_KEY, &ip[20..]);
+        assert_eq!(o.spi, OUT_SPI);
+        seqs.push(o.seq);
+        // A bidirectional reply probe (the IPsec default): from the customer side of the
+        // interface subnet to our interface address, so that the customer's router sends it
+        // back through the tunnel.
+        let inner = &o.inner;
+        assert_eq!(frames::checksum(&inner[..20]), 0, "inner header checksum");
+        assert_eq!(
+            (addr(&inner[12..16]), addr(&inner[16..20])),
+            (Ipv4Addr::new(10, 255, 0, 1), Ipv4Addr::new(10, 255, 0, 0)),
+            "probe addresses"
+        );
+        assert_eq!(
+            usize::from(u16::from_be_bytes([inner[2], inner[3]])),
+            inner.len()
+        );
+    }
+    assert_eq!(
+        seqs,
+        (1..=seqs.len() as u32).collect::<Vec<_>>(),
+        "the control thread numbers from the outbound SA's sequence"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_boot_epoch_that_cannot_be_persisted_refuses_the_start() {
+    let name = "ipsec-epoch";
+    let dir = scratch(name);
+    let (rx, tx, cfg) = (
+        dir.join("in.pcap"),
+        dir.join("out.pcap"),
+        dir.join("c.yaml"),
+    );
+    // A regular file where the directory should be: unwritable even for root.
+    let not_a_dir = dir.join("file");
+    std::fs::write(&not_a_dir, "").unwrap();
+    std::fs::write(&cfg, config(&not_a_dir.join("state"), "{enabled: false}")).unwrap();
+    write_pcap(&rx, &[]);
+    let out = run(&args_for(name, &rx, &tx, &cfg, true));
+    let log = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{log}");
+    assert!(
+        log.contains("IPsec: refusing to start without a persisted boot epoch"),
+        "{log}"
+    );
+    assert!(!log.contains("pipeline over"), "no worker launched\n{log}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The shipped example configurations with IPsec start (on a null device, the state directory
+/// in a scratch directory) and stop cleanly.
+fn example_starts(file: &str, edit: impl Fn(String) -> String) {
+    let name = format!("ipsec-example-{}", file.trim_end_matches(".yaml"));
+    let dir = scratch(&name);
+    let state = dir.join("state");
+    std::fs::create_dir(&state).unwrap();
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("configs")
+            .join(file),
+    )
+    .unwrap();
+    let text = edit(text)
+        .lines()
+        .map(|l| {
+            if l.trim_start().starts_with("state_dir:") {
+                format!("  state_dir: {}", state.display())
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(text.contains(&state.display().to_string()));
+    let cfg = dir.join("c.yaml");
+    std::fs::write(&cfg, text).unwrap();
+    let mut args = eal_args(&name);
+    args.extend(
+        ["--vdev", "net_null0", "--", "--config"]
+            .iter()
+            .map(|s| s.to_string()),
+    );
+    args.push(cfg.display().to_string());
+    let (code, log) = run_then_stop(&args, "pipeline over", Duration::from_millis(500));
+    assert_eq!(code, Some(0), "{log}");
+    assert!(
+        log.contains("IPsec: ESP sealed and opened by cryptodev crypto_aesni_gcm"),
+        "{log}"
+    );
+    assert_clean_shutdown(&log);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn the_lab_config_starts() {
+    // On a null device with a static gateway (nothing answers ARP), no Prometheus port.
+    example_starts("lab.yaml", |t| {
+        t.replace("net_tap0", "net_null0")
+            .replace("# mac: 02:00:5e:00:53:01", "mac: 02:00:5e:00:53:01")
+            .lines()
+            .filter(|l| !l.contains("prometheus_listen"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
+}
+
+#[test]
+fn the_perf_config_starts() {
+    example_starts("perf.yaml", |t| t);
+}
