@@ -158,6 +158,10 @@ def check_outbound(out, sent_inner, remote, spi, k, nat_t, instance_id=1, epoch=
     ivs = []
     for i, (got, inner) in enumerate(zip(out, sent_inner)):
         assert got[IP].src == LOCAL and got[IP].dst == remote, got.summary()
+        assert got[IP].ttl == 64 and got[IP].frag == 0 and not got[IP].flags.MF
+        # As for GRE: TOS (DSCP and ECN) and DF copied from the inner packet.
+        assert got[IP].tos == inner[IP].tos, f"packet {i}: outer TOS {got[IP].tos:#x}"
+        assert bool(got[IP].flags.DF) == bool(inner[IP].flags.DF), f"packet {i}: DF"
         esp = esp_bytes(got, nat_t)
         want = expected_forwarded(inner)
         # The oracle: SPI, sequence, IV layout, padding bytes, next header, ICV.
@@ -186,7 +190,7 @@ def test_encap_scapy_decrypts_exact_inner(replay, state_dir):
         else:
             l4 = UDP(sport=20000 + i, dport=40000) / Raw(b"u" * size)
         inner.append(IP(src=f"192.0.2.{100 + i % 50}", dst=f"172.16.{i % 256}.{i % 250 + 1}",
-                        ttl=20, id=i) / l4)
+                        ttl=20, id=i, tos=(i * 5) % 256, flags="DF" if i % 2 else 0) / l4)
     out = run(replay, state_dir, inner)
     check_outbound(out, inner, S1, 0x2000, K_S1_OUT, nat_t=False)
     assert drops(replay.log) == {}, replay.log
@@ -206,10 +210,17 @@ def test_decap_scapy_encrypted_to_gateway(replay, state_dir):
         p = IP(src=f"172.16.5.{i % 200 + 1}", dst=f"93.184.{i % 200}.1", ttl=30) \
             / UDP(sport=50000 + i, dport=40000) / Raw(b"d" * (i % 61))
         inner.append(p)
-        pkts.append(eth() / sa.encrypt(p, seq_num=i + 1))
-    (out,) = replay.run(config(state_dir), pkts, ports=1)
+        pkts.append(sa.encrypt(p, seq_num=i + 1))
+    # RFC 6040 as for GRE: an outer CE mark is copied into an ECN-capable (ECT(0)) inner packet.
+    ce = SecurityAssociation(ESP, spi=0x1000, crypt_algo="AES-GCM", crypt_key=K_S1_IN,
+                             tunnel_header=IP(src=S1, dst=LOCAL, tos=0x03))
+    ect = IP(src="172.16.5.1", dst="93.184.7.1", ttl=30, tos=0xB8 | 0x02) / UDP(sport=1, dport=2)
+    pkts.append(ce.encrypt(ect, seq_num=500))
+    out = run(replay, state_dir, pkts)
     assert len(out) == len(pkts), replay.log
-    for i, (got, p) in enumerate(zip(out, inner)):
+    marked = IP(bytes(ect))
+    marked.tos = 0xB8 | 0x03
+    for i, (got, p) in enumerate(zip(out, inner + [marked])):
         assert not got.haslayer(ESP)
         assert got[Ether].dst == GW_MAC and got[Ether].src == PORT_MAC
         assert bytes(got[IP]) == expected_forwarded(p), f"packet {i}"
@@ -267,6 +278,17 @@ def nat_t_outer(remote=S2):
 def good(seq, remote=S1, k=K_S1_IN):
     """A valid ESP packet of the inbound SA 0x1000 of `remote`, sealed by the oracle."""
     return outer(remote) / Raw(seal(k, 0x1000, seq, struct.pack("!Q", seq), bytes(GOOD_INNER)))
+
+
+def test_two_inbound_sas_and_no_outbound(replay, state_dir):
+    """A rekey in progress: both inbound SAs are accepted; a tunnel without an outbound SA drops
+    what is routed to it (esp_no_sa) instead of sending it in the clear or under another SA."""
+    k_next = key("s1-next")
+    pkts = [good(1), outer() / Raw(seal(k_next, 0x1001, 1, bytes(8), bytes(GOOD_INNER))), good(2)]
+    to_s1 = [IP(src="192.0.2.100", dst="172.16.0.9") / UDP(sport=1, dport=2)] * 3
+    d = run_rejections(replay, state_dir, pkts + to_s1, n_good=3, s1_outbound=None,
+                       s1_inbound=((0x1000, K_S1_IN), (0x1001, k_next)))
+    assert d == {"esp_no_sa": 3}, (d, replay.log)
 
 
 def run_rejections(replay, state_dir, cases, n_good, **cfg):
