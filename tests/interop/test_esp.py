@@ -20,6 +20,7 @@ from scapy.layers.inet import GRE, IP, TCP, UDP
 from scapy.layers.ipsec import ESP, SecurityAssociation
 from scapy.layers.l2 import Ether
 from scapy.packet import Raw
+from scapy.utils import rdpcap
 
 from conftest import Replay, tshark_malformed
 from esp_common import ipsec_tunnel_yaml, key, open_esp, pad_for, seal
@@ -456,6 +457,20 @@ def test_iv_unique_across_instances_and_restart(tmp_path):
                               epoch=epoch)
     assert len(ivs) == 3 * n
     assert len(set(ivs)) == len(ivs), "an IV repeated under one key"
+    assert (tmp_path / "state-a" / "boot-epoch").read_text().strip() == "2"
+
+
+def test_unpersistable_boot_epoch_refuses_to_start(replay, tmp_path):
+    """A boot epoch that cannot be written could repeat the IVs of an earlier start: the
+    appliance does not start, and sends nothing."""
+    not_a_dir = tmp_path / "state-file"
+    not_a_dir.write_text("")
+    with pytest.raises(AssertionError):
+        replay.run(config(not_a_dir), [eth() / IP(src="192.0.2.100", dst="172.16.0.1") / UDP()],
+                   ports=1)
+    assert "refusing to start without a persisted boot epoch" in replay.log, replay.log
+    out = tmp_path / "out0.pcap"
+    assert not out.exists() or len(rdpcap(str(out))) == 0, "sent packets without a boot epoch"
 
 
 def tshark_esp(pcap, sas, extra=()):
