@@ -2,12 +2,14 @@
 //!
 //! 0. Before EAL starts, [`Signals::install`]: from there on SIGINT/SIGTERM only set a flag, which
 //!    every stage below looks at, so that a stop requested at any point is clean (exit 0).
-//! 1. [`check_workers`]: every configured worker lcore is enabled in EAL and is not the main one.
+//! 1. [`check_workers`]: every configured worker lcore is enabled in EAL and is not the main one;
+//!    with an `ipsec` section, the boot epoch is advanced and persisted (or the start refused).
 //! 2. [`open_ports`]: every configured port must exist (a vdev that failed to probe is an error,
 //!    not zero ports); each is configured and started.
 //! 3. [`Ops::start`] (telemetry commands, the Prometheus listener).
 //! 4. [`start_io`] or [`start_pipeline`]: everything the workers need is built (in pipeline mode:
-//!    the gateway resolved, the forwarding table published, the control loop), then the worker
+//!    the IPsec cryptodev opened, the gateway resolved, the forwarding table published, the
+//!    workers with their cipher factories, the control loop with its own), then the worker
 //!    lcores are launched, last, so that every step that can fail has run before any worker
 //!    polls. From there a [`Workers`] guard stops and joins them on every way out. A signal
 //!    while the gateway is being resolved stops the start-up cleanly.
@@ -16,7 +18,8 @@
 //!    worker's poll loop ends on its own (a panic): the appliance does not run on with a dead
 //!    worker.
 //! 6. [`Running::stop_and_report`]: workers stopped, ports stopped (flushing pcap output), final
-//!    statistics printed, and every mbuf must be back in the pool; a worker that panicked is an
+//!    statistics printed, every cipher session freed before the cryptodev closes, and every mbuf
+//!    back in the pool; a worker that panicked is an
 //!    error (`worker lcore N panicked: ...`).
 
 use std::path::Path;
@@ -107,10 +110,10 @@ pub fn run(
                 eal, path, cfg, boot_epoch, probe_path, &lcores, &mut ports, &pool, signals,
                 workers,
             )?;
-            let Some((w, c, crypto)) = started else {
+            let Some(p) = started else {
                 return stopped_early();
             };
-            (w, Some(c), crypto)
+            (p.workers, Some(p.control), p.crypto)
         }
     };
     let (to_control, requests) = crate::operator::channel();
@@ -184,6 +187,11 @@ fn boot_epoch(cfg: &Config) -> Result<Option<u16>> {
     let Some(ipsec) = &cfg.ipsec else {
         return Ok(None);
     };
+    // A missing directory is made (as systemd's StateDirectory would); one that cannot be is
+    // reported by the epoch's write below.
+    if let Err(e) = std::fs::create_dir_all(&ipsec.state_dir) {
+        log::debug!("{}: {e}", ipsec.state_dir.display());
+    }
     let epoch = control::ipsec::next_boot_epoch(&ipsec.state_dir)
         .context("IPsec: refusing to start without a persisted boot epoch (ipsec.state_dir must be a writable directory)")?;
     log::info!(
@@ -487,7 +495,7 @@ pub fn start_pipeline(
     pool: &Arc<Mempool>,
     signals: &Signals,
     mut workers: Workers,
-) -> Result<Option<(Workers, ControlLoop, Option<Arc<CryptoDev>>)>> {
+) -> Result<Option<StartedPipeline>> {
     let macs = port_macs(cfg, ports)?;
     let crypto = workers::esp_factories(eal, cfg)?;
     if let (Some(f), Some(ipsec)) = (&crypto, &cfg.ipsec) {
@@ -605,7 +613,20 @@ pub fn start_pipeline(
             .launch_pipeline(lcore_id, w)
             .with_context(|| format!("launching the worker on {lcore_id:?}"))?;
     }
-    Ok(Some((workers, control, device)))
+    Ok(Some(StartedPipeline {
+        workers,
+        control,
+        crypto: device,
+    }))
+}
+
+/// What [`start_pipeline`] started.
+pub struct StartedPipeline {
+    pub workers: Workers,
+    pub control: ControlLoop,
+    /// The IPsec cryptodev, with an `ipsec` section: closed after the workers and the control
+    /// loop freed their sessions.
+    pub crypto: Option<Arc<CryptoDev>>,
 }
 
 /// A running dataplane. Fields drop in order: on an early way out the workers stop first

@@ -1,8 +1,9 @@
 //! IPsec through the appliance binary, over net_pcap and the `crypto_aesni_gcm` cryptodev: plain
 //! traffic to a customer prefix leaves as ESP that an independent AES-GCM (the `aes-gcm` crate)
 //! opens to the exact inner packet; ESP sealed here under the inbound SA is decapsulated and
-//! routed; a bad ICV is counted as `esp_auth_failed`; the tunnel's health probes leave as ESP;
-//! the boot epoch is part of every IV and a start without a persisted one is refused. Every mbuf
+//! routed; a bad ICV is counted as `esp_auth_failed`; the tunnel's health probes leave as ESP,
+//! and replies sealed by a live peer keep it healthy; the boot epoch is part of every IV and a
+//! start without a persisted one is refused; the example configs with IPsec start. Every mbuf
 //! and every cipher session is back at shutdown.
 
 mod common;
@@ -46,6 +47,7 @@ fn config(state_dir: &Path, health: &str) -> String {
       ipv4: 192.0.2.10/24
   workers: [1]
   mode: pipeline
+  burst: {RX_BURST}
 local_endpoints: [203.0.113.1]
 gateway:
   ipv4: 192.0.2.1
@@ -419,6 +421,7 @@ fn health_probes_of_an_ipsec_tunnel_leave_as_esp() {
     );
     assert_eq!(code, Some(0), "{log}");
     assert_clean_shutdown(&log);
+    assert!(log.contains("unbuildable 0"), "every probe sealed\n{log}");
     let sent = read_pcap(&tx);
     assert!(sent.len() >= 5, "a probe every 100 ms\n{log}");
     let mut seqs = Vec::new();
@@ -482,8 +485,8 @@ fn a_boot_epoch_that_cannot_be_persisted_refuses_the_start() {
 fn example_starts(file: &str, edit: impl Fn(String) -> String) {
     let name = format!("ipsec-example-{}", file.trim_end_matches(".yaml"));
     let dir = scratch(&name);
-    let state = dir.join("state");
-    std::fs::create_dir(&state).unwrap();
+    // Not there yet: the appliance makes it.
+    let state = dir.join("var").join("state");
     let text = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("configs")
@@ -518,6 +521,11 @@ fn example_starts(file: &str, edit: impl Fn(String) -> String) {
         "{log}"
     );
     assert_clean_shutdown(&log);
+    assert_eq!(
+        std::fs::read_to_string(state.join("boot-epoch")).unwrap(),
+        "1\n",
+        "the missing state directory was made"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -537,4 +545,138 @@ fn the_lab_config_starts() {
 #[test]
 fn the_perf_config_starts() {
     example_starts("perf.yaml", |t| t);
+}
+
+/// The complete records of a pcap that is still being written (net_pcap flushes each burst).
+fn pcap_records_so_far(path: &Path) -> Vec<Vec<u8>> {
+    let data = std::fs::read(path).unwrap_or_default();
+    let mut out = Vec::new();
+    let mut at = 24;
+    while at + 16 <= data.len() {
+        let len = u32::from_le_bytes(data[at + 8..at + 12].try_into().unwrap()) as usize;
+        if at + 16 + len > data.len() {
+            break;
+        }
+        out.push(data[at + 16..at + 16 + len].to_vec());
+        at += 16 + len;
+    }
+    out
+}
+
+/// One pcap record (header and frame), written to the FIFO in one `write`.
+fn pcap_record(frame: &[u8]) -> Vec<u8> {
+    let mut rec = Vec::with_capacity(16 + frame.len());
+    rec.extend_from_slice(&1_700_000_000u32.to_le_bytes());
+    rec.extend_from_slice(&0u32.to_le_bytes());
+    rec.extend_from_slice(&(frame.len() as u32).to_le_bytes());
+    rec.extend_from_slice(&(frame.len() as u32).to_le_bytes());
+    rec.extend_from_slice(frame);
+    rec
+}
+
+/// Frames the worker receives per poll (`dataplane.burst`).
+const RX_BURST: usize = 32;
+
+/// The customer's router for the probes: net_pcap reads from a FIFO that this test writes live.
+/// Every probe that leaves as ESP is opened with the outbound SA and its inner packet sent
+/// back sealed with the inbound SA, as the customer's router routes a bidirectional probe
+/// addressed to our interface back through the tunnel; the replies keep the tunnel healthy.
+/// (Frames of an unused EtherType fill each receive burst: net_pcap's read of a FIFO blocks
+/// until a burst is complete.)
+#[test]
+fn probe_replies_sealed_by_the_peer_keep_the_tunnel_healthy() {
+    use std::io::Write;
+    let name = "ipsec-replies";
+    let dir = scratch(name);
+    let (rx, tx, cfg, state) = (
+        dir.join("in.fifo"),
+        dir.join("out.pcap"),
+        dir.join("c.yaml"),
+        dir.join("state"),
+    );
+    std::fs::create_dir(&state).unwrap();
+    std::fs::write(&cfg, config(&state, "{rate: high}")).unwrap();
+    assert!(Command::new("mkfifo").arg(&rx).status().unwrap().success());
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let peer = {
+        let (rx, tx, stop) = (rx.clone(), tx.clone(), std::sync::Arc::clone(&stop));
+        std::thread::spawn(move || {
+            // Blocks until net_pcap opens the FIFO for reading.
+            let mut fifo = std::fs::OpenOptions::new().write(true).open(&rx).unwrap();
+            let mut hdr = Vec::new();
+            hdr.extend_from_slice(&0xa1b2c3d4u32.to_le_bytes());
+            hdr.extend_from_slice(&2u16.to_le_bytes());
+            hdr.extend_from_slice(&4u16.to_le_bytes());
+            hdr.extend_from_slice(&[0; 8]);
+            hdr.extend_from_slice(&65535u32.to_le_bytes());
+            hdr.extend_from_slice(&1u32.to_le_bytes());
+            fifo.write_all(&hdr).unwrap();
+            let filler = ethernet(PORT_MAC, GW_MAC, 0x88b5, &[0; 46]);
+            let mut answered = 0;
+            let mut seq = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let sent = pcap_records_so_far(&tx);
+                let mut batch = Vec::new();
+                let mut records = 0;
+                for f in sent.iter().skip(answered) {
+                    let ip = ip_of(f);
+                    assert_eq!(ip[9], frames::ESP, "probes are ESP");
+                    let o = open_esp(OUT_KEY, &ip[20..]);
+                    seq += 1;
+                    let back = Ipv4::new(REMOTE, LOCAL, frames::ESP)
+                        .packet(&seal_esp(IN_KEY, IN_SPI, seq, &o.inner));
+                    batch.extend(pcap_record(&ethernet(
+                        PORT_MAC,
+                        GW_MAC,
+                        ETHERTYPE_IPV4,
+                        &back,
+                    )));
+                    records += 1;
+                }
+                answered = sent.len();
+                // net_pcap reads a whole receive burst before it returns: fill one.
+                while records == 0 || records % RX_BURST != 0 {
+                    batch.extend(pcap_record(&filler));
+                    records += 1;
+                }
+                if fifo.write_all(&batch).is_err() {
+                    return seq;
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            // Dropping the FIFO's writer ends net_pcap's read: the worker sees its stop flag.
+            seq
+        })
+    };
+    let child = Command::new(CONDUIT)
+        .args(args_for(name, &rx, &tx, &cfg, false))
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(2500));
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    std::thread::sleep(Duration::from_millis(200));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let replies = peer.join().unwrap();
+    let out = child.wait_with_output().unwrap();
+    let log = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{log}");
+    assert_clean_shutdown(&log);
+    assert!(replies >= 10, "the peer answered {replies} probes\n{log}");
+    let health = log
+        .lines()
+        .find(|l| l.starts_with("health") && l.contains("site-a"))
+        .unwrap_or_else(|| panic!("no health line\n{log}"));
+    let fields: Vec<&str> = health.split_whitespace().collect();
+    assert_eq!(fields[2], "healthy", "{health}\n{log}");
+    assert!(health.contains("changes 0"), "{health}\n{log}");
+    let got: u64 = fields[fields.iter().position(|f| *f == "replies").unwrap() + 1]
+        .parse()
+        .unwrap();
+    assert!(got >= 10, "replies counted by the plane\n{log}");
+    let _ = std::fs::remove_dir_all(&dir);
 }

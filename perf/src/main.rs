@@ -32,7 +32,7 @@ use dataplane::mbuf::{Burst, MAX_BURST};
 use dataplane::mempool::Mempool;
 use dataplane::port::{Port, PortConfig, PortStats, RxQueue, TxQueue};
 use dataplane::ring::{self, Ring, RingConsumer, RingPortRings, RingProducer};
-use dataplane::worker::pipeline::{PipelineCounters, PipelineWorker, WorkerQueues};
+use dataplane::worker::pipeline::{PipelineCounters, WorkerQueues};
 use dataplane::worker::{IoPath, Workers};
 
 use perf::profile::{self, Ecmp, ProfileKind, ProfileSpec, Proto, GATEWAY_MAC};
@@ -473,7 +473,15 @@ fn start_workers(
                     tx: vec![tx],
                 };
                 let reader = publisher.reader()?;
-                let w = PipelineWorker::new(&config, q, queues, reader, Arc::clone(pool));
+                // No cipher factory: the profiles carry no ESP.
+                let w = conduit::workers::pipeline_worker(
+                    &config,
+                    q,
+                    queues,
+                    reader,
+                    Arc::clone(pool),
+                    None,
+                );
                 workers.launch_pipeline(lcore_id, w)
             }
             WorkerMode::Io => workers.launch_io(lcore_id, vec![IoPath { rx, tx }], config.burst),
