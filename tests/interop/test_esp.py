@@ -294,8 +294,8 @@ def test_two_inbound_sas_and_no_outbound(replay, state_dir):
 
 
 def run_rejections(replay, state_dir, cases, n_good, **cfg):
-    """Runs `cases`; the first `n_good` outputs are the valid packets' inner packets, forwarded,
-    and nothing else comes out. Returns the drops by reason."""
+    """Runs `cases`: exactly `n_good` packets come out, each the valid packets' inner packet
+    (TTL - 1). Returns the drops by reason."""
     out = run(replay, state_dir, cases, **cfg)
     assert [bytes(g[IP]) for g in out] == [expected_forwarded(GOOD_INNER)] * n_good, \
         (replay.log, [g.summary() for g in out])
