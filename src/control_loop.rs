@@ -4,7 +4,9 @@
 //! reloads into published tables, and measures swap-to-effect latency.
 //!
 //! Nothing here is on the packet path: probes are a few per tunnel and interval, built in pool
-//! mbufs and sent in one burst per turn.
+//! mbufs and sent in one burst per turn. An IPsec tunnel's probes are sealed as ESP by the same
+//! `encapsulate` as the workers' traffic, with the control thread's own cipher factory (a
+//! cryptodev queue pair of its own, installed in its `WorkerState` by the appliance).
 
 use std::sync::mpsc::Receiver;
 use std::sync::Arc;

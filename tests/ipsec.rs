@@ -2,7 +2,8 @@
 //! traffic to a customer prefix leaves as ESP that an independent AES-GCM (the `aes-gcm` crate)
 //! opens to the exact inner packet; ESP sealed here under the inbound SA is decapsulated and
 //! routed; a bad ICV is counted as `esp_auth_failed`; the tunnel's health probes leave as ESP,
-//! and replies sealed by a live peer keep it healthy; the boot epoch is part of every IV and a
+//! and replies sealed by a live peer keep it healthy; a rekey by SIGHUP reaches the running
+//! workers; the boot epoch is part of every IV and a
 //! start without a persisted one is refused; the example configs with IPsec start. Every mbuf
 //! and every cipher session is back at shutdown.
 
@@ -678,5 +679,215 @@ fn probe_replies_sealed_by_the_peer_keep_the_tunnel_healthy() {
         .parse()
         .unwrap();
     assert!(got >= 10, "replies counted by the plane\n{log}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The pcap file header net_pcap reads first.
+fn pcap_header() -> Vec<u8> {
+    let mut hdr = Vec::new();
+    hdr.extend_from_slice(&0xa1b2c3d4u32.to_le_bytes());
+    hdr.extend_from_slice(&2u16.to_le_bytes());
+    hdr.extend_from_slice(&4u16.to_le_bytes());
+    hdr.extend_from_slice(&[0; 8]);
+    hdr.extend_from_slice(&65535u32.to_le_bytes());
+    hdr.extend_from_slice(&1u32.to_le_bytes());
+    hdr
+}
+
+/// `frames` and then frames of an unused EtherType up to a whole receive burst, as one write.
+fn burst_of(frames: &[Vec<u8>]) -> Vec<u8> {
+    let filler = ethernet(PORT_MAC, GW_MAC, 0x88b5, &[0; 46]);
+    let mut batch: Vec<u8> = frames.iter().flat_map(|f| pcap_record(f)).collect();
+    for _ in frames.len()..RX_BURST {
+        batch.extend(pcap_record(&filler));
+    }
+    batch
+}
+
+/// Waits (up to 20 s) until `path` holds at least `n` complete records.
+fn wait_for_records(path: &Path, n: usize) -> Vec<Vec<u8>> {
+    let start = Instant::now();
+    loop {
+        let got = pcap_records_so_far(path);
+        if got.len() >= n || start.elapsed() > Duration::from_secs(20) {
+            return got;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// A make-before-break rekey by SIGHUP: the reload adds an inbound SA and switches the outbound
+/// one; the workers pick the new SAs up from the published context (new sessions, the new
+/// SPI's sequence numbers from 1), with nothing restarted.
+#[test]
+fn a_rekey_by_reload_takes_effect_on_the_running_workers() {
+    use std::io::Write;
+    const NEW_OUT_SPI: u32 = 0x2001;
+    const NEW_IN_SPI: u32 = 0x1001;
+    const NEW_OUT_KEY: &str =
+        "aa0102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f0badcafe";
+    const NEW_IN_KEY: &str =
+        "bbe0d0c0b0a090807060504030201000f1e1d1c1b1a191817161514131211101feedf00d";
+    let name = "ipsec-rekey";
+    let dir = scratch(name);
+    let (rx, tx, cfg, state) = (
+        dir.join("in.fifo"),
+        dir.join("out.pcap"),
+        dir.join("c.yaml"),
+        dir.join("state"),
+    );
+    let before = config(&state, "{enabled: false}");
+    std::fs::write(&cfg, &before).unwrap();
+    assert!(Command::new("mkfifo").arg(&rx).status().unwrap().success());
+    let opener = {
+        let rx = rx.clone();
+        std::thread::spawn(move || std::fs::OpenOptions::new().write(true).open(rx).unwrap())
+    };
+    let mut child = Command::new(CONDUIT)
+        .args(args_for(name, &rx, &tx, &cfg, false))
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in BufReader::new(stderr).lines() {
+            let line = line.unwrap_or_default();
+            let _ = lines_tx.send(line.clone());
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    let wait_line = |what: &str| {
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(30) {
+            if let Ok(l) = lines.recv_timeout(Duration::from_millis(100)) {
+                if l.contains(what) {
+                    return true;
+                }
+            }
+        }
+        false
+    };
+    let mut fifo = opener.join().unwrap();
+    fifo.write_all(&pcap_header()).unwrap();
+    assert!(wait_line("pipeline over"));
+    let host = Ipv4Addr::new(8, 8, 8, 8);
+    let customer = Ipv4Addr::new(172, 16, 0, 10);
+    let to_customer = |ident: u16| {
+        Ipv4::new(host, customer, frames::UDP)
+            .ident(ident)
+            .packet(&udp(host, customer, 53, 4000, b"to the customer"))
+    };
+    let frame = |ip: &[u8]| ethernet(PORT_MAC, GW_MAC, ETHERTYPE_IPV4, ip);
+
+    // Before the reload: the first outbound SA.
+    fifo.write_all(&burst_of(&[frame(&to_customer(1))]))
+        .unwrap();
+    let sent = wait_for_records(&tx, 1);
+    assert_eq!(sent.len(), 1);
+
+    // The rekey: a new inbound SA beside the old one, and a new outbound SA.
+    let after = before
+        .replace(
+            &format!("outbound: {{spi: {OUT_SPI}, key: 0x{OUT_KEY}}}"),
+            &format!("outbound: {{spi: {NEW_OUT_SPI}, key: 0x{NEW_OUT_KEY}}}"),
+        )
+        .replace(
+            &format!("        - {{spi: {IN_SPI}, key: 0x{IN_KEY}}}\n"),
+            &format!(
+                "        - {{spi: {IN_SPI}, key: 0x{IN_KEY}}}\n        - {{spi: {NEW_IN_SPI}, key: 0x{NEW_IN_KEY}}}\n"
+            ),
+        );
+    assert_ne!(after, before);
+    assert!(after.contains(NEW_IN_KEY));
+    std::fs::write(&cfg, &after).unwrap();
+    let _ = Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status();
+    let reloaded = wait_line("reloaded");
+    // One burst for the worker to read the new context before the packets that need it.
+    fifo.write_all(&burst_of(&[])).unwrap();
+    let from_customer = Ipv4::new(customer, host, frames::UDP).packet(&udp(
+        customer,
+        host,
+        4000,
+        53,
+        b"under the new key",
+    ));
+    let esp_new = Ipv4::new(REMOTE, LOCAL, frames::ESP).packet(&seal_esp(
+        NEW_IN_KEY,
+        NEW_IN_SPI,
+        1,
+        &from_customer,
+    ));
+    fifo.write_all(&burst_of(&[frame(&to_customer(2)), frame(&esp_new)]))
+        .unwrap();
+    let sent = wait_for_records(&tx, 3);
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    std::thread::sleep(Duration::from_millis(200));
+    drop(fifo);
+    let exit = child.wait().unwrap();
+    let mut stdout = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut stdout)
+        .unwrap();
+    let log = format!("{stdout}\n--- stderr\n{}", reader.join().unwrap());
+    assert!(reloaded, "{log}");
+    assert_eq!(exit.code(), Some(0), "{log}");
+    assert_clean_shutdown(&log);
+    assert_eq!(sent.len(), 3, "{log}");
+
+    let first = open_esp(OUT_KEY, &ip_of(&sent[0])[20..]);
+    assert_eq!((first.spi, first.seq), (OUT_SPI, 1));
+    assert_eq!(
+        first.inner,
+        Ipv4::new(host, customer, frames::UDP)
+            .ident(1)
+            .ttl(63)
+            .packet(&udp(host, customer, 53, 4000, b"to the customer"))
+    );
+    let mut esp = None;
+    let mut plain = None;
+    for f in &sent[1..] {
+        let ip = ip_of(f);
+        if ip[9] == frames::ESP {
+            esp = Some(ip.to_vec());
+        } else {
+            plain = Some(ip.to_vec());
+        }
+    }
+    let second = open_esp(NEW_OUT_KEY, &esp.expect("ESP after the rekey")[20..]);
+    assert_eq!(
+        (second.spi, second.seq),
+        (NEW_OUT_SPI, 1),
+        "the new outbound SA numbers from 1"
+    );
+    assert_eq!(
+        second.inner,
+        Ipv4::new(host, customer, frames::UDP)
+            .ident(2)
+            .ttl(63)
+            .packet(&udp(host, customer, 53, 4000, b"to the customer"))
+    );
+    assert_eq!(
+        plain.expect("ESP under the new inbound SA, decapsulated"),
+        Ipv4::new(customer, host, frames::UDP).ttl(63).packet(&udp(
+            customer,
+            host,
+            4000,
+            53,
+            b"under the new key"
+        ))
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
