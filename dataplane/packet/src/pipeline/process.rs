@@ -813,19 +813,7 @@ impl<B: PacketBuf> Job<'_, B> {
         rt.shared.add(writer, SaCounter::Bytes, inner_len as u64);
         let inner_off = esp_off + head;
         trim_to(self.pkt, inner_off + inner_len)?;
-        let mut inner = parse_ipv4(self.pkt.data().get(inner_off..).unwrap_or(&[]))?;
-        if inner.header_len > ipv4::HEADER_LEN {
-            options::check(
-                self.pkt.data().get(inner_off..).unwrap_or(&[]),
-                self.ctx.ipv4_options(),
-            )?;
-        }
-        trim_to(self.pkt, inner_off + inner.total_len)?;
-        if tos & ECN_MASK == ECN_CE {
-            let bytes = self.pkt.data_mut().get_mut(inner_off..).unwrap_or(&mut []);
-            inner.tos = propagate_ce(bytes, inner.tos);
-        }
-        self.route(inner_off, inner, Source::Tunnel(tunnel))
+        self.route_inner(inner_off, tos, tunnel)
     }
 
     /// docs/behaviour.md §2's GRE acceptance rules, then the inner packet is routed.
@@ -858,6 +846,19 @@ impl<B: PacketBuf> Job<'_, B> {
             }
             (entry.tunnel, gre_off + gre.header_len())
         };
+        self.route_inner(inner_off, outer.tos, tunnel)
+    }
+
+    /// Routes the inner IPv4 packet at `inner_off`, decapsulated from `tunnel` with the outer
+    /// TOS `outer_tos`: its header and options checked, the packet trimmed to its total length,
+    /// and congestion experienced on the outer header carried to the inner one.
+    #[inline(always)]
+    fn route_inner(
+        &mut self,
+        inner_off: usize,
+        outer_tos: u8,
+        tunnel: TunnelId,
+    ) -> Result<Verdict> {
         let mut inner = parse_ipv4(self.pkt.data().get(inner_off..).unwrap_or(&[]))?;
         if inner.header_len > ipv4::HEADER_LEN {
             options::check(
@@ -866,7 +867,7 @@ impl<B: PacketBuf> Job<'_, B> {
             )?;
         }
         trim_to(self.pkt, inner_off + inner.total_len)?;
-        if outer.tos & ECN_MASK == ECN_CE {
+        if outer_tos & ECN_MASK == ECN_CE {
             let bytes = self.pkt.data_mut().get_mut(inner_off..).unwrap_or(&mut []);
             inner.tos = propagate_ce(bytes, inner.tos);
         }
