@@ -9,11 +9,12 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read};
 use std::net::Ipv4Addr;
-use std::path::Path;
-use std::process::{Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::Receiver;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use aes_gcm::aead::AeadInPlace;
@@ -32,6 +33,9 @@ const IN_SPI: u32 = 0x1000;
 /// 32-byte key then 4-byte salt, as the config writes them.
 const OUT_KEY: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1fcafebabe";
 const IN_KEY: &str = "f0e0d0c0b0a090807060504030201000f1e1d1c1b1a191817161514131211101deadbeef";
+/// A host on the internet, and one at the customer's site (172.16.0.0/16, through site-a).
+const HOST: Ipv4Addr = Ipv4Addr::new(8, 8, 8, 8);
+const CUSTOMER: Ipv4Addr = Ipv4Addr::new(172, 16, 0, 10);
 
 fn hex(s: &str) -> Vec<u8> {
     (0..s.len())
@@ -151,58 +155,137 @@ fn seal_esp(keymat: &str, spi: u32, seq: u32, inner: &[u8]) -> Vec<u8> {
     [&head[..], &iv, &data, tag.as_slice()].concat()
 }
 
-/// The IPv4 packet of an Ethernet frame, checked: IPv4 EtherType, valid header checksum, total
-/// length equal to what the frame carries.
-fn ip_of(frame: &[u8]) -> &[u8] {
-    assert_eq!(&frame[12..14], &ETHERTYPE_IPV4.to_be_bytes(), "IPv4 frame");
-    let ip = &frame[14..];
-    assert_eq!(frames::checksum(&ip[..20]), 0, "IPv4 header checksum");
-    assert_eq!(
-        usize::from(u16::from_be_bytes([ip[2], ip[3]])),
-        ip.len(),
-        "total length is the frame's"
-    );
-    ip
-}
-
 fn addr(b: &[u8]) -> Ipv4Addr {
     Ipv4Addr::new(b[0], b[1], b[2], b[3])
 }
 
-/// The `drop <reason> <n>` lines of the final statistics.
-fn drops(log: &str) -> BTreeMap<String, u64> {
-    log.lines()
-        .filter_map(|l| l.strip_prefix("drop "))
-        .map(|l| {
-            let mut it = l.split_whitespace();
-            (
-                it.next().unwrap().to_string(),
-                it.next().unwrap().parse().unwrap(),
-            )
-        })
-        .collect()
+/// The frame the gateway sends us carrying `ip`.
+fn from_gateway(ip: &[u8]) -> Vec<u8> {
+    ethernet(PORT_MAC, GW_MAC, ETHERTYPE_IPV4, ip)
 }
 
-/// `--vdev crypto_aesni_gcm` (the device the config names) and net_pcap over `rx`/`tx`.
-fn args_for(name: &str, rx: &Path, tx: &Path, cfg: &Path, exit_when_idle: bool) -> Vec<String> {
-    let mut args = eal_args(name);
-    args.extend([
-        "--vdev".to_string(),
-        "crypto_aesni_gcm".to_string(),
-        "--vdev".to_string(),
-        format!(
-            "net_pcap0,rx_pcap={},tx_pcap={}",
-            rx.display(),
-            tx.display()
-        ),
-        "--".to_string(),
-        "--config".to_string(),
-        cfg.display().to_string(),
-    ]);
-    if exit_when_idle {
-        args.extend(["--exit-when-idle".to_string(), "500".to_string()]);
+/// A test's scratch directory and the files in it: the capture net_pcap reads (`rx`: a file or
+/// a FIFO), the one it writes (`tx`), the config and the IPsec state directory.
+struct Files {
+    dir: PathBuf,
+    rx: PathBuf,
+    tx: PathBuf,
+    cfg: PathBuf,
+    state: PathBuf,
+}
+
+impl Files {
+    /// The files of test `name`, its capture read from `rx` in the scratch directory; none is
+    /// made yet.
+    fn new(name: &str, rx: &str) -> Self {
+        let dir = scratch(name);
+        Files {
+            rx: dir.join(rx),
+            tx: dir.join("out.pcap"),
+            cfg: dir.join("c.yaml"),
+            state: dir.join("state"),
+            dir,
+        }
     }
-    args
+
+    /// [`Files::new`] with the state directory made and the config written, the tunnel's
+    /// `health_check` being `health`.
+    fn configured(name: &str, rx: &str, health: &str) -> Self {
+        let f = Files::new(name, rx);
+        std::fs::create_dir(&f.state).unwrap();
+        std::fs::write(&f.cfg, config(&f.state, health)).unwrap();
+        f
+    }
+
+    /// The appliance's arguments (EAL prefix `name`): `--vdev crypto_aesni_gcm` (the device the
+    /// config names) and net_pcap over `rx`/`tx`.
+    fn args(&self, name: &str, exit_when_idle: bool) -> Vec<String> {
+        let mut args = appliance_args(
+            name,
+            &[
+                "crypto_aesni_gcm".to_string(),
+                pcap_vdev(&self.rx, &self.tx),
+            ],
+            &self.cfg,
+        );
+        if exit_when_idle {
+            args.extend(["--exit-when-idle".to_string(), "500".to_string()]);
+        }
+        args
+    }
+}
+
+/// The appliance running (`RUST_LOG=info`), its stderr read line by line as it comes.
+struct Running {
+    child: Child,
+    lines: Receiver<String>,
+    stderr: JoinHandle<String>,
+}
+
+impl Running {
+    fn start(args: &[String]) -> Self {
+        let mut child = Command::new(CONDUIT)
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (lines_tx, lines) = std::sync::mpsc::channel();
+        let stderr = std::thread::spawn(move || {
+            let mut all = String::new();
+            for line in BufReader::new(stderr).lines() {
+                let line = line.unwrap_or_default();
+                let _ = lines_tx.send(line.clone());
+                all.push_str(&line);
+                all.push('\n');
+            }
+            all
+        });
+        Running {
+            child,
+            lines,
+            stderr,
+        }
+    }
+
+    /// Waits up to `timeout` for a line of stderr that contains `what`; `false` if none came
+    /// (or stderr closed first).
+    fn wait_for(&self, what: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self
+                .lines
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            {
+                Ok(line) if line.contains(what) => return true,
+                Ok(_) => {}
+                Err(_) => return false,
+            }
+        }
+    }
+
+    /// Sends the signal `name` (`TERM`, `HUP`, ...).
+    fn signal(&self, name: &str) {
+        let _ = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status();
+    }
+
+    /// Waits until it exits; returns its exit code and everything it printed.
+    fn wait(mut self) -> (Option<i32>, String) {
+        let exit = self.child.wait().unwrap();
+        let mut stdout = String::new();
+        self.child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut stdout)
+            .unwrap();
+        let log = format!("{stdout}\n--- stderr\n{}", self.stderr.join().unwrap());
+        (exit.code(), log)
+    }
 }
 
 /// The shutdown checks every clean run passes.
@@ -220,31 +303,17 @@ fn assert_clean_shutdown(log: &str) {
 #[test]
 fn traffic_is_sealed_opened_and_authenticated_end_to_end() {
     let name = "ipsec-traffic";
-    let dir = scratch(name);
-    let (rx, tx, cfg, state) = (
-        dir.join("in.pcap"),
-        dir.join("out.pcap"),
-        dir.join("c.yaml"),
-        dir.join("state"),
-    );
-    std::fs::create_dir(&state).unwrap();
-    std::fs::write(&cfg, config(&state, "{enabled: false}")).unwrap();
-    let host = Ipv4Addr::new(8, 8, 8, 8);
-    let customer = Ipv4Addr::new(172, 16, 0, 10);
+    let f = Files::configured(name, "in.pcap", "{enabled: false}");
+    let answer = udp(HOST, CUSTOMER, 53, 4000, b"answer from the internet");
+    let question = udp(CUSTOMER, HOST, 4000, 53, b"a question, through the tunnel");
     // 1. Plain, from the internet to the customer prefix: leaves as ESP.
-    let to_customer = Ipv4::new(host, customer, frames::UDP)
+    let to_customer = Ipv4::new(HOST, CUSTOMER, frames::UDP)
         .ident(0x1234)
-        .packet(&udp(host, customer, 53, 4000, b"answer from the internet"));
+        .packet(&answer);
     // 2. ESP from the customer's site under the inbound SA: decapsulated, routed plain.
-    let from_customer = Ipv4::new(customer, host, frames::UDP)
+    let from_customer = Ipv4::new(CUSTOMER, HOST, frames::UDP)
         .ident(0x4321)
-        .packet(&udp(
-            customer,
-            host,
-            4000,
-            53,
-            b"a question, through the tunnel",
-        ));
+        .packet(&question);
     let esp_in =
         Ipv4::new(REMOTE, LOCAL, frames::ESP).packet(&seal_esp(IN_KEY, IN_SPI, 1, &from_customer));
     // 3. The same with one ICV bit flipped (sequence 2): esp_auth_failed.
@@ -253,11 +322,11 @@ fn traffic_is_sealed_opened_and_authenticated_end_to_end() {
     let esp_forged = Ipv4::new(REMOTE, LOCAL, frames::ESP).packet(&forged);
     let input: Vec<Vec<u8>> = [&to_customer, &esp_in, &esp_forged]
         .iter()
-        .map(|ip| ethernet(PORT_MAC, GW_MAC, ETHERTYPE_IPV4, ip))
+        .map(|ip| from_gateway(ip))
         .collect();
-    write_pcap(&rx, &input);
+    write_pcap(&f.rx, &input);
 
-    let out = run(&args_for(name, &rx, &tx, &cfg, true));
+    let out = run(&f.args(name, true));
     let log = text(&out);
     assert!(out.status.success(), "{log}");
     assert_clean_shutdown(&log);
@@ -270,7 +339,7 @@ fn traffic_is_sealed_opened_and_authenticated_end_to_end() {
         "a fresh state_dir starts at 1\n{log}"
     );
     assert_eq!(
-        std::fs::read_to_string(state.join("boot-epoch")).unwrap(),
+        std::fs::read_to_string(f.state.join("boot-epoch")).unwrap(),
         "1\n"
     );
     let d = drops(&log);
@@ -284,7 +353,7 @@ fn traffic_is_sealed_opened_and_authenticated_end_to_end() {
         assert_eq!(d.get(reason).copied().unwrap_or(0), 0, "{reason}\n{log}");
     }
 
-    let sent = read_pcap(&tx);
+    let sent = read_pcap(&f.tx);
     assert_eq!(
         sent.len(),
         2,
@@ -292,10 +361,10 @@ fn traffic_is_sealed_opened_and_authenticated_end_to_end() {
     );
     let mut esp_out = None;
     let mut plain_out = None;
-    for f in &sent {
-        assert_eq!(&f[..6], &GW_MAC, "to the gateway");
-        assert_eq!(&f[6..12], &PORT_MAC, "from our port");
-        let ip = ip_of(f);
+    for frame in &sent {
+        assert_eq!(&frame[..6], &GW_MAC, "to the gateway");
+        assert_eq!(&frame[6..12], &PORT_MAC, "from our port");
+        let ip = ip_of(frame);
         match ip[9] {
             frames::ESP => esp_out = Some(ip.to_vec()),
             frames::UDP => plain_out = Some(ip.to_vec()),
@@ -317,31 +386,25 @@ fn traffic_is_sealed_opened_and_authenticated_end_to_end() {
     iv[2..4].copy_from_slice(&1u16.to_be_bytes());
     iv[4..].copy_from_slice(&1u32.to_be_bytes());
     assert_eq!(o.iv, iv, "instance ‖ boot epoch ‖ sequence");
-    let expected_inner = Ipv4::new(host, customer, frames::UDP)
+    let expected_inner = Ipv4::new(HOST, CUSTOMER, frames::UDP)
         .ident(0x1234)
         .ttl(63)
-        .packet(&udp(host, customer, 53, 4000, b"answer from the internet"));
+        .packet(&answer);
     assert_eq!(o.inner, expected_inner, "the exact inner packet, TTL − 1");
 
     // The decapsulated packet: the inner one, TTL − 1, to the internet.
-    let expected_plain = Ipv4::new(customer, host, frames::UDP)
+    let expected_plain = Ipv4::new(CUSTOMER, HOST, frames::UDP)
         .ident(0x4321)
         .ttl(63)
-        .packet(&udp(
-            customer,
-            host,
-            4000,
-            53,
-            b"a question, through the tunnel",
-        ));
+        .packet(&question);
     assert_eq!(plain_out.expect("the decapsulated packet"), expected_plain);
 
     // A second start advances the boot epoch, so its IVs differ from the first start's.
-    let out = run(&args_for(&format!("{name}-2"), &rx, &tx, &cfg, true));
+    let out = run(&f.args(&format!("{name}-2"), true));
     let log = text(&out);
     assert!(out.status.success(), "{log}");
     assert!(log.contains("IPsec: boot epoch 2"), "{log}");
-    let sent = read_pcap(&tx);
+    let sent = read_pcap(&f.tx);
     let esp = sent
         .iter()
         .map(|f| ip_of(f))
@@ -349,85 +412,46 @@ fn traffic_is_sealed_opened_and_authenticated_end_to_end() {
         .unwrap();
     let o = open_esp(OUT_KEY, &esp[20..]);
     assert_eq!(&o.iv[..4], &[0, INSTANCE as u8, 0, 2]);
-    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&f.dir);
 }
 
 /// Runs the appliance until `until` appears in its stderr and `then` more time has passed,
 /// then stops it with SIGTERM; returns its exit code and everything it printed.
 fn run_then_stop(args: &[String], until: &str, then: Duration) -> (Option<i32>, String) {
-    let mut child = Command::new(CONDUIT)
-        .args(args)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (seen_tx, seen_rx) = std::sync::mpsc::channel();
-    let wanted = until.to_string();
-    let reader = std::thread::spawn(move || {
-        let mut all = String::new();
-        for line in BufReader::new(stderr).lines() {
-            let line = line.unwrap_or_default();
-            if line.contains(&wanted) {
-                let _ = seen_tx.send(());
-            }
-            all.push_str(&line);
-            all.push('\n');
-        }
-        all
-    });
-    let seen = seen_rx.recv_timeout(Duration::from_secs(60)).is_ok();
+    let app = Running::start(args);
+    let seen = app.wait_for(until, Duration::from_secs(60));
     if seen {
         std::thread::sleep(then);
     }
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
+    app.signal("TERM");
     let started = Instant::now();
-    let exit = child.wait().unwrap();
+    let (code, log) = app.wait();
     assert!(
         started.elapsed() < Duration::from_secs(20),
         "must stop promptly"
     );
-    let mut stdout = String::new();
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut stdout)
-        .unwrap();
-    let log = format!("{stdout}\n--- stderr\n{}", reader.join().unwrap());
     assert!(seen, "never logged {until:?}\n{log}");
-    (exit.code(), log)
+    (code, log)
 }
 
 #[test]
 fn health_probes_of_an_ipsec_tunnel_leave_as_esp() {
     let name = "ipsec-probes";
-    let dir = scratch(name);
-    let (rx, tx, cfg, state) = (
-        dir.join("in.pcap"),
-        dir.join("out.pcap"),
-        dir.join("c.yaml"),
-        dir.join("state"),
-    );
-    std::fs::create_dir(&state).unwrap();
-    std::fs::write(&cfg, config(&state, "{rate: high}")).unwrap();
-    write_pcap(&rx, &[]);
+    let f = Files::configured(name, "in.pcap", "{rate: high}");
+    write_pcap(&f.rx, &[]);
     let (code, log) = run_then_stop(
-        &args_for(name, &rx, &tx, &cfg, false),
+        &f.args(name, false),
         "pipeline over",
         Duration::from_millis(1500),
     );
     assert_eq!(code, Some(0), "{log}");
     assert_clean_shutdown(&log);
     assert!(log.contains("unbuildable 0"), "every probe sealed\n{log}");
-    let sent = read_pcap(&tx);
+    let sent = read_pcap(&f.tx);
     assert!(sent.len() >= 5, "a probe every 100 ms\n{log}");
     let mut seqs = Vec::new();
-    for f in &sent {
-        let ip = ip_of(f);
+    for frame in &sent {
+        let ip = ip_of(frame);
         assert_eq!(ip[9], frames::ESP, "every probe is ESP");
         assert_eq!((addr(&ip[12..16]), addr(&ip[16..20])), (LOCAL, REMOTE));
         let o = open_esp(OUT_KEY, &ip[20..]);
@@ -453,24 +477,19 @@ fn health_probes_of_an_ipsec_tunnel_leave_as_esp() {
         (1..=seqs.len() as u32).collect::<Vec<_>>(),
         "the control thread numbers from the outbound SA's sequence"
     );
-    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&f.dir);
 }
 
 #[test]
 fn a_boot_epoch_that_cannot_be_persisted_refuses_the_start() {
     let name = "ipsec-epoch";
-    let dir = scratch(name);
-    let (rx, tx, cfg) = (
-        dir.join("in.pcap"),
-        dir.join("out.pcap"),
-        dir.join("c.yaml"),
-    );
+    let f = Files::new(name, "in.pcap");
     // A regular file where the directory should be: unwritable even for root.
-    let not_a_dir = dir.join("file");
+    let not_a_dir = f.dir.join("file");
     std::fs::write(&not_a_dir, "").unwrap();
-    std::fs::write(&cfg, config(&not_a_dir.join("state"), "{enabled: false}")).unwrap();
-    write_pcap(&rx, &[]);
-    let out = run(&args_for(name, &rx, &tx, &cfg, true));
+    std::fs::write(&f.cfg, config(&not_a_dir.join("state"), "{enabled: false}")).unwrap();
+    write_pcap(&f.rx, &[]);
+    let out = run(&f.args(name, true));
     let log = text(&out);
     assert_eq!(out.status.code(), Some(1), "{log}");
     assert!(
@@ -478,7 +497,7 @@ fn a_boot_epoch_that_cannot_be_persisted_refuses_the_start() {
         "{log}"
     );
     assert!(!log.contains("pipeline over"), "no worker launched\n{log}");
-    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&f.dir);
 }
 
 /// The shipped example configurations with IPsec start (on a null device, the state directory
@@ -508,13 +527,7 @@ fn example_starts(file: &str, edit: impl Fn(String) -> String) {
     assert!(text.contains(&state.display().to_string()));
     let cfg = dir.join("c.yaml");
     std::fs::write(&cfg, text).unwrap();
-    let mut args = eal_args(&name);
-    args.extend(
-        ["--vdev", "net_null0", "--", "--config"]
-            .iter()
-            .map(|s| s.to_string()),
-    );
-    args.push(cfg.display().to_string());
+    let args = appliance_args(&name, &["net_null0".to_string()], &cfg);
     let (code, log) = run_then_stop(&args, "pipeline over", Duration::from_millis(500));
     assert_eq!(code, Some(0), "{log}");
     assert!(
@@ -588,59 +601,31 @@ const RX_BURST: usize = 32;
 fn probe_replies_sealed_by_the_peer_keep_the_tunnel_healthy() {
     use std::io::Write;
     let name = "ipsec-replies";
-    let dir = scratch(name);
-    let (rx, tx, cfg, state) = (
-        dir.join("in.fifo"),
-        dir.join("out.pcap"),
-        dir.join("c.yaml"),
-        dir.join("state"),
-    );
-    std::fs::create_dir(&state).unwrap();
-    std::fs::write(&cfg, config(&state, "{rate: high}")).unwrap();
-    assert!(Command::new("mkfifo").arg(&rx).status().unwrap().success());
+    let f = Files::configured(name, "in.fifo", "{rate: high}");
+    mkfifo(&f.rx);
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let peer = {
-        let (rx, tx, stop) = (rx.clone(), tx.clone(), std::sync::Arc::clone(&stop));
+        let (rx, tx, stop) = (f.rx.clone(), f.tx.clone(), std::sync::Arc::clone(&stop));
         std::thread::spawn(move || {
             // Blocks until net_pcap opens the FIFO for reading.
             let mut fifo = std::fs::OpenOptions::new().write(true).open(&rx).unwrap();
-            let mut hdr = Vec::new();
-            hdr.extend_from_slice(&0xa1b2c3d4u32.to_le_bytes());
-            hdr.extend_from_slice(&2u16.to_le_bytes());
-            hdr.extend_from_slice(&4u16.to_le_bytes());
-            hdr.extend_from_slice(&[0; 8]);
-            hdr.extend_from_slice(&65535u32.to_le_bytes());
-            hdr.extend_from_slice(&1u32.to_le_bytes());
-            fifo.write_all(&hdr).unwrap();
-            let filler = ethernet(PORT_MAC, GW_MAC, 0x88b5, &[0; 46]);
+            fifo.write_all(&pcap_header()).unwrap();
             let mut answered = 0;
             let mut seq = 0;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 let sent = pcap_records_so_far(&tx);
-                let mut batch = Vec::new();
-                let mut records = 0;
-                for f in sent.iter().skip(answered) {
-                    let ip = ip_of(f);
+                let mut replies = Vec::new();
+                for frame in sent.iter().skip(answered) {
+                    let ip = ip_of(frame);
                     assert_eq!(ip[9], frames::ESP, "probes are ESP");
                     let o = open_esp(OUT_KEY, &ip[20..]);
                     seq += 1;
                     let back = Ipv4::new(REMOTE, LOCAL, frames::ESP)
                         .packet(&seal_esp(IN_KEY, IN_SPI, seq, &o.inner));
-                    batch.extend(pcap_record(&ethernet(
-                        PORT_MAC,
-                        GW_MAC,
-                        ETHERTYPE_IPV4,
-                        &back,
-                    )));
-                    records += 1;
+                    replies.push(from_gateway(&back));
                 }
                 answered = sent.len();
-                // net_pcap reads a whole receive burst before it returns: fill one.
-                while records == 0 || records % RX_BURST != 0 {
-                    batch.extend(pcap_record(&filler));
-                    records += 1;
-                }
-                if fifo.write_all(&batch).is_err() {
+                if fifo.write_all(&burst_of(&replies)).is_err() {
                     return seq;
                 }
                 std::thread::sleep(Duration::from_millis(2));
@@ -649,23 +634,14 @@ fn probe_replies_sealed_by_the_peer_keep_the_tunnel_healthy() {
             seq
         })
     };
-    let child = Command::new(CONDUIT)
-        .args(args_for(name, &rx, &tx, &cfg, false))
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let app = Running::start(&f.args(name, false));
     std::thread::sleep(Duration::from_millis(2500));
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
+    app.signal("TERM");
     std::thread::sleep(Duration::from_millis(200));
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let replies = peer.join().unwrap();
-    let out = child.wait_with_output().unwrap();
-    let log = text(&out);
-    assert_eq!(out.status.code(), Some(0), "{log}");
+    let (code, log) = app.wait();
+    assert_eq!(code, Some(0), "{log}");
     assert_clean_shutdown(&log);
     assert!(replies >= 10, "the peer answered {replies} probes\n{log}");
     let health = log
@@ -679,7 +655,7 @@ fn probe_replies_sealed_by_the_peer_keep_the_tunnel_healthy() {
         .parse()
         .unwrap();
     assert!(got >= 10, "replies counted by the plane\n{log}");
-    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&f.dir);
 }
 
 /// The pcap file header net_pcap reads first.
@@ -694,14 +670,21 @@ fn pcap_header() -> Vec<u8> {
     hdr
 }
 
-/// `frames` and then frames of an unused EtherType up to a whole receive burst, as one write.
+/// `frames` and then frames of an unused EtherType up to a whole number of receive bursts (at
+/// least one), as one write: net_pcap reads a whole receive burst before it returns.
 fn burst_of(frames: &[Vec<u8>]) -> Vec<u8> {
     let filler = ethernet(PORT_MAC, GW_MAC, 0x88b5, &[0; 46]);
+    let records = frames.len().div_ceil(RX_BURST).max(1) * RX_BURST;
     let mut batch: Vec<u8> = frames.iter().flat_map(|f| pcap_record(f)).collect();
-    for _ in frames.len()..RX_BURST {
+    for _ in frames.len()..records {
         batch.extend(pcap_record(&filler));
     }
     batch
+}
+
+/// Makes a FIFO at `path`.
+fn mkfifo(path: &Path) {
+    assert!(Command::new("mkfifo").arg(path).status().unwrap().success());
 }
 
 /// Waits (up to 20 s) until `path` holds at least `n` complete records.
@@ -729,66 +712,30 @@ fn a_rekey_by_reload_takes_effect_on_the_running_workers() {
     const NEW_IN_KEY: &str =
         "bbe0d0c0b0a090807060504030201000f1e1d1c1b1a191817161514131211101feedf00d";
     let name = "ipsec-rekey";
-    let dir = scratch(name);
-    let (rx, tx, cfg, state) = (
-        dir.join("in.fifo"),
-        dir.join("out.pcap"),
-        dir.join("c.yaml"),
-        dir.join("state"),
-    );
-    let before = config(&state, "{enabled: false}");
-    std::fs::write(&cfg, &before).unwrap();
-    assert!(Command::new("mkfifo").arg(&rx).status().unwrap().success());
+    let f = Files::new(name, "in.fifo");
+    let before = config(&f.state, "{enabled: false}");
+    std::fs::write(&f.cfg, &before).unwrap();
+    mkfifo(&f.rx);
     let opener = {
-        let rx = rx.clone();
+        let rx = f.rx.clone();
         std::thread::spawn(move || std::fs::OpenOptions::new().write(true).open(rx).unwrap())
     };
-    let mut child = Command::new(CONDUIT)
-        .args(args_for(name, &rx, &tx, &cfg, false))
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
-    let reader = std::thread::spawn(move || {
-        let mut all = String::new();
-        for line in BufReader::new(stderr).lines() {
-            let line = line.unwrap_or_default();
-            let _ = lines_tx.send(line.clone());
-            all.push_str(&line);
-            all.push('\n');
-        }
-        all
-    });
-    let wait_line = |what: &str| {
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(30) {
-            if let Ok(l) = lines.recv_timeout(Duration::from_millis(100)) {
-                if l.contains(what) {
-                    return true;
-                }
-            }
-        }
-        false
-    };
+    let app = Running::start(&f.args(name, false));
     let mut fifo = opener.join().unwrap();
     fifo.write_all(&pcap_header()).unwrap();
-    assert!(wait_line("pipeline over"));
-    let host = Ipv4Addr::new(8, 8, 8, 8);
-    let customer = Ipv4Addr::new(172, 16, 0, 10);
-    let to_customer = |ident: u16| {
-        Ipv4::new(host, customer, frames::UDP)
+    assert!(app.wait_for("pipeline over", Duration::from_secs(30)));
+    let to_customer = udp(HOST, CUSTOMER, 53, 4000, b"to the customer");
+    let from_customer = udp(CUSTOMER, HOST, 4000, 53, b"under the new key");
+    let outbound = |ident: u16| {
+        Ipv4::new(HOST, CUSTOMER, frames::UDP)
             .ident(ident)
-            .packet(&udp(host, customer, 53, 4000, b"to the customer"))
+            .packet(&to_customer)
     };
-    let frame = |ip: &[u8]| ethernet(PORT_MAC, GW_MAC, ETHERTYPE_IPV4, ip);
 
     // Before the reload: the first outbound SA.
-    fifo.write_all(&burst_of(&[frame(&to_customer(1))]))
+    fifo.write_all(&burst_of(&[from_gateway(&outbound(1))]))
         .unwrap();
-    let sent = wait_for_records(&tx, 1);
+    let sent = wait_for_records(&f.tx, 1);
     assert_eq!(sent.len(), 1);
 
     // The rekey: a new inbound SA beside the old one, and a new outbound SA.
@@ -805,45 +752,29 @@ fn a_rekey_by_reload_takes_effect_on_the_running_workers() {
         );
     assert_ne!(after, before);
     assert!(after.contains(NEW_IN_KEY));
-    std::fs::write(&cfg, &after).unwrap();
-    let _ = Command::new("kill")
-        .args(["-HUP", &child.id().to_string()])
-        .status();
-    let reloaded = wait_line("reloaded");
+    std::fs::write(&f.cfg, &after).unwrap();
+    app.signal("HUP");
+    let reloaded = app.wait_for("reloaded", Duration::from_secs(30));
     // One burst for the worker to read the new context before the packets that need it.
     fifo.write_all(&burst_of(&[])).unwrap();
-    let from_customer = Ipv4::new(customer, host, frames::UDP).packet(&udp(
-        customer,
-        host,
-        4000,
-        53,
-        b"under the new key",
-    ));
     let esp_new = Ipv4::new(REMOTE, LOCAL, frames::ESP).packet(&seal_esp(
         NEW_IN_KEY,
         NEW_IN_SPI,
         1,
-        &from_customer,
+        &Ipv4::new(CUSTOMER, HOST, frames::UDP).packet(&from_customer),
     ));
-    fifo.write_all(&burst_of(&[frame(&to_customer(2)), frame(&esp_new)]))
-        .unwrap();
-    let sent = wait_for_records(&tx, 3);
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
+    fifo.write_all(&burst_of(&[
+        from_gateway(&outbound(2)),
+        from_gateway(&esp_new),
+    ]))
+    .unwrap();
+    let sent = wait_for_records(&f.tx, 3);
+    app.signal("TERM");
     std::thread::sleep(Duration::from_millis(200));
     drop(fifo);
-    let exit = child.wait().unwrap();
-    let mut stdout = String::new();
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut stdout)
-        .unwrap();
-    let log = format!("{stdout}\n--- stderr\n{}", reader.join().unwrap());
+    let (code, log) = app.wait();
     assert!(reloaded, "{log}");
-    assert_eq!(exit.code(), Some(0), "{log}");
+    assert_eq!(code, Some(0), "{log}");
     assert_clean_shutdown(&log);
     assert_eq!(sent.len(), 3, "{log}");
 
@@ -851,15 +782,15 @@ fn a_rekey_by_reload_takes_effect_on_the_running_workers() {
     assert_eq!((first.spi, first.seq), (OUT_SPI, 1));
     assert_eq!(
         first.inner,
-        Ipv4::new(host, customer, frames::UDP)
+        Ipv4::new(HOST, CUSTOMER, frames::UDP)
             .ident(1)
             .ttl(63)
-            .packet(&udp(host, customer, 53, 4000, b"to the customer"))
+            .packet(&to_customer)
     );
     let mut esp = None;
     let mut plain = None;
-    for f in &sent[1..] {
-        let ip = ip_of(f);
+    for frame in &sent[1..] {
+        let ip = ip_of(frame);
         if ip[9] == frames::ESP {
             esp = Some(ip.to_vec());
         } else {
@@ -874,20 +805,16 @@ fn a_rekey_by_reload_takes_effect_on_the_running_workers() {
     );
     assert_eq!(
         second.inner,
-        Ipv4::new(host, customer, frames::UDP)
+        Ipv4::new(HOST, CUSTOMER, frames::UDP)
             .ident(2)
             .ttl(63)
-            .packet(&udp(host, customer, 53, 4000, b"to the customer"))
+            .packet(&to_customer)
     );
     assert_eq!(
         plain.expect("ESP under the new inbound SA, decapsulated"),
-        Ipv4::new(customer, host, frames::UDP).ttl(63).packet(&udp(
-            customer,
-            host,
-            4000,
-            53,
-            b"under the new key"
-        ))
+        Ipv4::new(CUSTOMER, HOST, frames::UDP)
+            .ttl(63)
+            .packet(&from_customer)
     );
-    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&f.dir);
 }

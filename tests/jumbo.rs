@@ -114,20 +114,6 @@ fn fragments(packet: &[u8], chunk: usize) -> Vec<Vec<u8>> {
         .collect()
 }
 
-/// The IPv4 packet of an Ethernet frame, checked: IPv4 EtherType, valid header checksum, total
-/// length equal to what the frame carries.
-fn ip_of(frame: &[u8]) -> &[u8] {
-    assert_eq!(&frame[12..14], &ETHERTYPE_IPV4.to_be_bytes(), "IPv4 frame");
-    let ip = &frame[14..];
-    assert_eq!(frames::checksum(&ip[..20]), 0, "IPv4 header checksum");
-    assert_eq!(
-        usize::from(u16::from_be_bytes([ip[2], ip[3]])),
-        ip.len(),
-        "total length is the frame's"
-    );
-    ip
-}
-
 fn dst_of(ip: &[u8]) -> Ipv4Addr {
     Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19])
 }
@@ -136,20 +122,6 @@ fn dst_of(ip: &[u8]) -> Ipv4Addr {
 fn gre_inner(ip: &[u8]) -> &[u8] {
     assert_eq!((ip[9], &ip[20..24]), (frames::GRE, &[0u8, 0, 8, 0][..]));
     &ip[24..]
-}
-
-/// The `drop <reason> <n>` lines of the final statistics.
-fn drops(log: &str) -> BTreeMap<String, u64> {
-    log.lines()
-        .filter_map(|l| l.strip_prefix("drop "))
-        .map(|l| {
-            let mut it = l.split_whitespace();
-            (
-                it.next().unwrap().to_string(),
-                it.next().unwrap().parse().unwrap(),
-            )
-        })
-        .collect()
 }
 
 /// Runs the appliance over `input` with `config`; returns the log and the frames it sent.
@@ -162,20 +134,8 @@ fn replay(name: &str, config: &str, input: &[Vec<u8>]) -> (String, Vec<Vec<u8>>)
     );
     write_pcap(&rx, input);
     std::fs::write(&cfg, config).unwrap();
-    let mut args = eal_args(name);
-    args.extend([
-        "--vdev".to_string(),
-        format!(
-            "net_pcap0,rx_pcap={},tx_pcap={}",
-            rx.display(),
-            tx.display()
-        ),
-        "--".to_string(),
-        "--config".to_string(),
-        cfg.display().to_string(),
-        "--exit-when-idle".to_string(),
-        "500".to_string(),
-    ]);
+    let mut args = appliance_args(name, &[pcap_vdev(&rx, &tx)], &cfg);
+    args.extend(["--exit-when-idle".to_string(), "500".to_string()]);
     let out = run(&args);
     let log = text(&out);
     assert!(out.status.success(), "{log}");

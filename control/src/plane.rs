@@ -425,29 +425,6 @@ impl fmt::Debug for ControlPlane {
 }
 
 impl ControlPlane {
-    /// [`ControlPlane::with_boot_epoch`] without a boot epoch: IPsec tunnels get no SAs (they
-    /// neither send nor accept ESP).
-    pub fn new(
-        path: &Path,
-        config: Config,
-        port_macs: Vec<EthernetAddress>,
-        gateway_mac: EthernetAddress,
-        workers: usize,
-        tunnel_capacity: usize,
-        now: Timestamp,
-    ) -> Result<(Self, Vec<Reader<Context>>), PlaneError> {
-        Self::with_boot_epoch(
-            path,
-            config,
-            port_macs,
-            gateway_mac,
-            workers,
-            tunnel_capacity,
-            now,
-            None,
-        )
-    }
-
     /// Builds the first forwarding context from `config` (all tunnels healthy) and a publisher
     /// with one reader per worker. `tunnel_capacity` is the number of tunnel ids the workers'
     /// counters cover (reloads may not go beyond it). `path` is re-read on reload.

@@ -984,6 +984,22 @@ struct DpdkCipher {
     qp: Arc<SharedQueuePair>,
 }
 
+impl DpdkCipher {
+    /// One operation, refused unless the session runs in `direction` (a cipher made for one
+    /// direction never runs the other).
+    #[inline]
+    fn run(
+        &self,
+        direction: Direction,
+        nonce: &[u8; GCM_NONCE_LEN],
+        aad: &[u8; AAD_LEN],
+        data: &mut [u8],
+        icv: &mut [u8; GCM_ICV_LEN],
+    ) -> bool {
+        self.session.direction == direction && self.qp.run(&self.session, nonce, aad, data, icv)
+    }
+}
+
 impl Cipher for DpdkCipher {
     #[inline]
     fn seal(
@@ -993,8 +1009,7 @@ impl Cipher for DpdkCipher {
         data: &mut [u8],
         icv: &mut [u8; GCM_ICV_LEN],
     ) -> bool {
-        self.session.direction == Direction::Encrypt
-            && self.qp.run(&self.session, nonce, aad, data, icv)
+        self.run(Direction::Encrypt, nonce, aad, data, icv)
     }
 
     #[inline]
@@ -1007,8 +1022,7 @@ impl Cipher for DpdkCipher {
     ) -> bool {
         // Decryption only reads the ICV; the DPDK call takes it through a mutable pointer.
         let mut icv = *icv;
-        self.session.direction == Direction::Decrypt
-            && self.qp.run(&self.session, nonce, aad, data, &mut icv)
+        self.run(Direction::Decrypt, nonce, aad, data, &mut icv)
     }
 }
 

@@ -67,7 +67,7 @@ fn config(text: &str) -> Config {
 }
 
 fn plane(text: &str) -> (ControlPlane, Vec<Reader<Context>>) {
-    ControlPlane::new(
+    ControlPlane::with_boot_epoch(
         Path::new("test.yaml"),
         config(text),
         vec![PORT_MAC],
@@ -75,6 +75,7 @@ fn plane(text: &str) -> (ControlPlane, Vec<Reader<Context>>) {
         2,
         16,
         Timestamp::ZERO,
+        None,
     )
     .expect("plane starts")
 }
@@ -542,7 +543,7 @@ fn reload_of_restart_only_sections_is_refused_and_changes_nothing() {
 
 #[test]
 fn reload_beyond_the_tunnel_capacity_is_refused() {
-    let (mut p, _readers) = ControlPlane::new(
+    let (mut p, _readers) = ControlPlane::with_boot_epoch(
         Path::new("test.yaml"),
         config(CONFIG),
         vec![PORT_MAC],
@@ -550,6 +551,7 @@ fn reload_beyond_the_tunnel_capacity_is_refused() {
         1,
         3,
         Timestamp::ZERO,
+        None,
     )
     .unwrap();
     let more = CONFIG.replace(
@@ -567,7 +569,7 @@ fn reload_from_a_broken_file_keeps_the_running_config() {
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("c.yaml");
     std::fs::write(&path, CONFIG).unwrap();
-    let (mut p, _readers) = ControlPlane::new(
+    let (mut p, _readers) = ControlPlane::with_boot_epoch(
         &path,
         config(CONFIG),
         vec![PORT_MAC],
@@ -575,6 +577,7 @@ fn reload_from_a_broken_file_keeps_the_running_config() {
         1,
         16,
         Timestamp::ZERO,
+        None,
     )
     .unwrap();
     std::fs::write(&path, CONFIG.replace("tunnel: backup", "tunnel: nowhere")).unwrap();

@@ -213,6 +213,15 @@ enum Source {
     Local,
 }
 
+/// How ESP reaches a local endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum EspCarrier {
+    /// Directly in IPv4 (protocol 50).
+    Ip,
+    /// In UDP to port 4500 (NAT traversal, RFC 3948).
+    Udp,
+}
+
 /// Removes trailing bytes beyond `len` (Ethernet padding, GRE trailer).
 #[inline(always)]
 fn trim_to<B: PacketBuf>(pkt: &mut B, len: usize) -> Result<()> {
@@ -641,11 +650,25 @@ impl<B: PacketBuf> Job<'_, B> {
             }
             IpProtocol::Esp if local == Local::Endpoint => {
                 self.validate_local(ETH_LEN)?;
-                self.esp(ip.src, ip.dst, ip.header_len, ip.fragment, ip.tos)
+                self.esp(
+                    EspCarrier::Ip,
+                    ip.src,
+                    ip.dst,
+                    ip.header_len,
+                    ip.fragment,
+                    ip.tos,
+                )
             }
             IpProtocol::Udp if local == Local::Endpoint => {
                 self.validate_local(ETH_LEN)?;
-                self.nat_t(ip.src, ip.dst, ip.header_len, ip.fragment, ip.tos)
+                self.esp(
+                    EspCarrier::Udp,
+                    ip.src,
+                    ip.dst,
+                    ip.header_len,
+                    ip.fragment,
+                    ip.tos,
+                )
             }
             IpProtocol::Icmp => {
                 self.validate_local(ETH_LEN)?;
@@ -658,8 +681,10 @@ impl<B: PacketBuf> Job<'_, B> {
         }
     }
 
-    /// ESP to a local endpoint `dst` from `src` (host order): fragments of a tunnel pair are
-    /// reassembled, the rest decapsulated ([`Self::decap_esp`]).
+    /// ESP (or, `carrier` [`EspCarrier::Udp`], any UDP) to a local endpoint `dst` from `src`
+    /// (host order): fragments of a tunnel pair are reassembled (a UDP fragment's port is not
+    /// known yet), other fragments dropped (`EspUnknownSpi`; UDP: `LocalUnsupported`); the
+    /// rest is decapsulated ([`Self::decap_esp`]), UDP once [`Self::nat_t`] found ESP in it.
     ///
     /// Takes the fields it needs rather than the `IpInfo`: an `IpInfo` passed by value to an
     /// out-of-line function goes through memory, which kept the caller's `IpInfo` on the stack
@@ -667,6 +692,7 @@ impl<B: PacketBuf> Job<'_, B> {
     #[cold]
     fn esp(
         &mut self,
+        carrier: EspCarrier,
         src: u32,
         dst: u32,
         header_len: usize,
@@ -677,33 +703,26 @@ impl<B: PacketBuf> Job<'_, B> {
             return if self.ctx.has_esp_pair(dst, src) {
                 Ok(Verdict::Reassemble)
             } else {
-                Err(DropReason::EspUnknownSpi)
+                Err(match carrier {
+                    EspCarrier::Ip => DropReason::EspUnknownSpi,
+                    EspCarrier::Udp => DropReason::LocalUnsupported,
+                })
             };
         }
-        self.decap_esp(ETH_LEN + header_len, dst, src, tos)
+        let payload_off = ETH_LEN + header_len;
+        let esp_off = match carrier {
+            EspCarrier::Ip => payload_off,
+            EspCarrier::Udp => self.nat_t(payload_off)?,
+        };
+        self.decap_esp(esp_off, dst, src, tos)
     }
 
-    /// UDP to a local endpoint `dst` from `src`: ESP in UDP (RFC 3948) when it is to port 4500
-    /// and starts with a non-zero SPI; a zero marker (IKE, not Conduit's) and NAT keepalives
-    /// (one 0xFF byte) are dropped `LocalUnsupported`, as is any other UDP. Fragments from an
-    /// IPsec tunnel's remote are reassembled first (their port is not known yet).
-    #[cold]
-    fn nat_t(
-        &mut self,
-        src: u32,
-        dst: u32,
-        header_len: usize,
-        fragment: bool,
-        tos: u8,
-    ) -> Result<Verdict> {
-        if fragment {
-            return if self.ctx.has_esp_pair(dst, src) {
-                Ok(Verdict::Reassemble)
-            } else {
-                Err(DropReason::LocalUnsupported)
-            };
-        }
-        let udp_off = ETH_LEN + header_len;
+    /// The UDP datagram at `udp_off` (unfragmented, to a local endpoint): ESP in UDP (RFC 3948)
+    /// when it is to port 4500 and starts with a non-zero SPI; a zero marker (IKE, not
+    /// Conduit's) and NAT keepalives (one 0xFF byte) are dropped `LocalUnsupported`, as is any
+    /// other UDP. Trims the packet to the datagram and returns the offset of its ESP header.
+    #[inline(always)]
+    fn nat_t(&mut self, udp_off: usize) -> Result<usize> {
         // The UDP header was validated: 8 bytes, a length between 8 and the IP payload.
         let udp_end = {
             let seg = self.pkt.data().get(udp_off..).unwrap_or(&[]);
@@ -726,7 +745,7 @@ impl<B: PacketBuf> Job<'_, B> {
             udp_off + len
         };
         trim_to(self.pkt, udp_end)?;
-        self.decap_esp(udp_off + usize::from(NAT_T_UDP_LEN), dst, src, tos)
+        Ok(udp_off + usize::from(NAT_T_UDP_LEN))
     }
 
     /// Decapsulates the ESP packet at `esp_off` (running to the end of the trimmed packet) sent
@@ -794,19 +813,7 @@ impl<B: PacketBuf> Job<'_, B> {
         rt.shared.add(writer, SaCounter::Bytes, inner_len as u64);
         let inner_off = esp_off + head;
         trim_to(self.pkt, inner_off + inner_len)?;
-        let mut inner = parse_ipv4(self.pkt.data().get(inner_off..).unwrap_or(&[]))?;
-        if inner.header_len > ipv4::HEADER_LEN {
-            options::check(
-                self.pkt.data().get(inner_off..).unwrap_or(&[]),
-                self.ctx.ipv4_options(),
-            )?;
-        }
-        trim_to(self.pkt, inner_off + inner.total_len)?;
-        if tos & ECN_MASK == ECN_CE {
-            let bytes = self.pkt.data_mut().get_mut(inner_off..).unwrap_or(&mut []);
-            inner.tos = propagate_ce(bytes, inner.tos);
-        }
-        self.route(inner_off, inner, Source::Tunnel(tunnel))
+        self.route_inner(inner_off, tos, tunnel)
     }
 
     /// docs/behaviour.md §2's GRE acceptance rules, then the inner packet is routed.
@@ -839,6 +846,19 @@ impl<B: PacketBuf> Job<'_, B> {
             }
             (entry.tunnel, gre_off + gre.header_len())
         };
+        self.route_inner(inner_off, outer.tos, tunnel)
+    }
+
+    /// Routes the inner IPv4 packet at `inner_off`, decapsulated from `tunnel` with the outer
+    /// TOS `outer_tos`: its header and options checked, the packet trimmed to its total length,
+    /// and congestion experienced on the outer header carried to the inner one.
+    #[inline(always)]
+    fn route_inner(
+        &mut self,
+        inner_off: usize,
+        outer_tos: u8,
+        tunnel: TunnelId,
+    ) -> Result<Verdict> {
         let mut inner = parse_ipv4(self.pkt.data().get(inner_off..).unwrap_or(&[]))?;
         if inner.header_len > ipv4::HEADER_LEN {
             options::check(
@@ -847,7 +867,7 @@ impl<B: PacketBuf> Job<'_, B> {
             )?;
         }
         trim_to(self.pkt, inner_off + inner.total_len)?;
-        if outer.tos & ECN_MASK == ECN_CE {
+        if outer_tos & ECN_MASK == ECN_CE {
             let bytes = self.pkt.data_mut().get_mut(inner_off..).unwrap_or(&mut []);
             inner.tos = propagate_ce(bytes, inner.tos);
         }
