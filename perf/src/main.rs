@@ -117,7 +117,8 @@ struct Cli {
     json: bool,
     /// Instead of measuring: write the profile's frames, one per flow in flow order, as a pcap
     /// file addressed to `--pcap-mac`, for same-core replay with DPDK's net_pcap
-    /// (`rx_pcap=FILE,infinite_rx=1`). Needs no EAL.
+    /// (`rx_pcap=FILE,infinite_rx=1`). Needs no EAL, except for `esp-decap`, whose frames are
+    /// sealed on the `crypto_aesni_gcm` cryptodev (EAL's arguments come before `--`).
     #[arg(long, value_name = "FILE")]
     write_pcap: Option<PathBuf>,
     /// Instead of measuring: write the profile's appliance configuration (the one the worker
