@@ -26,6 +26,7 @@ use conduit_packet::publish::Publisher;
 use conduit_packet::stats::{CoreCounters, CoreSnapshot};
 use conduit_packet::wire::EthernetAddress;
 use control::config::Config;
+use dataplane::crypto::{DpdkCipherFactory, EspCipherFactories};
 use dataplane::eal::{rdtsc, Eal};
 use dataplane::lcore::LcoreId;
 use dataplane::mbuf::{Burst, MAX_BURST};
@@ -116,7 +117,8 @@ struct Cli {
     json: bool,
     /// Instead of measuring: write the profile's frames, one per flow in flow order, as a pcap
     /// file addressed to `--pcap-mac`, for same-core replay with DPDK's net_pcap
-    /// (`rx_pcap=FILE,infinite_rx=1`). Needs no EAL.
+    /// (`rx_pcap=FILE,infinite_rx=1`). Needs no EAL, except for `esp-decap`, whose frames are
+    /// sealed on the `crypto_aesni_gcm` cryptodev (EAL's arguments come before `--`).
     #[arg(long, value_name = "FILE")]
     write_pcap: Option<PathBuf>,
     /// Instead of measuring: write the profile's appliance configuration (the one the worker
@@ -155,8 +157,14 @@ fn run(cli: Cli, eal_args: Vec<String>) -> Result<ExitCode> {
     };
     spec.validate()?;
     if cli.write_pcap.is_some() || cli.write_config.is_some() || cli.write_ovs_flows.is_some() {
-        write_replay(&cli, &spec)?;
+        write_replay(&cli, &spec, &eal_args)?;
         return Ok(ExitCode::SUCCESS);
+    }
+    if spec.kind.is_esp() {
+        bail!(
+            "the ESP profiles are measured on the worker's own core: --write-pcap and --write-config \
+             for the appliance (perf/scripts/esp-vs-crypto-perf.sh)"
+        );
     }
     if !cli.ring_size.is_power_of_two() || cli.ring_size < 64 {
         bail!("--ring-size must be a power of two >= 64");
@@ -171,15 +179,22 @@ fn run(cli: Cli, eal_args: Vec<String>) -> Result<ExitCode> {
 }
 
 /// Writes the capture and/or the appliance configuration of the profile (`--write-pcap`,
-/// `--write-config`).
-fn write_replay(cli: &Cli, spec: &ProfileSpec) -> Result<()> {
+/// `--write-config`). The `esp-decap` capture is sealed on the cryptodev of the profile's
+/// config, which needs EAL (`eal_args`); nothing else does.
+fn write_replay(cli: &Cli, spec: &ProfileSpec, eal_args: &[String]) -> Result<()> {
     if cli.burst == 0 || cli.burst as usize > MAX_BURST {
         bail!("--burst must be 1..={MAX_BURST}");
     }
     if let Some(path) = &cli.write_pcap {
+        let frames: Vec<Vec<u8>> = if spec.kind == ProfileKind::EspDecap {
+            sealed_frames(spec, cli.pcap_mac.0, eal_args)?
+        } else {
+            (0..spec.flows)
+                .map(|f| spec.frame(f, cli.pcap_mac.0))
+                .collect()
+        };
         let file = std::fs::File::create(path)
             .with_context(|| format!("cannot create {}", path.display()))?;
-        let frames = (0..spec.flows).map(|f| spec.frame(f, cli.pcap_mac.0));
         capture::write_pcap(std::io::BufWriter::new(file), frames)
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
@@ -205,6 +220,9 @@ fn write_replay(cli: &Cli, spec: &ProfileSpec) -> Result<()> {
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
     if let Some(path) = &cli.write_ovs_flows {
+        if spec.kind.is_esp() {
+            bail!("--write-ovs-flows has no ESP rules");
+        }
         std::fs::write(path, ovs::flows(spec)?)
             .with_context(|| format!("cannot write {}", path.display()))?;
         let groups = ovs::groups(spec)?;
@@ -214,6 +232,43 @@ fn write_replay(cli: &Cli, spec: &ProfileSpec) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// `esp-decap`'s frames, sealed by the peer of each tunnel through a cipher on the cryptodev
+/// the appliance uses ([`profile::esp::CRYPTO_DEVICE`], opened as the appliance opens it).
+fn sealed_frames(
+    spec: &ProfileSpec,
+    port_mac: [u8; 6],
+    eal_args: &[String],
+) -> Result<Vec<Vec<u8>>> {
+    let eal = Eal::init(eal_args).context("EAL initialisation failed (see EAL's messages)")?;
+    let mut factories = EspCipherFactories::open(
+        &eal,
+        profile::esp::CRYPTO_DEVICE,
+        1,
+        conduit::workers::MIN_SA_CAPACITY.max(2 * spec.tunnels as usize),
+    )
+    .with_context(|| format!("opening {}", profile::esp::CRYPTO_DEVICE))?;
+    let factory = factories
+        .workers
+        .pop()
+        .context("no worker cipher factory")?;
+    eprintln!(
+        "conduit-perf: sealing {} frames on {} ({:?})",
+        spec.flows,
+        factories.device.name(),
+        factory.path()
+    );
+    // The sealer (and its cipher sessions) goes before the device and EAL.
+    let frames = {
+        let mut sealer = profile::esp::Sealer::new(spec, port_mac, Box::new(factory))?;
+        (0..spec.flows)
+            .map(|f| sealer.frame(f))
+            .collect::<Result<Vec<_>, _>>()?
+    };
+    drop(factories);
+    drop(eal);
+    Ok(frames)
 }
 
 /// Sums snapshots of all workers.
@@ -241,6 +296,12 @@ fn run_with_eal(cli: &Cli, spec: &ProfileSpec, eal: &Eal) -> Result<ExitCode> {
     let mut rig = RingPort::open(lcores.len(), cli.ring_size, &pool)?;
     let (publisher, templates) = build_context(spec, &cfg, &rig, tsc_hz, config_time)?;
     let signalled = stop_on_signals()?;
+    // The workers' cipher factories, as the appliance makes them (none without IPsec).
+    let crypto = conduit::workers::esp_factories(eal, &cfg)?;
+    let (crypto_device, ciphers) = match crypto {
+        Some(f) => (Some(f.device), f.workers),
+        None => (None, Vec::new()),
+    };
     let mut workers = start_workers(
         cli.worker,
         &cfg,
@@ -249,6 +310,7 @@ fn run_with_eal(cli: &Cli, spec: &ProfileSpec, eal: &Eal) -> Result<ExitCode> {
         &publisher,
         &pool,
         tsc_hz,
+        ciphers,
     )?;
 
     let mut gen = Generator::new(
@@ -286,6 +348,8 @@ fn run_with_eal(cli: &Cli, spec: &ProfileSpec, eal: &Eal) -> Result<ExitCode> {
     sink.step();
     rig.close();
     drop(publisher);
+    // Every cipher session went with its worker; the device closes after them.
+    drop(crypto_device);
     let alloc_failed = gen.alloc_failed;
     drop(gen);
     drop(sink.rings.drain(..));
@@ -460,10 +524,13 @@ fn start_workers(
     publisher: &Publisher<Context>,
     pool: &Arc<Mempool>,
     tsc_hz: u64,
+    ciphers: Vec<DpdkCipherFactory>,
 ) -> Result<Workers> {
     let config = conduit::workers::worker_config(cfg, tsc_hz);
     let mut workers = conduit::workers::workers(cfg);
+    let mut ciphers = ciphers.into_iter();
     for (q, &lcore_id) in lcores.iter().enumerate() {
+        let cipher = ciphers.next();
         let rx = port.take_rx_queue(q as u16).context("RX queue")?;
         let tx = port.take_tx_queue(q as u16).context("TX queue")?;
         let launched = match mode {
@@ -473,14 +540,13 @@ fn start_workers(
                     tx: vec![tx],
                 };
                 let reader = publisher.reader()?;
-                // No cipher factory: the profiles carry no ESP.
                 let w = conduit::workers::pipeline_worker(
                     &config,
                     q,
                     queues,
                     reader,
                     Arc::clone(pool),
-                    None,
+                    cipher,
                 );
                 workers.launch_pipeline(lcore_id, w)
             }

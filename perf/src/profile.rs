@@ -65,6 +65,20 @@ pub enum ProfileKind {
     Transit,
     /// Encap, decap and transit flows in equal numbers.
     Mix,
+    /// Plain IPv4 to customer prefixes in, ESP (AES-256-GCM, tunnel mode) out: IPsec tunnels.
+    #[serde(rename = "esp-encap")]
+    EspEncap,
+    /// ESP from customer tunnels in, sealed with each tunnel's inbound SA, plain IPv4 to the
+    /// internet out: IPsec tunnels.
+    #[serde(rename = "esp-decap")]
+    EspDecap,
+}
+
+impl ProfileKind {
+    /// True for the profiles over IPsec tunnels.
+    pub fn is_esp(self) -> bool {
+        matches!(self, ProfileKind::EspEncap | ProfileKind::EspDecap)
+    }
 }
 
 /// Transport protocol of the customer packets.
@@ -162,7 +176,16 @@ impl ProfileSpec {
             return bad("no packet size".into());
         }
         let min = min_size(self.proto);
-        let max = if self.gre_key.is_some() { 1486 } else { 1490 };
+        let max = if self.kind.is_esp() {
+            if self.gre_key.is_some() {
+                return bad("--gre-key does not apply to the ESP profiles".into());
+            }
+            (ETH + esp::ESP_MTU as usize) as u16
+        } else if self.gre_key.is_some() {
+            1486
+        } else {
+            1490
+        };
         for &s in &self.sizes {
             if !(min..=max).contains(&s) {
                 return bad(format!(
@@ -240,8 +263,22 @@ impl ProfileSpec {
             Ecmp::Weighted => "weighted",
             Ecmp::Resilient => "resilient",
         };
+        if self.kind.is_esp() {
+            y.push_str(&esp::ipsec_section(1, esp::STATE_DIR));
+        }
         y.push_str(&format!("ecmp: {{mode: {mode}}}\ntunnels:\n"));
         for i in 0..self.tunnels {
+            if self.kind.is_esp() {
+                y.push_str(&esp::tunnel_yaml(
+                    &format!("t{i}"),
+                    ENDPOINT,
+                    remote(i),
+                    Ipv4Addr::from_bits(INTERFACE_BASE + 2 * i),
+                    esp::Sa::outbound(i),
+                    esp::Sa::inbound(i),
+                ));
+                continue;
+            }
             let key = self
                 .gre_key
                 .map(|k| format!(", key: {k}"))
@@ -294,7 +331,20 @@ impl ProfileSpec {
     }
 
     /// Builds the frame of flow `f`, addressed to the port's MAC `port_mac`.
+    ///
+    /// For [`ProfileKind::EspDecap`] this is the customer packet before it is sealed, in an
+    /// Ethernet frame: the capture's frames need a cipher, [`esp::Sealer`] makes them.
     pub fn frame(&self, f: u32, port_mac: [u8; 6]) -> Vec<u8> {
+        let (tunnel, inner) = self.flow_packet(f);
+        match tunnel {
+            None => ethernet(port_mac, &inner),
+            Some(t) => ethernet(port_mac, &gre_packet(remote(t), self.gre_key, &inner)),
+        }
+    }
+
+    /// The customer IPv4 packet of flow `f` and the tunnel it arrives over (`None`: it arrives
+    /// plain, to be encapsulated).
+    pub fn flow_packet(&self, f: u32) -> (Option<u32>, Vec<u8>) {
         let size = self.sizes[f as usize % self.sizes.len()] as usize;
         let proto = self.flow_proto(f);
         let prefix = self.flow_prefix(f);
@@ -306,19 +356,19 @@ impl ProfileSpec {
         // Customer traffic goes from the internet to a customer prefix, except decap's, which
         // comes from the customer.
         let (src, dst) = match kind {
-            ProfileKind::Decap => (customer_host, internet_host),
+            ProfileKind::Decap | ProfileKind::EspDecap => (customer_host, internet_host),
             _ => (internet_host, customer_host),
         };
         let inner = ip_packet(src, dst, proto, sport, dport, size - ETH);
         let tunnel = match kind {
-            ProfileKind::Encap | ProfileKind::Mix => return ethernet(port_mac, &inner),
+            ProfileKind::Encap | ProfileKind::Mix | ProfileKind::EspEncap => None,
             // From the prefix's first tunnel's customer, to the internet.
-            ProfileKind::Decap => prefix % self.tunnels,
+            ProfileKind::Decap | ProfileKind::EspDecap => Some(prefix % self.tunnels),
             // Arrives over a tunnel that is not one of the destination prefix's paths (when
             // there are enough tunnels), and leaves by the prefix's route.
-            ProfileKind::Transit => (prefix + self.paths) % self.tunnels,
+            ProfileKind::Transit => Some((prefix + self.paths) % self.tunnels),
         };
-        ethernet(port_mac, &gre_packet(remote(tunnel), self.gre_key, &inner))
+        (tunnel, inner)
     }
 
     /// The worker queue (software RSS) of flow `f` with `queues` workers.
@@ -495,9 +545,20 @@ pub fn check_output(spec: &ProfileSpec, frame: &[u8]) -> Result<(), CheckError> 
     if frame[12..14] != [0x08, 0x00] || frame[ETH] >> 4 != 4 {
         return Err(CheckError::NotIpv4);
     }
-    read_stamp(frame).ok_or(CheckError::Trailer)?;
     let ip = &frame[ETH..];
     let addr = |b: &[u8], at: usize| u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
+    if spec.kind == ProfileKind::EspEncap {
+        // Sealed: only the outer header can be checked (the trailer is under the cipher).
+        if ip[9] != 50 {
+            return Err(CheckError::WrongShape);
+        }
+        let r = addr(ip, 16).wrapping_sub(REMOTE_BASE + 1);
+        if addr(ip, 12) != ENDPOINT.to_bits() || r >= spec.tunnels {
+            return Err(CheckError::OuterAddresses);
+        }
+        return Ok(());
+    }
+    read_stamp(frame).ok_or(CheckError::Trailer)?;
     let (gre, inner) = if ip[9] == 47 {
         if addr(ip, 12) != ENDPOINT.to_bits() {
             return Err(CheckError::OuterAddresses);
@@ -521,8 +582,9 @@ pub fn check_output(spec: &ProfileSpec, frame: &[u8]) -> Result<(), CheckError> 
     };
     let expect_gre = match spec.kind {
         ProfileKind::Encap | ProfileKind::Transit => Some(true),
-        ProfileKind::Decap => Some(false),
+        ProfileKind::Decap | ProfileKind::EspDecap => Some(false),
         ProfileKind::Mix => None,
+        ProfileKind::EspEncap => Some(true),
     };
     if expect_gre.is_some_and(|e| e != gre) {
         return Err(CheckError::WrongShape);
@@ -539,5 +601,6 @@ pub fn check_output(spec: &ProfileSpec, frame: &[u8]) -> Result<(), CheckError> 
     Ok(())
 }
 
+pub mod esp;
 #[cfg(test)]
 mod tests;

@@ -3,7 +3,12 @@
 
 use std::sync::Arc;
 
-use conduit_packet::pipeline::{process, TokenBucket, VecBuf, Verdict, WorkerState};
+use aes_gcm::aead::AeadInPlace;
+use aes_gcm::{Aes256Gcm, KeyInit, Nonce, Tag};
+use conduit_packet::esp::cipher::{Cipher, CipherFactory};
+use conduit_packet::esp::runtime::EspRuntime;
+use conduit_packet::esp::sa::{SaDirection, SaKey, AAD_LEN, ICV_LEN, NONCE_LEN};
+use conduit_packet::pipeline::{process, Context, TokenBucket, VecBuf, Verdict, WorkerState};
 use conduit_packet::wire::{
     EtherType, EthernetAddress, EthernetFrame, GrePacket, IcmpPacket, IpProtocol, Ipv4Packet,
     TcpPacket, UdpPacket,
@@ -226,4 +231,218 @@ fn check_output_rejects_wrong_shapes() {
         check_output(&spec(ProfileKind::Transit), &g),
         Err(CheckError::OuterAddresses)
     );
+}
+
+// ---- the ESP profiles ----
+
+/// AES-256-GCM by the `aes-gcm` crate: an oracle independent of the product's cipher path.
+struct Gcm(Aes256Gcm);
+
+impl Cipher for Gcm {
+    fn seal(
+        &mut self,
+        nonce: &[u8; NONCE_LEN],
+        aad: &[u8; AAD_LEN],
+        data: &mut [u8],
+        icv: &mut [u8; ICV_LEN],
+    ) -> bool {
+        match self
+            .0
+            .encrypt_in_place_detached(Nonce::from_slice(nonce), aad, data)
+        {
+            Ok(tag) => {
+                icv.copy_from_slice(&tag);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    fn open(
+        &mut self,
+        nonce: &[u8; NONCE_LEN],
+        aad: &[u8; AAD_LEN],
+        data: &mut [u8],
+        icv: &[u8; ICV_LEN],
+    ) -> bool {
+        self.0
+            .decrypt_in_place_detached(Nonce::from_slice(nonce), aad, data, Tag::from_slice(icv))
+            .is_ok()
+    }
+}
+
+struct GcmFactory;
+
+impl CipherFactory for GcmFactory {
+    fn session(&mut self, key: &SaKey, _: SaDirection) -> Result<Box<dyn Cipher>, String> {
+        Ok(Box::new(Gcm(
+            Aes256Gcm::new_from_slice(&key.key).map_err(|e| e.to_string())?
+        )))
+    }
+}
+
+fn esp_spec(kind: ProfileKind, sizes: &str) -> ProfileSpec {
+    ProfileSpec {
+        proto: Proto::Udp,
+        sizes: parse_sizes(sizes).unwrap(),
+        ..spec(kind)
+    }
+}
+
+/// The profile's context with its SAs (as the appliance builds it after persisting an epoch).
+fn esp_context(s: &ProfileSpec) -> Context {
+    let cfg = s.config("net_pcap0", &[1], 32).unwrap();
+    let table = Arc::new(control::tables::forwarding_table(&cfg, &[]).unwrap());
+    let ipsec = control::ipsec::SaRegistry::new(1).build(&cfg, Some(1));
+    control::tables::context_with_ipsec(
+        &cfg,
+        &[EthernetAddress(PORT_MAC)],
+        EthernetAddress(GATEWAY_MAC),
+        table,
+        ipsec,
+    )
+    .unwrap()
+}
+
+fn gcm_state() -> WorkerState {
+    let mut state = WorkerState::new(TokenBucket::new(100, 50, 1_000_000, 0), 0);
+    state.set_esp(EspRuntime::new(0, Box::new(GcmFactory)));
+    state
+}
+
+/// Opens the ESP packet `ip` (outer IPv4 header first) with `sa` by the oracle; the inner
+/// packet (ESP trailer removed).
+fn open_esp(ip: &[u8], sa: &esp::Sa) -> Vec<u8> {
+    let key: Vec<u8> = (0..36)
+        .map(|i| u8::from_str_radix(&sa.key_hex[2 * i..2 * i + 2], 16).unwrap())
+        .collect();
+    let esp = &ip[IP..];
+    assert_eq!(esp[..4], sa.spi.to_be_bytes(), "SPI");
+    let (body, icv) = esp[16..].split_at(esp.len() - 16 - ICV_LEN);
+    let mut nonce = [0u8; 12];
+    nonce[..4].copy_from_slice(&key[32..]);
+    nonce[4..].copy_from_slice(&esp[8..16]);
+    let mut data = body.to_vec();
+    Aes256Gcm::new_from_slice(&key[..32])
+        .unwrap()
+        .decrypt_in_place_detached(
+            Nonce::from_slice(&nonce),
+            &esp[..8],
+            &mut data,
+            Tag::from_slice(icv),
+        )
+        .expect("ICV verifies under the SA's key");
+    let next_header = data.pop().unwrap();
+    assert_eq!(next_header, 4, "IPv4 inside");
+    let pad = data.pop().unwrap() as usize;
+    data.truncate(data.len() - pad);
+    data
+}
+
+#[test]
+fn esp_config_has_ipsec_tunnels_and_the_yaml_is_the_same() {
+    let s = esp_spec(ProfileKind::EspEncap, "64");
+    let built = s.config("net_pcap0", &[1], 32).unwrap();
+    let yaml = s.config_yaml("net_pcap0", &[1], 32, Some(16383)).unwrap();
+    let parsed = Config::parse(&yaml, Path::new("<test>")).unwrap();
+    assert_eq!(parsed.tunnels, built.tunnels);
+    assert_eq!(parsed.ipsec, built.ipsec);
+    let ipsec = built.ipsec.as_ref().unwrap();
+    assert_eq!(ipsec.crypto_device, esp::CRYPTO_DEVICE);
+    assert_eq!(ipsec.state_dir, Path::new(esp::STATE_DIR));
+    assert_eq!(built.tunnels.len(), 8);
+    for (i, t) in built.tunnels.iter().enumerate() {
+        assert_eq!(t.kind, control::config::TunnelKind::Ipsec);
+        let sas = t.ipsec.as_ref().unwrap();
+        assert_eq!(
+            sas.outbound.as_ref().unwrap().spi,
+            esp::Sa::outbound(i as u32).spi
+        );
+        assert_eq!(sas.inbound[0].spi, esp::Sa::inbound(i as u32).spi);
+    }
+    // Every key distinct: no key serves two SAs.
+    let keys: std::collections::HashSet<String> = (0..8)
+        .flat_map(|i| [esp::Sa::outbound(i).key_hex, esp::Sa::inbound(i).key_hex])
+        .collect();
+    assert_eq!(keys.len(), 16);
+    // Inner packets of 1420 bytes fit the tunnel; bigger ones and GRE keys are refused.
+    assert!(esp_spec(ProfileKind::EspEncap, "1434").validate().is_ok());
+    assert!(esp_spec(ProfileKind::EspEncap, "1455").validate().is_err());
+    let mut keyed = esp_spec(ProfileKind::EspDecap, "64");
+    keyed.gre_key = Some(1);
+    assert!(keyed.validate().is_err());
+}
+
+#[test]
+fn esp_encap_profile_is_sealed_with_the_outbound_sa() {
+    for sizes in ["64", "78,608,1434"] {
+        let s = esp_spec(ProfileKind::EspEncap, sizes);
+        let ctx = esp_context(&s);
+        let mut state = gcm_state();
+        for f in 0..s.flows {
+            let frame = s.frame(f, PORT_MAC);
+            let mut buf = VecBuf::with_tailroom(128, &frame, 64);
+            let out = process(&ctx, 0, &mut buf, &mut state, 1);
+            assert!(
+                matches!(out.verdict, Verdict::Forward { port: 0, .. }),
+                "flow {f}: {:?}",
+                out.verdict
+            );
+            let data = conduit_packet::pipeline::PacketBuf::data(&buf);
+            assert_eq!(check_output(&s, data), Ok(()), "flow {f}");
+            assert_eq!(&data[..6], &GATEWAY_MAC, "sent to the gateway");
+            let ip = &data[ETH..];
+            let tunnel = u32::from_be_bytes(ip[16..20].try_into().unwrap()) - REMOTE_BASE - 1;
+            let inner = open_esp(ip, &esp::Sa::outbound(tunnel));
+            // The customer packet, TTL decremented (and its checksum patched).
+            let mut expect = frame[ETH..].to_vec();
+            expect[8] -= 1;
+            expect[10..12].fill(0);
+            let c = checksum::checksum(&expect[..IP]);
+            expect[10..12].copy_from_slice(&c.to_be_bytes());
+            assert_eq!(inner, expect, "flow {f}");
+        }
+    }
+    // A plain frame is not what esp-encap sends.
+    let s = esp_spec(ProfileKind::EspEncap, "64");
+    assert_eq!(
+        check_output(&s, &s.frame(0, PORT_MAC)),
+        Err(CheckError::WrongShape)
+    );
+}
+
+#[test]
+fn esp_decap_frames_are_sealed_with_the_inbound_sa_and_decapsulated() {
+    for sizes in ["64", "78,608,1434"] {
+        let s = esp_spec(ProfileKind::EspDecap, sizes);
+        let mut sealer = esp::Sealer::new(&s, PORT_MAC, Box::new(GcmFactory)).unwrap();
+        let ctx = esp_context(&s);
+        let mut state = gcm_state();
+        for f in 0..s.flows {
+            let frame = sealer.frame(f).unwrap();
+            let eth = EthernetFrame::new_checked(&frame[..]).unwrap();
+            assert_eq!(eth.dst_addr().0, PORT_MAC);
+            assert_eq!(eth.src_addr().0, GATEWAY_MAC);
+            let ip = Ipv4Packet::new_checked(eth.payload()).unwrap();
+            assert!(ip.verify_checksum());
+            assert_eq!(ip.protocol(), IpProtocol::Esp);
+            assert_eq!(ip.dst_addr(), ENDPOINT);
+            let (tunnel, customer) = s.flow_packet(f);
+            let tunnel = tunnel.unwrap();
+            assert_eq!(ip.src_addr(), remote(tunnel));
+            // The oracle opens it with the tunnel's inbound SA: the customer packet.
+            assert_eq!(open_esp(eth.payload(), &esp::Sa::inbound(tunnel)), customer);
+            // And the appliance's pipeline accepts and decapsulates it.
+            let mut buf = VecBuf::new(128, &frame);
+            let out = process(&ctx, 0, &mut buf, &mut state, 1);
+            assert!(
+                matches!(out.verdict, Verdict::Forward { port: 0, .. }),
+                "flow {f}: {:?}",
+                out.verdict
+            );
+            let data = conduit_packet::pipeline::PacketBuf::data(&buf);
+            assert_eq!(check_output(&s, data), Ok(()), "flow {f}");
+            assert_eq!(read_stamp(data), Some(0));
+        }
+    }
 }
