@@ -250,3 +250,58 @@ pub fn check_outcome(
         Verdict::ToControl(Control::Arp) | Verdict::Reassemble | Verdict::Drop(_) => {}
     }
 }
+
+/// AES-256-GCM by the `aes-gcm` crate: a [`Cipher`](crate::esp::cipher::Cipher) independent of
+/// the product's (DPDK cryptodev) path, so tests check ESP against an implementation Conduit did
+/// not write.
+pub struct OracleCipher(aes_gcm::Aes256Gcm);
+
+impl OracleCipher {
+    /// A cipher under `key`'s 32-byte key (the salt is part of the nonce the caller passes).
+    pub fn new(key: &crate::esp::sa::SaKey) -> Result<Self, String> {
+        use aes_gcm::KeyInit;
+        aes_gcm::Aes256Gcm::new_from_slice(&key.key)
+            .map(OracleCipher)
+            .map_err(|e| e.to_string())
+    }
+}
+
+impl crate::esp::cipher::Cipher for OracleCipher {
+    fn seal(
+        &mut self,
+        nonce: &[u8; crate::esp::sa::NONCE_LEN],
+        aad: &[u8; crate::esp::sa::AAD_LEN],
+        data: &mut [u8],
+        icv: &mut [u8; crate::esp::sa::ICV_LEN],
+    ) -> bool {
+        use aes_gcm::aead::AeadInPlace;
+        match self
+            .0
+            .encrypt_in_place_detached(aes_gcm::Nonce::from_slice(nonce), aad, data)
+        {
+            Ok(tag) => {
+                icv.copy_from_slice(&tag);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    fn open(
+        &mut self,
+        nonce: &[u8; crate::esp::sa::NONCE_LEN],
+        aad: &[u8; crate::esp::sa::AAD_LEN],
+        data: &mut [u8],
+        icv: &[u8; crate::esp::sa::ICV_LEN],
+    ) -> bool {
+        use aes_gcm::aead::AeadInPlace;
+        self.0
+            .decrypt_in_place_detached(
+                aes_gcm::Nonce::from_slice(nonce),
+                aad,
+                data,
+                aes_gcm::Tag::from_slice(icv),
+            )
+            .is_ok()
+    }
+}

@@ -7,8 +7,9 @@ use aes_gcm::aead::AeadInPlace;
 use aes_gcm::{Aes256Gcm, KeyInit, Nonce, Tag};
 use conduit_packet::esp::cipher::{Cipher, CipherFactory};
 use conduit_packet::esp::runtime::EspRuntime;
-use conduit_packet::esp::sa::{SaDirection, SaKey, AAD_LEN, ICV_LEN, NONCE_LEN};
+use conduit_packet::esp::sa::{SaDirection, SaKey, ICV_LEN};
 use conduit_packet::pipeline::{process, Context, TokenBucket, VecBuf, Verdict, WorkerState};
+use conduit_packet::testing::OracleCipher;
 use conduit_packet::wire::{
     EtherType, EthernetAddress, EthernetFrame, GrePacket, IcmpPacket, IpProtocol, Ipv4Packet,
     TcpPacket, UdpPacket,
@@ -235,49 +236,11 @@ fn check_output_rejects_wrong_shapes() {
 
 // ---- the ESP profiles ----
 
-/// AES-256-GCM by the `aes-gcm` crate: an oracle independent of the product's cipher path.
-struct Gcm(Aes256Gcm);
-
-impl Cipher for Gcm {
-    fn seal(
-        &mut self,
-        nonce: &[u8; NONCE_LEN],
-        aad: &[u8; AAD_LEN],
-        data: &mut [u8],
-        icv: &mut [u8; ICV_LEN],
-    ) -> bool {
-        match self
-            .0
-            .encrypt_in_place_detached(Nonce::from_slice(nonce), aad, data)
-        {
-            Ok(tag) => {
-                icv.copy_from_slice(&tag);
-                true
-            }
-            Err(_) => false,
-        }
-    }
-
-    fn open(
-        &mut self,
-        nonce: &[u8; NONCE_LEN],
-        aad: &[u8; AAD_LEN],
-        data: &mut [u8],
-        icv: &[u8; ICV_LEN],
-    ) -> bool {
-        self.0
-            .decrypt_in_place_detached(Nonce::from_slice(nonce), aad, data, Tag::from_slice(icv))
-            .is_ok()
-    }
-}
-
 struct GcmFactory;
 
 impl CipherFactory for GcmFactory {
     fn session(&mut self, key: &SaKey, _: SaDirection) -> Result<Box<dyn Cipher>, String> {
-        Ok(Box::new(Gcm(
-            Aes256Gcm::new_from_slice(&key.key).map_err(|e| e.to_string())?
-        )))
+        Ok(Box::new(OracleCipher::new(key)?))
     }
 }
 

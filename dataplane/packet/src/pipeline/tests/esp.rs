@@ -15,10 +15,9 @@ use crate::esp::iv::IvPrefix;
 use crate::esp::runtime::EspRuntime;
 use crate::esp::sa::{
     InboundSa, IpsecConfig, OutboundSa, SaCounter, SaDirection, SaKey, SaShared, TunnelSas,
-    AAD_LEN, ICV_LEN, NONCE_LEN,
 };
 use crate::route::ForwardingTable;
-use crate::testing::check_esp_frame;
+use crate::testing::{check_esp_frame, OracleCipher};
 
 /// T3's remote (the IPsec peer); T3's local endpoint is E2.
 const R3: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 30);
@@ -38,41 +37,6 @@ fn key(b: u8) -> SaKey {
 
 // ---- the independent AES-GCM ----
 
-struct Gcm(Aes256Gcm);
-
-impl Cipher for Gcm {
-    fn seal(
-        &mut self,
-        nonce: &[u8; NONCE_LEN],
-        aad: &[u8; AAD_LEN],
-        data: &mut [u8],
-        icv: &mut [u8; ICV_LEN],
-    ) -> bool {
-        match self
-            .0
-            .encrypt_in_place_detached(Nonce::from_slice(nonce), aad, data)
-        {
-            Ok(tag) => {
-                icv.copy_from_slice(&tag);
-                true
-            }
-            Err(_) => false,
-        }
-    }
-
-    fn open(
-        &mut self,
-        nonce: &[u8; NONCE_LEN],
-        aad: &[u8; AAD_LEN],
-        data: &mut [u8],
-        icv: &[u8; ICV_LEN],
-    ) -> bool {
-        self.0
-            .decrypt_in_place_detached(Nonce::from_slice(nonce), aad, data, Tag::from_slice(icv))
-            .is_ok()
-    }
-}
-
 /// Makes [`Gcm`] sessions and counts them.
 #[derive(Clone, Default)]
 struct GcmFactory(Arc<AtomicUsize>);
@@ -80,9 +44,7 @@ struct GcmFactory(Arc<AtomicUsize>);
 impl CipherFactory for GcmFactory {
     fn session(&mut self, key: &SaKey, _: SaDirection) -> Result<Box<dyn Cipher>, String> {
         self.0.fetch_add(1, Ordering::Relaxed);
-        Ok(Box::new(Gcm(
-            Aes256Gcm::new_from_slice(&key.key).map_err(|e| e.to_string())?
-        )))
+        Ok(Box::new(OracleCipher::new(key)?))
     }
 }
 
