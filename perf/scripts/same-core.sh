@@ -19,6 +19,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 repo=$PWD
+# shellcheck source=perf/scripts/lib.sh
+source perf/scripts/lib.sh
 rounds=${ROUNDS:-3}
 secs=${RUN_SECONDS:-5}
 warm=${WARMUP:-2}
@@ -73,7 +75,8 @@ stop_ovs() {
         fi
         if [ -f "$ovs_dir/$p.pid" ]; then
             local pid
-            pid=$(cat "$ovs_dir/$p.pid")
+            # The daemon removes its pid file as it exits: it may be gone by now.
+            pid=$(cat "$ovs_dir/$p.pid" 2>/dev/null) || continue
             for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
             kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
         fi
@@ -88,11 +91,7 @@ clean_hugepages() {
 }
 
 cleanup() {
-    if [ -n "$current" ]; then
-        kill -INT "$current" 2>/dev/null || true
-        for _ in $(seq 50); do kill -0 "$current" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$current" 2>/dev/null || true
-    fi
+    stop_current
     stop_ovs
     clean_hugepages
     [ -n "${KEEP:-}" ] || rm -rf "$work"
@@ -100,19 +99,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
-
-median() { sort -g | awk '{a[NR]=$1} END {if (NR==0) {print "nan"} else if (NR%2) {print a[(NR+1)/2]} else {print (a[NR/2]+a[NR/2+1])/2}}'; }
-
-# Runs "$@" in the background and waits for it, so that a signal to this script is handled
-# (and the contender stopped by the trap) at once.
-run_bg() {
-    "$@" &
-    current=$!
-    wait "$current" || true
-    current=""
-}
-
-vdev() { echo "net_pcap0,rx_pcap=$work/$1.pcap,infinite_rx=1"; }
 
 # Each run appends "Mpps cycles/pkt forwarded-fraction" to $work/r.<profile>.<contender>.
 
@@ -138,70 +124,21 @@ perf_per_packet() { # perf-output conduit-log -> "event value" lines: per packet
         {printf "%s/pkt nan\n", $3}' "$1"
 }
 
+# PERF_STAT=1: perf stat of the worker thread over the measured seconds (replay_conduit's hook).
+perf_stat_hook() { perf_stat_worker "$1" "$work/perfstat.$stat_profile"; }
+
 run_conduit() { # profile
-    local log="$work/log.$1.conduit" n=0 waited=0 perf_pid=""
-    # shellcheck disable=SC2086
-    "$conduit" -l 0,$lcore $mem --no-pci --file-prefix sc-conduit --vdev "$(vdev "$1")" \
-        --log-level=lib.eal:warning -- --config "$work/$1.yaml" --stats-interval 1000 >"$log" 2>&1 &
-    current=$!
-    # Start-up (EAL, tables) takes a while on a loaded machine: count the periodic lines
-    # instead of the time, and stop it once it has printed the warm-up and measured seconds.
-    while [ "$n" -lt $((warm + secs)) ] && [ "$waited" -lt $((10 * (warm + secs + 60))) ] &&
-        kill -0 "$current" 2>/dev/null; do
-        sleep 0.1
-        waited=$((waited + 1))
-        n=$(grep -c '^workers rx-pps' "$log" || true)
-        if [ "${PERF_STAT:-0}" = 1 ] && [ -z "$perf_pid" ] && [ "$n" -ge "$warm" ]; then
-            perf_stat_worker "$current" "$work/perfstat.$1" &
-            perf_pid=$!
-        fi
-    done
-    kill -INT "$current" 2>/dev/null || true
-    wait "$current" || true
-    current=""
-    if [ -n "$perf_pid" ]; then
-        wait "$perf_pid" || true
-        perf_per_packet "$work/perfstat.$1" "$log" >>"$work/p.$1"
-    fi
+    local log="$work/log.$1.conduit" hook=""
+    rm -f "$work/perfstat.$1"
+    if [ "${PERF_STAT:-0}" = 1 ]; then hook=perf_stat_hook; stat_profile=$1; fi
+    replay_conduit "$conduit" "$work/$1.pcap" "$work/$1.yaml" "$log" sc-conduit $hook >>"$work/r.$1.conduit"
+    if [ -s "$work/perfstat.$1" ]; then perf_per_packet "$work/perfstat.$1" "$log" >>"$work/p.$1"; fi
     [ -n "$tsc_mhz" ] || tsc_mhz=$(awk '/ TSC [0-9.]+ GHz/ {for (i = 1; i < NF; i++) if ($i == "TSC") {print $(i + 1) * 1000; exit}}' "$log")
-    # Periodic lines, once a second: "workers rx-pps R tx-pps T tx-dropped D cycles/pkt C".
-    # The first $warm samples are dropped; the run's figures are the medians of the rest.
-    awk -v w="$warm" '/^workers rx-pps/ {n++; if (n > w) print $3, $9}' "$log" >"$work/s"
-    if [ ! -s "$work/s" ]; then echo "conduit gave no statistics ($1), see $log:" >&2; tail -5 "$log" >&2; return 0; fi
-    local tx rx
-    rx=$(awk '/^total/ {print $3}' "$log"); tx=$(awk '/^total/ {print $5}' "$log")
-    if grep -q "^drop " "$log"; then echo "# conduit dropped packets ($1):" >&2; grep "^drop " "$log" >&2; fi
-    echo "$(awk '{print $1 / 1e6}' "$work/s" | median) $(awk '{print $2}' "$work/s" | median) $(echo "$tx ${rx:-0}" | awk '{print ($2 > 0) ? $1 / $2 : "nan"}')" \
-        >>"$work/r.$1.conduit"
 }
 
 run_testpmd() { # profile mode
-    local log="$work/log.$1.testpmd-$2" fifo="$work/testpmd.in" waited=0
-    rm -f "$fifo"; mkfifo "$fifo"
-    # shellcheck disable=SC2086
-    timeout -k 10 $((warm + secs + 120)) dpdk-testpmd -l 0,$lcore $mem --no-pci --file-prefix sc-testpmd \
-        --vdev "$(vdev "$1")" --log-level=lib.eal:warning -- -i --forward-mode="$2" --port-topology=loop \
-        --nb-cores=1 --burst=32 --rxd=1024 --txd=1024 --record-core-cycles --total-num-mbufs=32768 \
-        <"$fifo" >"$log" 2>&1 &
-    current=$!
-    exec 3>"$fifo"
-    # Commands go in once its prompt is up: start, warm up, stop; then the measured interval
-    # (testpmd resets its forwarding statistics, cycles included, at each start).
-    while ! grep -q 'testpmd>' "$log" && [ "$waited" -lt 600 ] && kill -0 "$current" 2>/dev/null; do
-        sleep 0.1; waited=$((waited + 1))
-    done
-    { echo start; sleep "$warm"; echo stop; echo start; sleep "$secs"; echo stop; sleep 1; echo quit; } >&3 2>/dev/null || true
-    exec 3>&-
-    wait "$current" || true
-    current=""
-    rm -f "$fifo"
-    # The second "Accumulated" block and "CPU cycles/packet" line are the measured interval's.
-    awk -v s="$secs" '/CPU cycles\/packet=/ {split($2, a, "="); c = a[2]}
-        /Accumulated forward statistics/ {acc = 1}
-        acc && /RX-packets:/ {rx = $2}
-        acc && /TX-packets:/ {tx = $2; acc = 0}
-        END {if (c == "" || rx == 0) exit 1; printf "%s %s %s\n", rx / s / 1e6, c, tx / rx}' "$log" \
-        >>"$work/r.$1.testpmd-$2" || { echo "testpmd $2 gave no statistics ($1), see $log" >&2; }
+    local log="$work/log.$1.testpmd-$2"
+    replay_testpmd "$work/$1.pcap" "$2" "$log" sc-testpmd >>"$work/r.$1.testpmd-$2"
     tsc_mhz=${tsc_mhz:-$(sed -n 's/.* at \([0-9]*\) MHz Clock.*/\1/p' "$log" | tail -1)}
 }
 
@@ -224,7 +161,7 @@ start_ovs() { # profile
         --detach --no-chdir
     ovs ovs-vsctl --db="$db" --no-wait init
     ovs ovs-vsctl --db="$db" --no-wait set Open_vSwitch . other_config:dpdk-init=true \
-        "other_config:dpdk-extra=$mem --no-pci --file-prefix sc-ovs --vdev $(vdev "$1")" \
+        "other_config:dpdk-extra=$mem --no-pci --file-prefix sc-ovs --vdev $(replay_vdev "$work/$1.pcap")" \
         other_config:pmd-cpu-mask=$(printf '0x%x' $((1 << lcore))) other_config:per-port-memory=true
     ovs ip netns exec "$netns" "$ovs_vswitchd" "$db" --pidfile="$d/ovs-vswitchd.pid" \
         --unixctl="$d/ovs-vswitchd.ctl" --log-file="$d/ovs-vswitchd.log" --detach --no-chdir -vconsole:off
