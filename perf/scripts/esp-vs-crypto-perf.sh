@@ -24,18 +24,24 @@
 # crypto-perf: --ptest throughput on lcore 1 (EAL's main lcore on 0), one queue pair, burst 32:
 # enqueue, dequeue, nothing else (no packet I/O, no headers). Its figures are per operation.
 #
+# testpmd io replays the esp-encap capture on the same lcore: the harness's floor (net_pcap's
+# receive, which copies each frame into a fresh mbuf, and the free), which every Conduit packet
+# pays and crypto-perf's do not; "bound" says what that leaves reachable.
+#
 # Columns: Mpps; Gbps of inner-packet bytes (crypto-perf: of buffer bytes, the same sizes);
 # cycles/pkt (Conduit: the worker's busy TSC cycles per packet; crypto-perf: its Cycles/Buf);
 # ratio = Conduit Mpps / crypto-perf Mpps (encap against encrypt, decap against decrypt).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 repo=$PWD
+# shellcheck source=perf/scripts/lib.sh
+source perf/scripts/lib.sh
 rounds=${ROUNDS:-3}
 secs=${RUN_SECONDS:-5}
 warm=${WARMUP:-2}
 sizes=${SIZES:-64 1420 imix}
 lcore=1
-prefixes=(esp-conduit esp-cperf esp-gen)
+prefixes=(esp-conduit esp-cperf esp-gen esp-testpmd)
 
 [ "${SKIP_SETUP:-0}" = 1 ] || bash scripts/setup.sh >&2
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$repo/target}
@@ -50,11 +56,7 @@ mkdir -p "$work"
 current=""
 
 cleanup() {
-    if [ -n "$current" ]; then
-        kill -INT "$current" 2>/dev/null || true
-        for _ in $(seq 50); do kill -0 "$current" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$current" 2>/dev/null || true
-    fi
+    stop_current
     local p
     for p in "${prefixes[@]}"; do rm -f /dev/hugepages/"$p"* 2>/dev/null || true; done
     [ -n "${KEEP:-}" ] || rm -rf "$work"
@@ -62,8 +64,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
-
-median() { sort -g | awk '{a[NR]=$1} END {if (NR==0) {print "nan"} else if (NR%2) {print a[(NR+1)/2]} else {print (a[NR/2]+a[NR/2+1])/2}}'; }
 
 # size -> conduit-perf --size (customer frames: inner packet + 14-byte Ethernet header)
 frame_sizes() {
@@ -99,28 +99,13 @@ for s in $sizes; do
 done
 
 run_conduit() { # profile size -> appends "Mpps cycles/pkt fwd" to $work/r.<profile>.<size>
-    local log="$work/log.$1.$2" n=0 waited=0
-    # shellcheck disable=SC2086
-    "$conduit" -l 0,$lcore $mem --no-pci --file-prefix esp-conduit \
-        --vdev "net_pcap0,rx_pcap=$work/$1.$2.pcap,infinite_rx=1" --log-level=lib.eal:warning \
-        -- --config "$work/$1.$2.yaml" --stats-interval 1000 >"$log" 2>&1 &
-    current=$!
-    while [ "$n" -lt $((warm + secs)) ] && [ "$waited" -lt $((10 * (warm + secs + 60))) ] &&
-        kill -0 "$current" 2>/dev/null; do
-        sleep 0.1
-        waited=$((waited + 1))
-        n=$(grep -c '^workers rx-pps' "$log" || true)
-    done
-    kill -INT "$current" 2>/dev/null || true
-    wait "$current" || true
-    current=""
-    awk -v w="$warm" '/^workers rx-pps/ {n++; if (n > w) print $3, $9}' "$log" >"$work/s"
-    if [ ! -s "$work/s" ]; then echo "conduit gave no statistics ($1 $2), see $log:" >&2; tail -5 "$log" >&2; return 0; fi
-    local tx rx
-    rx=$(awk '/^total/ {print $3}' "$log"); tx=$(awk '/^total/ {print $5}' "$log")
-    if grep -q "^drop " "$log"; then echo "# conduit dropped packets ($1 $2):" >&2; grep "^drop " "$log" >&2; fi
-    echo "$(awk '{print $1 / 1e6}' "$work/s" | median) $(awk '{print $2}' "$work/s" | median) $(echo "$tx ${rx:-0}" | awk '{print ($2 > 0) ? $1 / $2 : "nan"}')" \
-        >>"$work/r.$1.$2"
+    replay_conduit "$conduit" "$work/$1.$2.pcap" "$work/$1.$2.yaml" "$work/log.$1.$2" esp-conduit >>"$work/r.$1.$2"
+}
+
+# The harness's floor: testpmd io on the esp-encap capture (net_pcap's receive, copy and free;
+# no pipeline, no cipher).
+run_floor() { # size -> appends "Mpps cycles/pkt fwd" to $work/r.testpmd-io.<size>
+    replay_testpmd "$work/esp-encap.$1.pcap" io "$work/log.testpmd-io.$1" esp-testpmd >>"$work/r.testpmd-io.$1"
 }
 
 run_cperf() { # encrypt|decrypt size -> appends "Mpps cycles/buf Gbps" to $work/r.cperf-<op>.<size>
@@ -143,7 +128,9 @@ for r in $(seq 1 "$rounds"); do
         # The order alternates each round, so that a noisy second hits both sides.
         if [ $((r % 2)) = 1 ]; then
             run_conduit esp-encap "$s"; run_cperf encrypt "$s"; run_conduit esp-decap "$s"; run_cperf decrypt "$s"
+            run_floor "$s"
         else
+            run_floor "$s"
             run_cperf encrypt "$s"; run_conduit esp-encap "$s"; run_cperf decrypt "$s"; run_conduit esp-decap "$s"
         fi
     done
@@ -155,17 +142,23 @@ gbps() { echo "$1 $2" | awk '{print ($1 == "nan") ? "nan" : $1 * 1e6 * $2 * 8 / 
 
 echo "# $(date -u +%Y-%m-%dT%H:%MZ), $rounds rounds x ${secs}s (after ${warm}s), lcore $lcore, EAL memory: $mem"
 echo "# $(nproc) CPUs: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); load average: $(cut -d' ' -f1-3 /proc/loadavg)"
-printf "%-6s %-22s %8s %8s %11s %6s %8s\n" size contender Mpps Gbps cycles/pkt fwd ratio
+printf "%-6s %-22s %8s %8s %11s %6s %8s %6s\n" size contender Mpps Gbps cycles/pkt fwd ratio bound
 for s in $sizes; do
     bytes=$(mean_bytes "$s")
+    fm=$(col 1 "$work/r.testpmd-io.$s"); fc=$(col 2 "$work/r.testpmd-io.$s")
+    printf "%-6s %-22s %8.2f %8.2f %11.1f %6s %8s %6s\n" "$s" "testpmd io (floor)" "$fm" "$(gbps "$fm" "$bytes")" "$fc" "" "" ""
     for pair in "esp-encap encrypt" "esp-decap decrypt"; do
         set -- $pair
         cm=$(col 1 "$work/r.$1.$s"); cc=$(col 2 "$work/r.$1.$s"); cf=$(col 3 "$work/r.$1.$s")
         pm=$(col 1 "$work/r.cperf-$2.$s"); pc=$(col 2 "$work/r.cperf-$2.$s")
         ratio=$(echo "$cm $pm" | awk '{print ($1 == "nan" || $2 == "nan" || $2 == 0) ? "nan" : sprintf("%.2f", $1 / $2)}')
-        printf "%-6s %-22s %8.2f %8.2f %11.1f %6.3f %8s\n" "$s" "conduit $1" "$cm" "$(gbps "$cm" "$bytes")" "$cc" "$cf" "$ratio"
-        printf "%-6s %-22s %8.2f %8.2f %11.1f %6s %8s\n" "$s" "crypto-perf $2" "$pm" "$(gbps "$pm" "$bytes")" "$pc" "" ""
+        bound=$(echo "$pc $fc" | awk '{print ($1 == "nan" || $2 == "nan") ? "nan" : sprintf("%.2f", $1 / ($1 + $2))}')
+        printf "%-6s %-22s %8.2f %8.2f %11.1f %6.3f %8s %6s\n" "$s" "conduit $1" "$cm" "$(gbps "$cm" "$bytes")" "$cc" "$cf" "$ratio" "$bound"
+        printf "%-6s %-22s %8.2f %8.2f %11.1f %6s %8s %6s\n" "$s" "crypto-perf $2" "$pm" "$(gbps "$pm" "$bytes")" "$pc" "" "" ""
     done
 done
 echo "# sizes: inner packet bytes (IMIX 64/594/1420 at 7:4:1, mean $(printf %.1f "$(mean_bytes imix)")); Gbps over those bytes"
 echo "# ratio: conduit Mpps / crypto-perf Mpps on the same lcore, PMD and size (target >= 0.8 at 1420)"
+echo "# floor: testpmd io replaying the esp-encap capture: the harness's own receive (copy) and free per packet"
+echo "# bound: the ratio a pipeline costing nothing would reach on this harness: crypto-perf's cycles over"
+echo "#        those plus the floor's (each Conduit packet pays the harness's receive and the cipher)"
