@@ -896,17 +896,8 @@ impl SharedQueuePair {
 /// an enqueue/dequeue round trip. Lookaside is what devices without CPU crypto
 /// (`crypto_openssl`, hardware) run.
 ///
-/// Measured once (`cargo run --release -p dataplane --example crypto_paths`: a single run on a
-/// shared 2-core VM, so noisy), cycles per seal:
-///
-/// | device and path                | 64 bytes | 1420 bytes |
-/// |--------------------------------|---------:|-----------:|
-/// | `crypto_aesni_gcm`, CPU crypto |      136 |        361 |
-/// | `crypto_aesni_gcm`, lookaside  |      183 |        433 |
-/// | `crypto_openssl`, lookaside    |      549 |      3,419 |
-///
-/// CPU crypto saves about a quarter of the cost of a small packet on the same GCM code;
-/// OpenSSL through the PMD is several times slower at full-size packets.
+/// `cargo run --release -p dataplane --example crypto_paths` measures the cycles per seal of
+/// each path side by side; perf/README.md ("Which crypto path, and why") has the figures.
 pub struct DpdkCipherFactory {
     dev: Arc<CryptoDev>,
     qp: Arc<SharedQueuePair>,
