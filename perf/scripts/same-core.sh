@@ -35,10 +35,12 @@ prefixes=(sc-conduit sc-testpmd sc-ovs)
 profile_opts() {
     case $1 in
         encap) echo "--profile encap --size 64" ;;
+        # 1M routes (OVS: as many OpenFlow rules; give CONTENDERS without ovs for a quick run).
+        encap-1m) echo "--profile encap --size 64 --routes 1000000" ;;
         decap) echo "--profile decap --size 64" ;;
         transit) echo "--profile transit --size 64" ;;
         mix) echo "--profile mix --size imix --proto mix" ;;
-        *) echo "unknown profile $1 (encap, decap, transit, mix)" >&2; return 1 ;;
+        *) echo "unknown profile $1 (encap, encap-1m, decap, transit, mix)" >&2; return 1 ;;
     esac
 }
 
