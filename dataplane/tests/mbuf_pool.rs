@@ -37,6 +37,19 @@ fn alloc_free_returns_the_pool_to_full() {
         "append beyond the tailroom must fail"
     );
     assert_eq!(m.data_len(), 114, "failed operations change nothing");
+    // The exact room succeeds, one byte more fails; pkt_len follows data_len.
+    let (h, t) = (m.headroom(), m.tailroom());
+    assert!(m.prepend(h + 1).is_none());
+    assert_eq!(m.prepend(h).map(|b| b.len()), Some(usize::from(h)));
+    assert_eq!(m.headroom(), 0);
+    assert_eq!(m.pkt_len(), u32::from(m.data_len()));
+    assert!(m.adj(h));
+    assert!(m.append(t + 1).is_none());
+    assert_eq!(m.append(t).map(|b| b.len()), Some(usize::from(t)));
+    assert_eq!(m.tailroom(), 0);
+    assert_eq!(m.pkt_len(), u32::from(m.data_len()));
+    assert!(m.trim(t));
+    assert_eq!((m.headroom(), m.data_len()), (h, 114));
     assert!(m.adj(14));
     assert_eq!(m.data(), &[7u8; 100][..]);
     assert!(!m.adj(101), "adj beyond the data must fail");
