@@ -4,8 +4,9 @@
 //! routed; a bad ICV is counted as `esp_auth_failed`; the tunnel's health probes leave as ESP,
 //! and replies sealed by a live peer keep it healthy; a rekey by SIGHUP reaches the running
 //! workers; the boot epoch is part of every IV and a
-//! start without a persisted one is refused; the example configs with IPsec start. Every mbuf
-//! and every cipher session is back at shutdown.
+//! start without a persisted one is refused; the example configs with IPsec start; on
+//! `crypto_openssl`, which has no CPU crypto, the same traffic goes through the lookaside path.
+//! Every mbuf and every cipher session is back at shutdown.
 
 mod common;
 
@@ -45,6 +46,11 @@ fn hex(s: &str) -> Vec<u8> {
 }
 
 fn config(state_dir: &Path, health: &str) -> String {
+    config_on(state_dir, health, "crypto_aesni_gcm")
+}
+
+/// [`config`] with `crypto_device: device`.
+fn config_on(state_dir: &Path, health: &str, device: &str) -> String {
     format!(
         "dataplane:
   ports:
@@ -60,7 +66,7 @@ gateway:
   port: net_pcap0
 ipsec:
   instance_id: {INSTANCE}
-  crypto_device: crypto_aesni_gcm
+  crypto_device: {device}
   state_dir: {state}
 tunnels:
   - name: site-a
@@ -172,6 +178,8 @@ struct Files {
     tx: PathBuf,
     cfg: PathBuf,
     state: PathBuf,
+    /// The cryptodev the config names and the arguments create.
+    device: &'static str,
 }
 
 impl Files {
@@ -185,27 +193,33 @@ impl Files {
             cfg: dir.join("c.yaml"),
             state: dir.join("state"),
             dir,
+            device: "crypto_aesni_gcm",
         }
     }
 
     /// [`Files::new`] with the state directory made and the config written, the tunnel's
     /// `health_check` being `health`.
     fn configured(name: &str, rx: &str, health: &str) -> Self {
-        let f = Files::new(name, rx);
+        Files::configured_on(name, rx, health, "crypto_aesni_gcm")
+    }
+
+    /// [`Files::configured`] on the cryptodev `device`.
+    fn configured_on(name: &str, rx: &str, health: &str, device: &'static str) -> Self {
+        let f = Files {
+            device,
+            ..Files::new(name, rx)
+        };
         std::fs::create_dir(&f.state).unwrap();
-        std::fs::write(&f.cfg, config(&f.state, health)).unwrap();
+        std::fs::write(&f.cfg, config_on(&f.state, health, device)).unwrap();
         f
     }
 
-    /// The appliance's arguments (EAL prefix `name`): `--vdev crypto_aesni_gcm` (the device the
-    /// config names) and net_pcap over `rx`/`tx`.
+    /// The appliance's arguments (EAL prefix `name`): `--vdev DEVICE` (the device the config
+    /// names) and net_pcap over `rx`/`tx`.
     fn args(&self, name: &str, exit_when_idle: bool) -> Vec<String> {
         let mut args = appliance_args(
             name,
-            &[
-                "crypto_aesni_gcm".to_string(),
-                pcap_vdev(&self.rx, &self.tx),
-            ],
+            &[self.device.to_string(), pcap_vdev(&self.rx, &self.tx)],
             &self.cfg,
         );
         if exit_when_idle {
@@ -412,6 +426,59 @@ fn traffic_is_sealed_opened_and_authenticated_end_to_end() {
         .unwrap();
     let o = open_esp(OUT_KEY, &esp[20..]);
     assert_eq!(&o.iv[..4], &[0, INSTANCE as u8, 0, 2]);
+    let _ = std::fs::remove_dir_all(&f.dir);
+}
+
+/// A PMD without CPU crypto (`crypto_openssl`) takes the lookaside path: one operation at a time
+/// enqueued on the worker's own queue pair. The same traffic as above comes out the same.
+#[test]
+fn the_lookaside_path_seals_and_opens_on_crypto_openssl() {
+    let name = "ipsec-lookaside";
+    let f = Files::configured_on(name, "in.pcap", "{enabled: false}", "crypto_openssl");
+    let answer = udp(HOST, CUSTOMER, 53, 4000, b"answer, sealed by openssl");
+    let question = udp(CUSTOMER, HOST, 4000, 53, b"question, opened by openssl");
+    let to_customer = Ipv4::new(HOST, CUSTOMER, frames::UDP).packet(&answer);
+    let from_customer = Ipv4::new(CUSTOMER, HOST, frames::UDP).packet(&question);
+    let esp_in =
+        Ipv4::new(REMOTE, LOCAL, frames::ESP).packet(&seal_esp(IN_KEY, IN_SPI, 1, &from_customer));
+    let mut forged = seal_esp(IN_KEY, IN_SPI, 2, &from_customer);
+    forged[20] ^= 1;
+    let esp_forged = Ipv4::new(REMOTE, LOCAL, frames::ESP).packet(&forged);
+    let input: Vec<Vec<u8>> = [&to_customer, &esp_in, &esp_forged]
+        .iter()
+        .map(|ip| from_gateway(ip))
+        .collect();
+    write_pcap(&f.rx, &input);
+
+    let out = run(&f.args(name, true));
+    let log = text(&out);
+    assert!(out.status.success(), "{log}");
+    assert_clean_shutdown(&log);
+    assert!(
+        log.contains("IPsec: ESP sealed and opened by cryptodev crypto_openssl (lookaside"),
+        "openssl has no CPU crypto: the lookaside path\n{log}"
+    );
+    assert_eq!(drops(&log).get("esp_auth_failed"), Some(&1), "{log}");
+    let sent: Vec<Vec<u8>> = read_pcap(&f.tx).iter().map(|f| ip_of(f).to_vec()).collect();
+    assert_eq!(sent.len(), 2, "{log}");
+    let esp = sent
+        .iter()
+        .find(|ip| ip[9] == frames::ESP)
+        .expect("ESP out");
+    let o = open_esp(OUT_KEY, &esp[20..]);
+    assert_eq!((o.spi, o.seq), (OUT_SPI, 1));
+    let forwarded = Ipv4::new(HOST, CUSTOMER, frames::UDP)
+        .ttl(63)
+        .packet(&answer);
+    assert_eq!(o.inner, forwarded, "the exact inner packet, TTL − 1");
+    let plain = sent
+        .iter()
+        .find(|ip| ip[9] == frames::UDP)
+        .expect("plain out");
+    let decapsulated = Ipv4::new(CUSTOMER, HOST, frames::UDP)
+        .ttl(63)
+        .packet(&question);
+    assert_eq!(plain, &decapsulated, "decapsulated, TTL − 1");
     let _ = std::fs::remove_dir_all(&f.dir);
 }
 
