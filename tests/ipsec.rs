@@ -314,6 +314,20 @@ fn assert_clean_shutdown(log: &str) {
     );
 }
 
+/// The frames the traffic tests send from the gateway: `plain` (to the customer prefix, to be
+/// sealed), `inner` sealed under the inbound SA with sequence 1 (to be opened), and `inner`
+/// sealed with sequence 2 and one ICV bit flipped (to be dropped as esp_auth_failed).
+fn traffic_frames(plain: &[u8], inner: &[u8]) -> Vec<Vec<u8>> {
+    let esp_in = Ipv4::new(REMOTE, LOCAL, frames::ESP).packet(&seal_esp(IN_KEY, IN_SPI, 1, inner));
+    let mut forged = seal_esp(IN_KEY, IN_SPI, 2, inner);
+    *forged.last_mut().unwrap() ^= 1;
+    let esp_forged = Ipv4::new(REMOTE, LOCAL, frames::ESP).packet(&forged);
+    [plain, &esp_in[..], &esp_forged[..]]
+        .iter()
+        .map(|ip| from_gateway(ip))
+        .collect()
+}
+
 #[test]
 fn traffic_is_sealed_opened_and_authenticated_end_to_end() {
     let name = "ipsec-traffic";
@@ -328,17 +342,8 @@ fn traffic_is_sealed_opened_and_authenticated_end_to_end() {
     let from_customer = Ipv4::new(CUSTOMER, HOST, frames::UDP)
         .ident(0x4321)
         .packet(&question);
-    let esp_in =
-        Ipv4::new(REMOTE, LOCAL, frames::ESP).packet(&seal_esp(IN_KEY, IN_SPI, 1, &from_customer));
     // 3. The same with one ICV bit flipped (sequence 2): esp_auth_failed.
-    let mut forged = seal_esp(IN_KEY, IN_SPI, 2, &from_customer);
-    *forged.last_mut().unwrap() ^= 1;
-    let esp_forged = Ipv4::new(REMOTE, LOCAL, frames::ESP).packet(&forged);
-    let input: Vec<Vec<u8>> = [&to_customer, &esp_in, &esp_forged]
-        .iter()
-        .map(|ip| from_gateway(ip))
-        .collect();
-    write_pcap(&f.rx, &input);
+    write_pcap(&f.rx, &traffic_frames(&to_customer, &from_customer));
 
     let out = run(&f.args(name, true));
     let log = text(&out);
@@ -439,16 +444,7 @@ fn the_lookaside_path_seals_and_opens_on_crypto_openssl() {
     let question = udp(CUSTOMER, HOST, 4000, 53, b"question, opened by openssl");
     let to_customer = Ipv4::new(HOST, CUSTOMER, frames::UDP).packet(&answer);
     let from_customer = Ipv4::new(CUSTOMER, HOST, frames::UDP).packet(&question);
-    let esp_in =
-        Ipv4::new(REMOTE, LOCAL, frames::ESP).packet(&seal_esp(IN_KEY, IN_SPI, 1, &from_customer));
-    let mut forged = seal_esp(IN_KEY, IN_SPI, 2, &from_customer);
-    forged[20] ^= 1;
-    let esp_forged = Ipv4::new(REMOTE, LOCAL, frames::ESP).packet(&forged);
-    let input: Vec<Vec<u8>> = [&to_customer, &esp_in, &esp_forged]
-        .iter()
-        .map(|ip| from_gateway(ip))
-        .collect();
-    write_pcap(&f.rx, &input);
+    write_pcap(&f.rx, &traffic_frames(&to_customer, &from_customer));
 
     let out = run(&f.args(name, true));
     let log = text(&out);
