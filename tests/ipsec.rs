@@ -328,6 +328,20 @@ fn traffic_frames(plain: &[u8], inner: &[u8]) -> Vec<Vec<u8>> {
         .collect()
 }
 
+/// Runs the appliance of `f` until its input is done, checks that it exited cleanly and that its
+/// start-up log has `crypto_line` (the device and the path), and returns its output.
+fn run_traffic(f: &Files, name: &str, crypto_line: &str) -> String {
+    let out = run(&f.args(name, true));
+    let log = text(&out);
+    assert!(out.status.success(), "{log}");
+    assert_clean_shutdown(&log);
+    assert!(
+        log.contains(crypto_line),
+        "the start-up log names the device and the path\n{log}"
+    );
+    log
+}
+
 #[test]
 fn traffic_is_sealed_opened_and_authenticated_end_to_end() {
     let name = "ipsec-traffic";
@@ -344,14 +358,10 @@ fn traffic_is_sealed_opened_and_authenticated_end_to_end() {
         .packet(&question);
     // 3. The same with one ICV bit flipped (sequence 2): esp_auth_failed.
     write_pcap(&f.rx, &traffic_frames(&to_customer, &from_customer));
-
-    let out = run(&f.args(name, true));
-    let log = text(&out);
-    assert!(out.status.success(), "{log}");
-    assert_clean_shutdown(&log);
-    assert!(
-        log.contains("IPsec: ESP sealed and opened by cryptodev crypto_aesni_gcm (cpu_crypto"),
-        "the start-up log names the device and the path\n{log}"
+    let log = run_traffic(
+        &f,
+        name,
+        "IPsec: ESP sealed and opened by cryptodev crypto_aesni_gcm (cpu_crypto",
     );
     assert!(
         log.contains("IPsec: boot epoch 1"),
@@ -445,14 +455,11 @@ fn the_lookaside_path_seals_and_opens_on_crypto_openssl() {
     let to_customer = Ipv4::new(HOST, CUSTOMER, frames::UDP).packet(&answer);
     let from_customer = Ipv4::new(CUSTOMER, HOST, frames::UDP).packet(&question);
     write_pcap(&f.rx, &traffic_frames(&to_customer, &from_customer));
-
-    let out = run(&f.args(name, true));
-    let log = text(&out);
-    assert!(out.status.success(), "{log}");
-    assert_clean_shutdown(&log);
-    assert!(
-        log.contains("IPsec: ESP sealed and opened by cryptodev crypto_openssl (lookaside"),
-        "openssl has no CPU crypto: the lookaside path\n{log}"
+    // openssl has no CPU crypto: the lookaside path.
+    let log = run_traffic(
+        &f,
+        name,
+        "IPsec: ESP sealed and opened by cryptodev crypto_openssl (lookaside",
     );
     assert_eq!(drops(&log).get("esp_auth_failed"), Some(&1), "{log}");
     let sent: Vec<Vec<u8>> = read_pcap(&f.tx).iter().map(|f| ip_of(f).to_vec()).collect();
