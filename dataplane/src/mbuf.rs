@@ -287,23 +287,39 @@ impl Mbuf {
 
     /// Grows the packet at the front by `len` bytes taken from the headroom and returns the new
     /// front bytes (uninitialised content), or `None` when the headroom is too small.
+    ///
+    /// `rte_pktmbuf_prepend`'s steps over the mbuf's fields: written here so that they inline
+    /// into the packet path (DPDK's is a static inline, reached through a generated wrapper
+    /// that cannot be).
     #[inline]
     pub fn prepend(&mut self, len: u16) -> Option<&mut [u8]> {
-        // SAFETY: valid owned mbuf; DPDK checks the headroom and returns NULL when short.
-        let p = unsafe { dpdk_sys::rte_pktmbuf_prepend(self.raw.as_ptr(), len) };
-        if p.is_null() {
+        let m = self.m_mut();
+        if len > m.data_off {
             return None;
         }
-        // SAFETY: DPDK returned a pointer to `len` bytes at the new data start, inside the buffer.
-        Some(unsafe { std::slice::from_raw_parts_mut(p as *mut u8, len as usize) })
+        m.data_off -= len;
+        m.data_len += len;
+        m.pkt_len += u32::from(len);
+        let p = m.buf_addr as *mut u8;
+        // SAFETY: the `len` bytes now at the front were headroom inside the buffer
+        // (len <= data_off); &mut self makes the access unique.
+        Some(unsafe {
+            std::slice::from_raw_parts_mut(p.add(usize::from(m.data_off)), usize::from(len))
+        })
     }
 
     /// Removes `len` bytes from the front. `false` (and no change) when the first segment is
-    /// shorter than that.
+    /// shorter than that. `rte_pktmbuf_adj`'s steps, inlined like [`Self::prepend`].
     #[inline]
     pub fn adj(&mut self, len: u16) -> bool {
-        // SAFETY: valid owned mbuf; DPDK checks the length and returns NULL when short.
-        !unsafe { dpdk_sys::rte_pktmbuf_adj(self.raw.as_ptr(), len) }.is_null()
+        let m = self.m_mut();
+        if len > m.data_len {
+            return false;
+        }
+        m.data_len -= len;
+        m.data_off += len;
+        m.pkt_len -= u32::from(len);
+        true
     }
 
     /// Grows the packet at the end by `len` bytes of tailroom and returns them, or `None` when
