@@ -9,8 +9,8 @@ use crate::route::{NextHop, TunnelId};
 use crate::wire::icmp::{self, IcmpError};
 use crate::wire::ipv4::{ECN_CE, ECN_MASK, FLAG_DF, FLAG_MF, OFFSET_MASK};
 use crate::wire::{
-    ethernet, ipv4, ArpOperation, ArpPacket, EtherType, EthernetAddress, EthernetFrame, GrePacket,
-    IcmpMessage, IcmpPacket, IpProtocol, Ipv4Header, TcpHeader, TcpPacket, UdpHeader,
+    ethernet, gre, ipv4, ArpOperation, ArpPacket, EtherType, EthernetAddress, EthernetFrame,
+    GreHeader, IcmpMessage, IcmpPacket, IpProtocol, Ipv4Header, TcpHeader, TcpPacket, UdpHeader,
 };
 
 use super::buf::PacketBuf;
@@ -831,17 +831,23 @@ impl<B: PacketBuf> Job<'_, B> {
                 .data()
                 .get(gre_off..ETH_LEN + outer.total_len)
                 .unwrap_or(&[]);
-            let gre = GrePacket::new_checked(payload)?;
-            let key = gre.key();
-            let entry = candidates.iter().find(|e| e.key == key).ok_or(match key {
-                Some(_) => DropReason::GreKeyMismatch,
-                None => DropReason::GreKeyMissing,
-            })?;
+            let gre = GreHeader::check(payload)?;
+            let entry = candidates
+                .iter()
+                .find(|e| e.key == gre.key)
+                .ok_or(match gre.key {
+                    Some(_) => DropReason::GreKeyMismatch,
+                    None => DropReason::GreKeyMissing,
+                })?;
             self.rx_tunnel = Some(entry.tunnel);
-            gre.check_checksum()?;
-            match gre.protocol_type() {
-                EtherType::Ipv4 => {}
-                EtherType::Ipv6 => return Err(DropReason::GreInnerIpv6),
+            if gre.checksum_present() && !gre::verify_checksum(payload) {
+                return Err(crate::wire::Error::GreBadChecksum.into());
+            }
+            const IPV4: u16 = EtherType::Ipv4.value();
+            const IPV6: u16 = EtherType::Ipv6.value();
+            match gre.protocol {
+                IPV4 => {}
+                IPV6 => return Err(DropReason::GreInnerIpv6),
                 _ => return Err(DropReason::GreUnsupportedProtocol),
             }
             (entry.tunnel, gre_off + gre.header_len())
