@@ -98,6 +98,5 @@ row "  transmit (rte_eth_tx_burst: net_pcap frees)" "$tx"
 row "  the loop's own work (bursts, clock, stats)" "$((run - rx - tx - handle))"
 row "  pipeline, per packet (WorkerIo::handle)" "$handle"
 row "    route lookup (lookup_group)" "$(incl 'ForwardingTable::lookup_group')"
-row "    TX staging, tunnel counters (send)" "$(incl ':dataplane::worker::pipeline::WorkerIo::send')"
 row "    ESP cipher (cryptodev CPU crypto)" "$(incl ':rte_cryptodev_sym_cpu_crypto_process')"
 if [ -n "${KEEP:-}" ]; then echo "# full profile: $dump"; else echo "# full profile: rerun with KEEP=DIR to keep it"; fi

@@ -531,7 +531,7 @@ impl WorkerIo {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn send(&mut self, port: u16, tunnel: Option<TunnelId>, m: Mbuf, c: &PipelineCounters) {
         let port = port as usize;
         if port >= self.tx_bursts.len() {
