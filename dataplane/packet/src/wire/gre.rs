@@ -38,13 +38,22 @@ pub const BASE_HEADER_LEN: usize = field::BASE_LEN;
 /// Largest GRE header (checksum, key and sequence).
 pub const MAX_HEADER_LEN: usize = 16;
 
-/// Header length implied by the flag word.
+/// Header length implied by the flag word: 4, plus 4 for each of C, K and S. A table indexed
+/// by the top four flag bits (C, R, K, S; R adds nothing: it is rejected), which costs a shift
+/// and a load where the sum of three bit tests cost a dozen instructions per packet.
 #[inline(always)]
 const fn header_len_for(flags: u16) -> usize {
-    field::BASE_LEN
-        + 4 * ((flags & FLAG_C != 0) as usize
-            + (flags & FLAG_K != 0) as usize
-            + (flags & FLAG_S != 0) as usize)
+    const LEN: [u8; 16] = {
+        let mut t = [0u8; 16];
+        let mut i = 0;
+        while i < 16 {
+            let bits = ((i >> 3) & 1) + ((i >> 1) & 1) + (i & 1);
+            t[i] = (field::BASE_LEN + 4 * bits) as u8;
+            i += 1;
+        }
+        t
+    };
+    LEN[(flags >> 12) as usize] as usize
 }
 
 /// A read (and, with `T: AsMut`, write) view of a GRE packet (header + payload).
