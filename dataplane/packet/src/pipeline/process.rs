@@ -32,6 +32,14 @@ const BASE_ENCAP_LEN: usize = MAX_ENCAP_LEN - GRE_KEY_LEN as usize;
 
 type Result<T> = core::result::Result<T, DropReason>;
 
+// Protocol numbers as the header carries them, for the match on the protocol of a packet to
+// a local address (a match on an `IpProtocol` converted from it compiled into a compare chain
+// ahead of the match there).
+const UDP: u8 = IpProtocol::Udp.value();
+const ICMP: u8 = IpProtocol::Icmp.value();
+const GRE: u8 = IpProtocol::Gre.value();
+const ESP: u8 = IpProtocol::Esp.value();
+
 /// The IPv4 header fields the pipeline decides on, read once after validation.
 #[derive(Debug, Clone, Copy)]
 struct IpInfo {
@@ -39,8 +47,8 @@ struct IpInfo {
     total_len: usize,
     src: u32,
     dst: u32,
-    /// Payload protocol number (converted to `IpProtocol` where it is matched, which compiles
-    /// into the match; a stored `IpProtocol` cost a compare chain per packet).
+    /// Payload protocol number (matched against the constants above; a stored `IpProtocol` cost
+    /// a compare chain per packet).
     protocol: u8,
     ttl: u8,
     tos: u8,
@@ -187,7 +195,7 @@ fn fragment_transport(
 /// The flow hash's key by the seed rule ([`ecmp::hashes_ports`]).
 #[inline(always)]
 fn flow_key(ip: &IpInfo, l4: L4) -> FlowKey {
-    if ecmp::hashes_ports(IpProtocol::from(ip.protocol), ip.fragment) {
+    if ecmp::hashes_ports(ip.protocol, ip.fragment) {
         FlowKey::new(ip.src, ip.dst, l4.src_port(), l4.dst_port())
     } else {
         FlowKey::addresses(ip.src, ip.dst)
@@ -635,8 +643,8 @@ impl<B: PacketBuf> Job<'_, B> {
     fn deliver_local(&mut self, ip: IpInfo, local: Local) -> Result<Verdict> {
         // Validated (§7) before any of the decisions below, out of line; GRE carries no L4
         // header, so the common packet, unfragmented GRE without options, skips it.
-        match IpProtocol::from(ip.protocol) {
-            IpProtocol::Gre if local == Local::Endpoint => {
+        match ip.protocol {
+            GRE if local == Local::Endpoint => {
                 if !ip.fragment {
                     self.decap_gre(ip)
                 } else {
@@ -648,7 +656,7 @@ impl<B: PacketBuf> Job<'_, B> {
                     }
                 }
             }
-            IpProtocol::Esp if local == Local::Endpoint => {
+            ESP if local == Local::Endpoint => {
                 self.validate_local(ETH_LEN)?;
                 self.esp(
                     EspCarrier::Ip,
@@ -659,7 +667,7 @@ impl<B: PacketBuf> Job<'_, B> {
                     ip.tos,
                 )
             }
-            IpProtocol::Udp if local == Local::Endpoint => {
+            UDP if local == Local::Endpoint => {
                 self.validate_local(ETH_LEN)?;
                 self.esp(
                     EspCarrier::Udp,
@@ -670,7 +678,7 @@ impl<B: PacketBuf> Job<'_, B> {
                     ip.tos,
                 )
             }
-            IpProtocol::Icmp => {
+            ICMP => {
                 self.validate_local(ETH_LEN)?;
                 self.local_icmp(ETH_LEN, local, Source::Plain)
             }

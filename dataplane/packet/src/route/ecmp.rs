@@ -140,9 +140,13 @@ impl FlowKey {
 
 /// The seed rule: whether a packet's ports are hashed. Only for TCP and UDP packets that are not
 /// fragments (a later fragment has no L4 header; the first must hash like the rest).
+/// `protocol` is the header's raw number: the packet path tests the byte it read, with no
+/// conversion to [`IpProtocol`] in between.
 #[inline]
-pub const fn hashes_ports(protocol: IpProtocol, fragment: bool) -> bool {
-    !fragment && matches!(protocol, IpProtocol::Tcp | IpProtocol::Udp)
+pub const fn hashes_ports(protocol: u8, fragment: bool) -> bool {
+    const TCP: u8 = IpProtocol::Tcp.value();
+    const UDP: u8 = IpProtocol::Udp.value();
+    !fragment && matches!(protocol, TCP | UDP)
 }
 
 /// The flow hash of a packet's fields by the seed rule ([`hashes_ports`]; for a later fragment
@@ -151,7 +155,7 @@ pub const fn hashes_ports(protocol: IpProtocol, fragment: bool) -> bool {
 pub fn flow_hash(
     src: u32,
     dst: u32,
-    protocol: impl Into<IpProtocol>,
+    protocol: impl Into<u8>,
     fragment: bool,
     src_port: u16,
     dst_port: u16,
