@@ -182,6 +182,24 @@ impl<T: Borrow<[u8; HEADER_LEN]>> Ipv4Header<T> {
         u16::from_be_bytes((acc as u16).to_ne_bytes())
     }
 
+    /// Whether the checksum of a header without options (these 20 bytes) is right: their
+    /// one's-complement sum is 0xffff, which for the plain sum of the five native 32-bit words
+    /// means a non-zero multiple of 0xffff (2^16 = 1 modulo 0xffff, so the folds [`Self::sum`]
+    /// does keep the residue). One remainder by a constant instead of four folds.
+    #[inline(always)]
+    pub fn checksum_ok_no_options(&self) -> bool {
+        let h = self.b();
+        let w = |i: usize| u64::from(u32::from_ne_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]));
+        let acc = w(0) + w(4) + w(8) + w(12) + w(16);
+        acc != 0 && acc % 0xffff == 0
+    }
+
+    /// The version and IHL byte (0x45: version 4, no options).
+    #[inline(always)]
+    pub fn version_ihl(&self) -> u8 {
+        self.b()[field::VER_IHL]
+    }
+
     /// Whether the header checksum is right; `packet` is the buffer the header starts (holding
     /// the options, if any).
     #[inline(always)]
@@ -989,6 +1007,18 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn checksum_test_agrees_with_the_folded_sum(mut h in any::<[u8; HEADER_LEN]>(), fix in any::<bool>()) {
+            if fix {
+                h[10..12].fill(0);
+                let ck = checksum::checksum(&h);
+                h[10..12].copy_from_slice(&ck.to_be_bytes());
+            }
+            let v = Ipv4Header::new(&h);
+            prop_assert_eq!(v.checksum_ok_no_options(), v.sum() == 0xffff);
+            prop_assert_eq!(v.checksum_ok_no_options(), checksum::sum(&h) == 0xffff);
+        }
+
         #[test]
         fn emit_parse_round_trip(repr in arb_repr(), fill in any::<u8>()) {
             prop_assume!(repr.frag_offset as u32 + repr.payload_len as u32 <= 65535);
