@@ -117,7 +117,9 @@ fn ipv4_info(
         return Err(W::Ipv4BadTotalLength.into());
     }
     let flags = h.flags_offset();
-    if usize::from(flags & OFFSET_MASK) * 8 + (total_len - header_len) > usize::from(u16::MAX) {
+    // Only a fragment at an offset can end past 65535 (a total length is at most that).
+    let offset = usize::from(flags & OFFSET_MASK);
+    if offset != 0 && offset * 8 + (total_len - header_len) > usize::from(u16::MAX) {
         return Err(W::Ipv4BadFragmentOffset.into());
     }
     Ok(IpInfo {
