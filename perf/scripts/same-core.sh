@@ -8,6 +8,8 @@
 #   bash perf/scripts/same-core.sh                                  # every profile, 3 rounds x 5 s
 #   PROFILES="encap decap" ROUNDS=5 RUN_SECONDS=8 bash perf/scripts/same-core.sh
 #   CONTENDERS="conduit ovs" KEEP=/tmp/sc bash perf/scripts/same-core.sh   # keep captures, configs, logs
+#   BASELINE=/tmp/old/release/conduit CONTENDERS="conduit conduit-base testpmd-macswap" ...
+#                            # A/B: an earlier build of the appliance as one more contender
 #   SKIP_SETUP=1 SKIP_BUILD=1 ...                                    # no package or cargo step
 #   PERF_STAT=1 ...          # also perf stat of conduit's worker thread: cycles, instructions, misses per packet
 #
@@ -129,11 +131,12 @@ perf_per_packet() { # perf-output conduit-log -> "event value" lines: per packet
 # PERF_STAT=1: perf stat of the worker thread over the measured seconds (replay_conduit's hook).
 perf_stat_hook() { perf_stat_worker "$1" "$work/perfstat.$stat_profile"; }
 
-run_conduit() { # profile
-    local log="$work/log.$1.conduit" hook=""
+run_conduit() { # profile [contender binary]: conduit, or conduit-base with $BASELINE
+    local c=${2:-conduit} bin=${3:-$conduit}
+    local log="$work/log.$1.$c" hook=""
     rm -f "$work/perfstat.$1"
-    if [ "${PERF_STAT:-0}" = 1 ]; then hook=perf_stat_hook; stat_profile=$1; fi
-    replay_conduit "$conduit" "$work/$1.pcap" "$work/$1.yaml" "$log" sc-conduit $hook >>"$work/r.$1.conduit"
+    if [ "${PERF_STAT:-0}" = 1 ] && [ "$c" = conduit ]; then hook=perf_stat_hook; stat_profile=$1; fi
+    replay_conduit "$bin" "$work/$1.pcap" "$work/$1.yaml" "$log" sc-conduit $hook >>"$work/r.$1.$c"
     if [ -s "$work/perfstat.$1" ]; then perf_per_packet "$work/perfstat.$1" "$log" >>"$work/p.$1"; fi
     [ -n "$tsc_mhz" ] || tsc_mhz=$(awk '/ TSC [0-9.]+ GHz/ {for (i = 1; i < NF; i++) if ($i == "TSC") {print $(i + 1) * 1000; exit}}' "$log")
 }
@@ -239,11 +242,16 @@ for p in $profiles; do
 done
 clean_hugepages
 read -r -a order <<<"$contenders"
+if [[ " $contenders " == *" conduit-base "* ]] && [ ! -x "${BASELINE:-}" ]; then
+    echo "the conduit-base contender needs BASELINE=an appliance binary (e.g. an earlier build)" >&2
+    exit 2
+fi
 for r in $(seq 1 "$rounds"); do
     for p in $profiles; do
         for c in "${order[@]}"; do
             case $c in
                 conduit) run_conduit "$p" ;;
+                conduit-base) run_conduit "$p" conduit-base "$BASELINE" ;;
                 testpmd-io) run_testpmd "$p" io ;;
                 testpmd-macswap) run_testpmd "$p" macswap ;;
                 ovs) run_ovs "$p" ;;
@@ -263,12 +271,13 @@ echo "# $(date -u +%Y-%m-%dT%H:%MZ), medians of $rounds rounds x ${secs}s (after
 echo "# $(nproc) CPUs: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), TSC ${tsc_mhz:-?} MHz, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 printf "%-8s %-16s %8s %10s %6s %9s %9s %9s %9s\n" profile contender Mpps cycles/pkt fwd cyc/msw cyc/ovs Mpps/msw Mpps/ovs
 for p in $profiles; do
-    cc=$(col 2 "$work/r.$p.conduit"); mc=$(col 2 "$work/r.$p.testpmd-macswap"); oc=$(col 2 "$work/r.$p.ovs")
-    cm=$(col 1 "$work/r.$p.conduit"); mm=$(col 1 "$work/r.$p.testpmd-macswap"); om=$(col 1 "$work/r.$p.ovs")
+    mc=$(col 2 "$work/r.$p.testpmd-macswap"); oc=$(col 2 "$work/r.$p.ovs")
+    mm=$(col 1 "$work/r.$p.testpmd-macswap"); om=$(col 1 "$work/r.$p.ovs")
     for c in $contenders; do
         f="$work/r.$p.$c"
         r1=""; r2=""; r3=""; r4=""
-        if [ "$c" = conduit ]; then
+        if [ "$c" = conduit ] || [ "$c" = conduit-base ]; then
+            cc=$(col 2 "$f"); cm=$(col 1 "$f")
             r1=$(ratio "$cc" "$mc"); r2=$(ratio "$cc" "$oc"); r3=$(ratio "$cm" "$mm"); r4=$(ratio "$cm" "$om")
         fi
         printf "%-8s %-16s %8.2f %10.1f %6.3f %9s %9s %9s %9s\n" "$p" "$c" "$(col 1 "$f")" "$(col 2 "$f")" \
