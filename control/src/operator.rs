@@ -137,7 +137,7 @@ pub fn lookup(plane: &ControlPlane, flow: Flow) -> Lookup {
         prefix,
         candidates,
         chosen,
-        ports_hashed: conduit_packet::route::ecmp::hashes_ports(flow.protocol.into(), false),
+        ports_hashed: conduit_packet::route::ecmp::hashes_ports(flow.protocol, false),
         generation: plane.generation(),
     }
 }
