@@ -71,6 +71,7 @@ pub fn forwarding_table(
     }
     Ok(ForwardingTable::builder()
         .mode(config.ecmp.mode)
+        .buckets(config.ecmp.buckets as usize)
         .tunnels(tunnels)
         .routes(routes)
         .build()?)

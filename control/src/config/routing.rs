@@ -84,8 +84,10 @@ pub struct EcmpConfig {
 
 /// Default bucket count: the size of the forwarding table's bucket runs ([`ecmp::BUCKETS`]).
 pub const DEFAULT_BUCKETS: u32 = ecmp::BUCKETS as u32;
-/// Allowed bucket counts (powers of two within).
-pub const BUCKETS_RANGE: std::ops::RangeInclusive<u32> = 64..=65536;
+/// Allowed bucket counts (powers of two within): the forwarding table's
+/// ([`ecmp::BUCKET_RANGE`]).
+pub const BUCKETS_RANGE: std::ops::RangeInclusive<u32> =
+    (*ecmp::BUCKET_RANGE.start() as u32)..=(*ecmp::BUCKET_RANGE.end() as u32);
 
 fn default_buckets() -> u32 {
     DEFAULT_BUCKETS

@@ -100,6 +100,17 @@ fn error(text: &str) -> String {
     }
 }
 
+#[test]
+fn the_tables_use_the_configured_bucket_count() {
+    let c = parse(FULL).unwrap();
+    assert_eq!(c.ecmp.buckets, 1024);
+    let table = crate::tables::forwarding_table(&c, &[]).unwrap();
+    assert_eq!(table.bucket_count(), 1024);
+    let c = parse(&FULL.replacen("buckets: 1024", "buckets: 65536", 1)).unwrap();
+    let table = crate::tables::forwarding_table(&c, &[]).unwrap();
+    assert_eq!(table.bucket_count(), 65536);
+}
+
 /// Replaces the exactly-once occurring `from` in FULL and returns the error message.
 fn full_with(from: &str, to: &str) -> String {
     assert_eq!(FULL.matches(from).count(), 1, "{from:?} must occur once");

@@ -25,8 +25,8 @@
 //!
 //! * [`EcmpMode::Modulo`] (default, the seed's rule): `hash % n` over the members, sorted by
 //!   tunnel id. Weights are ignored. Any change of `n` remaps most flows.
-//! * [`EcmpMode::Weighted`]: a table of [`BUCKETS`] buckets filled in proportion to the weights
-//!   (VPP `load_balance` style); `bucket = hash % BUCKETS`.
+//! * [`EcmpMode::Weighted`]: a table of buckets (the table's count, [`BUCKETS`] by default)
+//!   filled in proportion to the weights (VPP `load_balance` style); `bucket = hash % buckets`.
 //! * [`EcmpMode::Resilient`]: the same bucket table, but each bucket is owned by the member with
 //!   the highest weighted rendezvous (HRW) score for that bucket. The owner is a pure function of
 //!   (bucket, member set), so two appliances with the same config agree and a rebuild from
@@ -46,12 +46,16 @@ pub const FMIX_C2: u64 = 0xC4CE_B9FE_1A85_EC53;
 /// Salt that separates rendezvous scores from flow hashes ("HRW-rndv" in ASCII).
 pub const HRW_SALT: u64 = 0x4852_572D_726E_6476;
 
-/// Buckets in a weighted or resilient group. A power of two, so `hash % BUCKETS` is a mask;
-/// 4096 gives weights a precision of 1/4096; resilient buckets are drawn by hashing, so a member's
-/// share of `n` equal members deviates from `1/n` by a relative `sqrt((n - 1) / 4096)` (1 sd):
-/// about 1.6% at n = 2 and 6% at n = 16. More buckets would balance better but cost 2 bytes each
-/// per distinct group.
+/// Buckets in a weighted or resilient group unless the table is built with another count
+/// ([`BUCKET_RANGE`], a power of two, so `hash % buckets` is a mask). 4096 gives weights a
+/// precision of 1/4096; resilient buckets are drawn by hashing, so a member's share of `n`
+/// equal members deviates from `1/n` by a relative `sqrt((n - 1) / buckets)` (1 sd): about 1.6%
+/// at n = 2 and 6% at n = 16 with 4096. More buckets balance better but cost 2 bytes each per
+/// distinct group.
 pub const BUCKETS: usize = 4096;
+
+/// The bucket counts a table may be built with (powers of two only).
+pub const BUCKET_RANGE: std::ops::RangeInclusive<usize> = 64..=65536;
 
 /// Smallest and largest route weight.
 pub const WEIGHT_RANGE: std::ops::RangeInclusive<u16> = 1..=256;
@@ -185,10 +189,10 @@ pub const fn fastmod(hash: u32, n: u32, multiplier: u64) -> u32 {
     ((low as u128 * n as u128) >> 64) as u32
 }
 
-/// The bucket a hash falls in (weighted and resilient modes).
+/// The bucket a hash falls in among `buckets` (a power of two; weighted and resilient modes).
 #[inline]
-pub const fn bucket_of(hash: u32) -> usize {
-    hash as usize % BUCKETS
+pub const fn bucket_of(hash: u32, buckets: usize) -> usize {
+    hash as usize & (buckets - 1)
 }
 
 /// Fills `buckets` with member indices in proportion to `weights` (largest-remainder rounding,
@@ -198,15 +202,16 @@ pub const fn bucket_of(hash: u32) -> usize {
 /// than a thousand members).
 ///
 /// # Panics
-/// If `weights` is empty, longer than [`BUCKETS`], or contains a zero.
-pub fn fill_weighted(weights: &[u16], buckets: &mut [u16; BUCKETS]) {
+/// If `weights` is empty, longer than `buckets`, or contains a zero.
+pub fn fill_weighted(weights: &[u16], buckets: &mut [u16]) {
+    let n = buckets.len();
     assert!(
-        !weights.is_empty() && weights.len() <= BUCKETS,
-        "1..=BUCKETS members"
+        !weights.is_empty() && weights.len() <= n,
+        "1..=buckets members"
     );
     assert!(weights.iter().all(|&w| w > 0), "weights must be positive");
     let total: u64 = weights.iter().map(|&w| u64::from(w)).sum();
-    let b = BUCKETS as u64;
+    let b = n as u64;
     let mut counts: Vec<usize> = weights
         .iter()
         .map(|&w| (b * u64::from(w) / total) as usize)
@@ -215,7 +220,7 @@ pub fn fill_weighted(weights: &[u16], buckets: &mut [u16; BUCKETS]) {
     let mut by_remainder: Vec<usize> = (0..weights.len()).collect();
     // Stable sort: equal remainders keep index order.
     by_remainder.sort_by_key(|&i| std::cmp::Reverse(b * u64::from(weights[i]) % total));
-    for &i in by_remainder.iter().take(BUCKETS - assigned) {
+    for &i in by_remainder.iter().take(n - assigned) {
         counts[i] += 1;
     }
     let mut next = 0;
@@ -223,7 +228,7 @@ pub fn fill_weighted(weights: &[u16], buckets: &mut [u16; BUCKETS]) {
         buckets[next..next + count].fill(member as u16);
         next += count;
     }
-    debug_assert_eq!(next, BUCKETS);
+    debug_assert_eq!(next, n);
 }
 
 /// The rendezvous score hash of a member for a bucket. A bijection of (member, bucket), so two
@@ -269,7 +274,7 @@ fn neg_log2(x: u64) -> u64 {
 ///
 /// # Panics
 /// If `members` is empty, longer than `u16::MAX + 1`, or a weight is zero.
-pub fn fill_resilient(members: &[(u32, u16)], buckets: &mut [u16; BUCKETS]) {
+pub fn fill_resilient(members: &[(u32, u16)], buckets: &mut [u16]) {
     assert!(
         !members.is_empty() && members.len() <= 1 << 16,
         "1..=65536 members"
@@ -433,7 +438,7 @@ mod tests {
                 i as u16,
                 443,
             );
-            counts[bucket_of(h)] += 1;
+            counts[bucket_of(h, BUCKETS)] += 1;
         }
         let expected = f64::from(n) / BUCKETS as f64;
         let chi2: f64 = counts

@@ -293,11 +293,14 @@ pub enum BuildError {
         next_hop: NextHop,
         weight: u16,
     },
-    #[error("route {prefix}/{len}: {members} equal-cost tunnels exceed the {max} buckets", max = BUCKETS)]
+    #[error("{0} ECMP buckets: not a power of two in {min}..={max}", min = ecmp::BUCKET_RANGE.start(), max = ecmp::BUCKET_RANGE.end())]
+    InvalidBuckets(usize),
+    #[error("route {prefix}/{len}: {members} equal-cost tunnels exceed the {max} buckets")]
     GroupTooLarge {
         prefix: Ipv4Addr,
         len: u8,
         members: usize,
+        max: usize,
     },
     #[error(transparent)]
     Prefix(#[from] LpmError),
@@ -327,7 +330,7 @@ pub struct PrefixUse<'a> {
 }
 
 /// Group header: a run of `members` and, for bucket modes with several members, a run of
-/// [`BUCKETS`] member indices in `buckets`.
+/// the table's bucket count of member indices in `buckets`.
 #[derive(Debug, Clone, Copy)]
 struct Group {
     first_member: u32,
@@ -355,18 +358,33 @@ pub struct ForwardingTable {
     groups: Box<[Group]>,
     members: Box<[NextHop]>,
     buckets: Box<[u16]>,
+    /// Buckets per bucketed group (a power of two).
+    bucket_count: usize,
     /// Sorted by (prefix, len); for [`ForwardingTable::describe`].
     prefixes: Box<[PrefixEntry]>,
     mode: EcmpMode,
 }
 
 /// Collects the plain inputs of a [`ForwardingTable`].
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ForwardingTableBuilder {
     tunnels: Vec<(TunnelId, Health)>,
     routes: Vec<Route>,
     mode: EcmpMode,
+    buckets: usize,
     penalties: Penalties,
+}
+
+impl Default for ForwardingTableBuilder {
+    fn default() -> Self {
+        ForwardingTableBuilder {
+            tunnels: Vec::new(),
+            routes: Vec::new(),
+            mode: EcmpMode::default(),
+            buckets: BUCKETS,
+            penalties: Penalties::default(),
+        }
+    }
 }
 
 impl ForwardingTableBuilder {
@@ -377,6 +395,14 @@ impl ForwardingTableBuilder {
     /// Selection among equal-cost tunnels (default [`EcmpMode::Modulo`]).
     pub fn mode(mut self, mode: EcmpMode) -> Self {
         self.mode = mode;
+        self
+    }
+
+    /// Buckets per group in the weighted and resilient modes (default [`BUCKETS`]); `build`
+    /// fails with [`BuildError::InvalidBuckets`] unless it is a power of two in
+    /// [`ecmp::BUCKET_RANGE`].
+    pub fn buckets(mut self, buckets: usize) -> Self {
+        self.buckets = buckets;
         self
     }
 
@@ -467,7 +493,10 @@ impl ForwardingTableBuilder {
         let mut prefixes: Vec<PrefixEntry> = Vec::new();
         let mut lpm_entries: Vec<(u32, u8, u32)> = Vec::new();
         let mut key: Vec<(NextHop, u16)> = Vec::new();
-        let mut bucket_scratch = [0u16; BUCKETS];
+        if !self.buckets.is_power_of_two() || !ecmp::BUCKET_RANGE.contains(&self.buckets) {
+            return Err(BuildError::InvalidBuckets(self.buckets));
+        }
+        let mut bucket_scratch = vec![0u16; self.buckets];
 
         for run in routes.chunk_by(|a, b| (a.0, a.1) == (b.0, b.1)) {
             let (prefix, len) = (run[0].0, run[0].1);
@@ -499,11 +528,12 @@ impl ForwardingTableBuilder {
                 None => {
                     let g = GroupId(groups.len() as u32);
                     let bucketed = self.mode != EcmpMode::Modulo && key.len() > 1;
-                    if bucketed && key.len() > BUCKETS {
+                    if bucketed && key.len() > self.buckets {
                         return Err(BuildError::GroupTooLarge {
                             prefix: addr,
                             len,
                             members: key.len(),
+                            max: self.buckets,
                         });
                     }
                     let first_bucket = if bucketed {
@@ -549,6 +579,7 @@ impl ForwardingTableBuilder {
             groups: groups.into_boxed_slice(),
             members: members.into_boxed_slice(),
             buckets: buckets.into_boxed_slice(),
+            bucket_count: self.buckets,
             prefixes: prefixes.into_boxed_slice(),
             mode: self.mode,
         })
@@ -576,7 +607,8 @@ impl ForwardingTable {
         let index = if g.first_bucket == NO_BUCKETS {
             ecmp::fastmod(flow_hash, g.members, g.multiplier)
         } else {
-            u32::from(self.buckets[g.first_bucket as usize + ecmp::bucket_of(flow_hash)])
+            let b = ecmp::bucket_of(flow_hash, self.bucket_count);
+            u32::from(self.buckets[g.first_bucket as usize + b])
         };
         self.members[(g.first_member + index) as usize]
     }
@@ -625,6 +657,11 @@ impl ForwardingTable {
     /// The ECMP mode the table was built with.
     pub fn mode(&self) -> EcmpMode {
         self.mode
+    }
+
+    /// Buckets per group in the weighted and resilient modes.
+    pub fn bucket_count(&self) -> usize {
+        self.bucket_count
     }
 
     pub fn stats(&self) -> TableStats {
@@ -939,6 +976,53 @@ mod tests {
         }))
         .build()
         .unwrap()
+    }
+
+    #[test]
+    fn the_bucket_count_is_the_builders() {
+        let build = |mode: EcmpMode, n: u32, buckets: usize| {
+            let b = ForwardingTable::builder().mode(mode).buckets(buckets);
+            let b = b.tunnels((0..n).map(|i| (TunnelId(i), Health::Healthy)));
+            b.routes((0..n).map(|i| Route {
+                weight: if i == 0 { 1 } else { 3 },
+                ..Route::new(0, 0, TunnelId(i), 10)
+            }))
+            .build()
+        };
+        // Weighted 1:3 over 64 buckets: exactly 16 and 48, each hash's low six bits its bucket.
+        let t = build(EcmpMode::Weighted, 2, 64).unwrap();
+        assert_eq!(t.bucket_count(), 64);
+        let g = t.lookup_group(0).unwrap();
+        let first = (0..64u32)
+            .filter(|&h| t.select_in(g, h) == NextHop::Tunnel(TunnelId(0)))
+            .count();
+        assert_eq!(first, 16);
+        assert_eq!(t.select_in(g, 5), t.select_in(g, 5 + 64 * 1001));
+        // More members than buckets, and counts that are no table's.
+        let err = build(EcmpMode::Resilient, 65, 64).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                BuildError::GroupTooLarge {
+                    members: 65,
+                    max: 64,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        for bad in [0, 32, 1000, 1 << 17] {
+            let err = build(EcmpMode::Weighted, 2, bad).unwrap_err();
+            assert_eq!(err, BuildError::InvalidBuckets(bad));
+        }
+        assert_eq!(
+            BuildError::InvalidBuckets(1000).to_string(),
+            "1000 ECMP buckets: not a power of two in 64..=65536"
+        );
+        assert_eq!(
+            build(EcmpMode::Modulo, 2, 65536).unwrap().bucket_count(),
+            65536
+        );
     }
 
     #[test]
