@@ -70,7 +70,7 @@ fn parse_ipv4(bytes: &[u8]) -> Result<IpInfo> {
     use crate::wire::Error as W;
     let h = Ipv4Header::from_prefix(bytes).ok_or(W::Ipv4Truncated)?;
     if h.version_ihl() != 0x45 {
-        return parse_ipv4_other(bytes);
+        return parse_ipv4_other(h, bytes);
     }
     let info = ipv4_info(h, bytes, ipv4::HEADER_LEN)?;
     if !h.checksum_ok_no_options() {
@@ -83,9 +83,8 @@ fn parse_ipv4(bytes: &[u8]) -> Result<IpInfo> {
 /// options. Out of line: options are rare, and the rest are errors.
 #[cold]
 #[inline(never)]
-fn parse_ipv4_other(bytes: &[u8]) -> Result<IpInfo> {
+fn parse_ipv4_other(h: Ipv4Header<&[u8; ipv4::HEADER_LEN]>, bytes: &[u8]) -> Result<IpInfo> {
     use crate::wire::Error as W;
-    let h = Ipv4Header::from_prefix(bytes).ok_or(W::Ipv4Truncated)?;
     if h.version() != 4 {
         return Err(W::Ipv4BadVersion.into());
     }

@@ -171,10 +171,8 @@ impl<T: Borrow<[u8; HEADER_LEN]>> Ipv4Header<T> {
     /// [`checksum::sum`] undoes the same way.
     #[inline(always)]
     pub fn sum(&self) -> u16 {
-        let h = self.b();
-        let w = |i: usize| u64::from(u32::from_ne_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]));
         // Below 5 * 2^32: one 32-bit fold, then three 16-bit folds reach 16 bits.
-        let acc = w(0) + w(4) + w(8) + w(12) + w(16);
+        let acc = self.word_sum();
         let acc = (acc & 0xffff_ffff) + (acc >> 32);
         let acc = (acc & 0xffff) + (acc >> 16);
         let acc = (acc & 0xffff) + (acc >> 16);
@@ -188,10 +186,16 @@ impl<T: Borrow<[u8; HEADER_LEN]>> Ipv4Header<T> {
     /// does keep the residue). One remainder by a constant instead of four folds.
     #[inline(always)]
     pub fn checksum_ok_no_options(&self) -> bool {
+        let acc = self.word_sum();
+        acc != 0 && acc % 0xffff == 0
+    }
+
+    /// The plain sum of the 20 bytes as five native 32-bit words (below 5 * 2^32).
+    #[inline(always)]
+    fn word_sum(&self) -> u64 {
         let h = self.b();
         let w = |i: usize| u64::from(u32::from_ne_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]));
-        let acc = w(0) + w(4) + w(8) + w(12) + w(16);
-        acc != 0 && acc % 0xffff == 0
+        w(0) + w(4) + w(8) + w(12) + w(16)
     }
 
     /// The version and IHL byte (0x45: version 4, no options).
